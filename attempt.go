@@ -1,0 +1,142 @@
+package axes
+
+import "time"
+
+// Attempt is a reservation made by Limiter.Begin: one attempt reserved in
+// every dimension of a key. It is a plain value (Begin allocates nothing);
+// settle it exactly once with Fail or Succeed, through a pointer, and do not
+// copy it after settling. Settling twice, or settling a refused attempt, is
+// a no-op.
+type Attempt struct {
+	l       *Limiter
+	key     Key
+	verdict Verdict
+	state   uint8 // attemptRefused, attemptPending or attemptSettled
+	n       uint8
+	limit   int32
+	jitter  float64
+	cooloff int64
+	fields  [8]Fields
+	digests [8]Digest
+	gens    [8]uint32
+	ipKey   Digest
+	userKey Digest
+}
+
+const (
+	attemptRefused = iota
+	attemptPending
+	attemptSettled
+)
+
+// Begin reserves one attempt of k in every dimension, atomically on the
+// memory store, before the password is checked. If the returned attempt is
+// Allowed, check the password and settle with Fail or Succeed; if not,
+// refuse the request without checking the password (Verdict says why and
+// for how long).
+//
+// Guarantee: while a dimension is not locked, the number of admitted
+// attempts that are either in flight or settled as failures never exceeds
+// the limit, however many goroutines race; once a lock ends while its
+// failures are still remembered (a Window longer than the lock), one
+// attempt at a time is admitted and its failure locks again. A reservation
+// not settled within the reserve timeout (WithReserveTimeout) counts as a
+// failure, as if the handler had crashed mid-check.
+func (l *Limiter) Begin(k Key) Attempt {
+	a := Attempt{l: l, key: k}
+	if lr, reason := l.listed(&k); lr != listNone {
+		if lr == listRefused {
+			l.refusedByList(&k, reason)
+			a.verdict = listVerdict(reason, l.rule.Limit)
+		} else {
+			a.verdict = Verdict{Limit: l.rule.Limit}
+			a.state = attemptSettled // exempt: admitted, nothing to settle
+		}
+		return a
+	}
+	rule := l.forAttempt(&k)
+	var dims [8]Dim
+	req := Request{Op: OpBegin, Rule: &rule, Now: l.clock(), Identity: l.identity(&k)}
+	n := l.digests(&k, &dims, true)
+	req.Dims = dims[:n]
+	if err := l.run(&req); err != nil {
+		a.verdict = Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
+		return a
+	}
+	a.verdict = l.finish(OpBegin, &k, &req, &a)
+	if a.verdict.Locked {
+		return a
+	}
+	a.state = attemptPending
+	a.n = uint8(n)
+	a.limit = int32(rule.Limit)
+	a.jitter = rule.JitterScale
+	a.cooloff = int64(rule.Cooloff)
+	for i := range n {
+		a.fields[i] = dims[i].Fields
+		a.digests[i] = dims[i].Digest
+		a.gens[i] = dims[i].Gen
+		if dims[i].IPKey != (Digest{}) {
+			a.ipKey = dims[i].IPKey
+		}
+		if dims[i].UserKey != (Digest{}) {
+			a.userKey = dims[i].UserKey
+		}
+	}
+	return a
+}
+
+// Allowed reports whether the attempt was admitted: the password may be
+// checked.
+func (a *Attempt) Allowed() bool { return a.l != nil && !a.verdict.Locked }
+
+// Verdict returns the verdict of Begin, or of the settle once settled.
+func (a *Attempt) Verdict() Verdict { return a.verdict }
+
+// Fail settles the attempt as a failed login and returns the verdict,
+// locked if this failure reached the limit.
+func (a *Attempt) Fail() Verdict {
+	if a.state != attemptPending {
+		return a.verdict
+	}
+	a.verdict = a.settle(OpSettleFail)
+	return a.verdict
+}
+
+// Succeed settles the attempt as a successful login.
+func (a *Attempt) Succeed() {
+	if a.state != attemptPending {
+		return
+	}
+	a.verdict = a.settle(OpSettleSuccess)
+}
+
+func (a *Attempt) settle(op Op) Verdict {
+	a.state = attemptSettled
+	l := a.l
+	rule := l.rule
+	rule.Limit = int(a.limit)
+	rule.JitterScale = a.jitter
+	rule.Cooloff = time.Duration(a.cooloff)
+	var dims [8]Dim
+	for i := range int(a.n) {
+		d := &dims[i]
+		d.Fields = a.fields[i]
+		d.Digest = a.digests[i]
+		d.Gen = a.gens[i]
+		if d.Fields&IP != 0 {
+			d.IPKey = a.ipKey
+		}
+		if d.Fields&Username != 0 {
+			d.UserKey = a.userKey
+		}
+	}
+	req := Request{Op: op, Rule: &rule, Now: l.clock(), Dims: dims[:a.n]}
+	if op == OpSettleFail {
+		req.Identity = l.identity(&a.key)
+	}
+	if err := l.run(&req); err != nil {
+		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
+	}
+	return l.finish(op, &a.key, &req, a)
+}

@@ -1,0 +1,307 @@
+package axes
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"net/netip"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Fields says which parts of a Key a dimension counts. Combine them with |:
+// axes.IP|axes.Username counts each (IP, username) pair separately.
+type Fields uint8
+
+// The fields of a Key that a dimension can count.
+const (
+	IP        Fields = 1 << iota // the client IP, grouped by Policy.IPv6Prefix for IPv6
+	Username                     // the username, after Policy.NormalizeUsername
+	UserAgent                    // the User-Agent header as sent
+
+	allFields = IP | Username | UserAgent
+)
+
+// String returns the fields joined by "+", such as "ip+username", or "none".
+func (f Fields) String() string {
+	if f == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for _, x := range [...]struct {
+		f    Fields
+		name string
+	}{{IP, "ip"}, {Username, "username"}, {UserAgent, "user_agent"}} {
+		if f&x.f != 0 {
+			if b.Len() > 0 {
+				b.WriteByte('+')
+			}
+			b.WriteString(x.name)
+		}
+	}
+	if f&^allFields != 0 {
+		if b.Len() > 0 {
+			b.WriteByte('+')
+		}
+		b.WriteString("unknown")
+	}
+	return b.String()
+}
+
+// Key identifies the client of one login attempt. The zero IP is a valid
+// value: every attempt whose address is unknown shares one "unknown address"
+// bucket, distinct from every real address, so resolve the client IP before
+// counting (see package axeshttp). Usernames and user agents may be any bytes,
+// of any length; the limiter keeps only their digests (and, for current locks,
+// a truncated copy for Lockouts).
+type Key struct {
+	IP        netip.Addr
+	Username  string
+	UserAgent string
+}
+
+// Digest is a keyed 128-bit digest of one dimension of a Key: the fields the
+// dimension counts, each tagged and length-prefixed, hashed with the
+// limiter's secret. Stores index entries by it and compare it whole.
+type Digest struct{ Hi, Lo uint64 }
+
+// String returns the digest as 32 hexadecimal digits.
+func (d Digest) String() string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], d.Hi)
+	binary.BigEndian.PutUint64(b[8:], d.Lo)
+	return hex.EncodeToString(b[:])
+}
+
+// IsZero reports whether d is the zero digest.
+func (d Digest) IsZero() bool { return d.Hi == 0 && d.Lo == 0 }
+
+// Field tags: each field is hashed under its own tag so that a username
+// spelling an IP address never meets that address.
+const (
+	tagIP        = 'I'
+	tagUsername  = 'U'
+	tagUserAgent = 'A'
+	tagDimension = 'D'
+)
+
+// hasher derives digests from a limiter's secret. Its zero value is not
+// usable; see newHasher.
+type hasher struct {
+	k [4]uint64 // seeds: k[0], k[1] for fields, k[2], k[3] for dimensions
+}
+
+func newHasher(secret []byte) hasher {
+	var h hasher
+	for i := range h.k {
+		var d xxhash.Digest
+		d.ResetWithSeed(0x9e3779b97f4a7c15 * uint64(i+1))
+		d.Write([]byte("axes-go/seed/v1"))
+		d.Write(secret)
+		h.k[i] = d.Sum64()
+	}
+	return h
+}
+
+// ipBytes is the canonical 17-byte form of an address after grouping: a
+// family byte (0 unknown, 4, or 6 plus the prefix bits) and the masked
+// 16-byte address.
+type ipBytes [17]byte
+
+// canonicalIP unmaps IPv4-mapped IPv6, drops zones and masks IPv6 to
+// v6bits. It returns the grouped prefix (invalid for the zero address).
+func canonicalIP(a netip.Addr, v6bits int) netip.Prefix {
+	if !a.IsValid() {
+		return netip.Prefix{}
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(v6bits) // v6bits is validated to 1..128
+	return p
+}
+
+func encodeIP(p netip.Prefix) (b ipBytes) {
+	if !p.IsValid() {
+		return b // the unknown-address bucket: family 0
+	}
+	a := p.Addr()
+	if a.Is4() {
+		b[0] = 4
+	} else {
+		b[0] = 0x80 | byte(p.Bits()) // 6 with bits; never collides with 4 or 0
+	}
+	a16 := a.As16()
+	copy(b[1:], a16[:])
+	return b
+}
+
+// fieldDigest hashes one tagged, length-prefixed string field.
+func (h *hasher) fieldDigest(tag byte, s string) Digest {
+	var hdr [9]byte
+	hdr[0] = tag
+	binary.LittleEndian.PutUint64(hdr[1:], uint64(len(s)))
+	var d xxhash.Digest
+	d.ResetWithSeed(h.k[0])
+	d.Write(hdr[:])
+	d.WriteString(s)
+	hi := d.Sum64()
+	d.ResetWithSeed(h.k[1])
+	d.Write(hdr[:])
+	d.WriteString(s)
+	return Digest{hi, d.Sum64()}
+}
+
+// usernameDigest hashes the default normal form of s (see
+// DefaultNormalizeUsername) without building it.
+func (h *hasher) usernameDigest(s string) Digest {
+	s = strings.TrimSpace(s)
+	if !needsLower(s) {
+		return h.fieldDigest(tagUsername, s)
+	}
+	n := loweredLen(s)
+	var hdr [9]byte
+	hdr[0] = tagUsername
+	binary.LittleEndian.PutUint64(hdr[1:], uint64(n))
+	var d0, d1 xxhash.Digest
+	d0.ResetWithSeed(h.k[0])
+	d1.ResetWithSeed(h.k[1])
+	d0.Write(hdr[:])
+	d1.Write(hdr[:])
+	var buf [256]byte
+	for len(s) > 0 {
+		out, rest := lowerChunk(buf[:0], s)
+		d0.Write(out)
+		d1.Write(out)
+		s = rest
+	}
+	return Digest{d0.Sum64(), d1.Sum64()}
+}
+
+// needsLower reports whether lower-casing s could change it.
+func needsLower(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= utf8.RuneSelf || ('A' <= c && c <= 'Z') {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerRune returns the lower-case form of the rune at the start of s and
+// its width; invalid bytes are kept as they are (width 1, ok false) so that
+// distinct invalid names stay distinct.
+func lowerRune(s string) (r rune, width int, ok bool) {
+	c := s[0]
+	if c < utf8.RuneSelf {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		return rune(c), 1, true
+	}
+	r, width = utf8.DecodeRuneInString(s)
+	if r == utf8.RuneError && width == 1 {
+		return 0, 1, false
+	}
+	return unicode.ToLower(r), width, true
+}
+
+func loweredLen(s string) int {
+	n := 0
+	for len(s) > 0 {
+		r, w, ok := lowerRune(s)
+		if ok {
+			n += utf8.RuneLen(r)
+		} else {
+			n++
+		}
+		s = s[w:]
+	}
+	return n
+}
+
+// lowerChunk appends the lowered form of a prefix of s to dst, stopping
+// before dst would outgrow its capacity, and returns the rest of s.
+func lowerChunk(dst []byte, s string) ([]byte, string) {
+	for len(s) > 0 && cap(dst)-len(dst) >= utf8.UTFMax {
+		r, w, ok := lowerRune(s)
+		if ok {
+			dst = utf8.AppendRune(dst, r)
+		} else {
+			dst = append(dst, s[0])
+		}
+		s = s[w:]
+	}
+	return dst, s
+}
+
+// DefaultNormalizeUsername is the username normaliser used when
+// Policy.NormalizeUsername is nil: it trims Unicode white space and maps
+// letters to lower case (simple case mapping). Bytes that are not valid
+// UTF-8 are kept as they are, so distinct invalid names stay distinct. The
+// limiter applies it while hashing, without allocating.
+func DefaultNormalizeUsername(s string) string {
+	s = strings.TrimSpace(s)
+	if !needsLower(s) {
+		return s
+	}
+	b := make([]byte, 0, loweredLen(s))
+	for len(s) > 0 {
+		r, w, ok := lowerRune(s)
+		if ok {
+			b = utf8.AppendRune(b, r)
+		} else {
+			b = append(b, s[0])
+		}
+		s = s[w:]
+	}
+	return string(b)
+}
+
+// fieldSet holds the per-field digests of one Key, computed once and shared
+// by every dimension that counts the field.
+type fieldSet struct {
+	ip   ipBytes
+	user Digest
+	ua   Digest
+	pfx  netip.Prefix
+}
+
+// dimensionDigest combines the fields of f into the dimension's digest.
+func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
+	var buf [8 + 2 + 17 + 16 + 16]byte
+	buf[8] = tagDimension
+	buf[9] = byte(f)
+	n := 10
+	if f&IP != 0 {
+		n += copy(buf[n:], fs.ip[:])
+	}
+	if f&Username != 0 {
+		binary.LittleEndian.PutUint64(buf[n:], fs.user.Hi)
+		binary.LittleEndian.PutUint64(buf[n+8:], fs.user.Lo)
+		n += 16
+	}
+	if f&UserAgent != 0 {
+		binary.LittleEndian.PutUint64(buf[n:], fs.ua.Hi)
+		binary.LittleEndian.PutUint64(buf[n+8:], fs.ua.Lo)
+		n += 16
+	}
+	binary.LittleEndian.PutUint64(buf[:8], h.k[2])
+	hi := xxhash.Sum64(buf[:n])
+	binary.LittleEndian.PutUint64(buf[:8], h.k[3])
+	lo := xxhash.Sum64(buf[:n])
+	if hi == 0 && lo == 0 {
+		lo = 1 // the zero digest marks empty slots in stores
+	}
+	return Digest{hi, lo}
+}
+
+// ipDigest is the digest of the IP field alone, used to index entries for
+// ResetIP.
+func (h *hasher) ipDigest(b *ipBytes) Digest {
+	return h.fieldDigest(tagIP, string(b[:]))
+}

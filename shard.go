@@ -1,0 +1,653 @@
+package axes
+
+import (
+	"math"
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// The memory store: lock-striped shards, each an open-addressed table of
+// pointer-free slots probed by groups of eight control bytes (as Go's own
+// maps and SwissTable do), sized from the entry cap so that a full store
+// wastes little space. Expiry is lazy on access, plus a bounded sweep of a
+// few groups on every write and a full sweep before a shard grows or
+// evicts; there is no background goroutine.
+//
+// A lock-free filter of currently locked digests lets Locked answer "not
+// locked" with one atomic load per dimension: no mutex, no clock read.
+
+// memStore is the default Store. Its methods are safe for concurrent use.
+type memStore struct {
+	shards      []shard
+	shardMask   uint64
+	capPerShard int
+	maxGroups   int
+	epoch       time.Time // instant 0 of the store's timeline
+	base        Rule      // the limiter's base rule, for expiry during sweeps
+	filter      []atomic.Uint32
+	filterShift uint
+}
+
+// key is a digest as stored: four 32-bit words, so that slots need only
+// 4-byte alignment.
+type key [4]uint32
+
+func toKey(d Digest) key {
+	return key{uint32(d.Hi), uint32(d.Hi >> 32), uint32(d.Lo), uint32(d.Lo >> 32)}
+}
+
+func (k key) digest() Digest {
+	return Digest{uint64(k[0]) | uint64(k[1])<<32, uint64(k[2]) | uint64(k[3])<<32}
+}
+
+// slot is one entry: 44 bytes, no pointers, so the garbage collector never
+// scans the tables. Times are whole seconds since the store's epoch,
+// rounded up.
+type slot struct {
+	k         key
+	lockEnd   uint32 // 0 none; secForever for no end
+	lastFail  uint32
+	lastBegin uint32
+	ipTag     uint32 // low bits of the IP field digest, for ResetIP
+	userTag   uint32 // low bits of the username field digest, for ResetUsername
+	fails     uint16
+	pending   uint16
+	level     uint8
+	gen       uint8
+	flags     uint8 // low 3 bits: Fields; flagFiltered; flagIdentity
+	_         uint8
+}
+
+const (
+	flagFiltered = 1 << 4 // counted in the locked filter
+	flagIdentity = 1 << 5 // has an identity in shard.ids
+
+	secForever = math.MaxUint32
+	secMax     = math.MaxUint32 - 1
+)
+
+// shard is one stripe. The fields are padded to a multiple of the cache
+// line so that neighbouring shards' mutexes do not share a line.
+type shard struct {
+	shardFields
+	_ [(128 - unsafe.Sizeof(shardFields{})%128) % 128]byte
+}
+
+type shardFields struct {
+	mu     sync.Mutex       // protects everything below
+	ctrl   []uint64         // a control word per group of 8 slots
+	slots  []slot           // len(ctrl)*8
+	ids    map[key]Identity // identities of locked entries
+	count  int              // full slots
+	tombs  int              // deleted control bytes
+	cursor int              // next group for the incremental sweep
+
+	evictedExpired  uint64
+	evictedPressure uint64
+	overflows       uint64
+}
+
+const (
+	ctrlEmpty   = 0x80
+	ctrlDeleted = 0xFE
+	lsb         = 0x0101010101010101
+	msb         = 0x8080808080808080
+)
+
+func matchH2(g uint64, h uint8) uint64 {
+	v := g ^ (lsb * uint64(h))
+	return ((v - lsb) &^ v) & msb
+}
+func matchEmpty(g uint64) uint64          { return (g &^ (g << 6)) & msb }
+func matchEmptyOrDeleted(g uint64) uint64 { return g & msb }
+func matchFull(g uint64) uint64           { return ^g & msb }
+
+func ctrlByte(g uint64, j int) uint8 { return uint8(g >> (8 * j)) }
+func setCtrl(g *uint64, j int, b uint8) {
+	*g = *g&^(0xff<<(8*j)) | uint64(b)<<(8*j)
+}
+
+func h2(d Digest) uint8 { return uint8(d.Hi >> 57) }
+
+func fastrange(h uint64, n int) int {
+	hi, _ := bits.Mul64(h, uint64(n))
+	return int(hi)
+}
+
+func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
+	nshards := 256
+	for nshards > 1 && maxEntries/nshards < 64 {
+		nshards /= 2
+	}
+	per := (maxEntries + nshards - 1) / nshards
+	st := &memStore{
+		shards:      make([]shard, nshards),
+		shardMask:   uint64(nshards - 1),
+		capPerShard: per,
+		maxGroups:   (per*8/7+7)/8 + 1,
+		epoch:       epoch,
+		base:        base,
+	}
+	fbits := bits.Len(uint(max(maxEntries/4, 256)) - 1)
+	st.filter = make([]atomic.Uint32, 1<<fbits)
+	st.filterShift = uint(64 - fbits)
+	for i := range st.shards {
+		st.shards[i].ids = make(map[key]Identity)
+	}
+	return st
+}
+
+func (st *memStore) shardOf(d Digest) int { return int(d.Hi & st.shardMask) }
+
+// filterIndex takes bits of the digest that neither the shard nor the
+// table position use.
+func (st *memStore) filterIndex(d Digest) uint64 { return (d.Lo << 17) >> st.filterShift }
+
+// mayBeLocked reports whether d might be locked; false is certain.
+func (st *memStore) mayBeLocked(d Digest) bool {
+	return st.filter[st.filterIndex(d)].Load() != 0
+}
+
+// instant converts a clock reading to the store's timeline.
+func (st *memStore) instant(t time.Time) time.Duration {
+	d := t.Sub(st.epoch)
+	if d < 0 {
+		return 0
+	}
+	return d
+}
+
+func toSec(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	s := (d + time.Second - 1) / time.Second
+	if s >= secMax {
+		return secMax
+	}
+	return uint32(s)
+}
+
+func fromSec(s uint32) time.Duration { return time.Duration(s) * time.Second }
+
+func (sl *slot) state() State {
+	s := State{
+		Failures:  int(sl.fails),
+		Pending:   int(sl.pending),
+		Level:     int(sl.level),
+		Gen:       uint32(sl.gen),
+		LastFail:  fromSec(sl.lastFail),
+		LastBegin: fromSec(sl.lastBegin),
+	}
+	switch sl.lockEnd {
+	case 0:
+	case secForever:
+		s.LockEnd = Indefinite
+	default:
+		s.LockEnd = fromSec(sl.lockEnd)
+	}
+	return s
+}
+
+func (sl *slot) setState(s *State) {
+	sl.fails = uint16(min(s.Failures, MaxFailures))
+	sl.pending = uint16(min(s.Pending, MaxFailures))
+	sl.level = uint8(min(s.Level, 255))
+	sl.gen = uint8(s.Gen)
+	sl.lastFail = toSec(s.LastFail)
+	sl.lastBegin = toSec(s.LastBegin)
+	switch s.LockEnd {
+	case 0:
+		sl.lockEnd = 0
+	case Indefinite:
+		sl.lockEnd = secForever
+	default:
+		sl.lockEnd = max(toSec(s.LockEnd), 1)
+	}
+}
+
+// find returns the slot index of k, or -1. sh.mu must be held.
+func (sh *shard) find(k key, d Digest) int {
+	n := len(sh.ctrl)
+	if n == 0 {
+		return -1
+	}
+	g := fastrange(d.Lo, n)
+	tag := h2(d)
+	for range n {
+		c := sh.ctrl[g]
+		for m := matchH2(c, tag); m != 0; m &= m - 1 {
+			i := g*8 + bits.TrailingZeros64(m)>>3
+			if sh.slots[i].k == k {
+				return i
+			}
+		}
+		if matchEmpty(c) != 0 {
+			return -1
+		}
+		if g++; g == n {
+			g = 0
+		}
+	}
+	return -1
+}
+
+// place puts k, known to be absent, in a free slot and returns its index.
+// The table must have a free slot. sh.mu must be held.
+func (sh *shard) place(k key, d Digest) int {
+	n := len(sh.ctrl)
+	g := fastrange(d.Lo, n)
+	for {
+		if m := matchEmptyOrDeleted(sh.ctrl[g]); m != 0 {
+			j := bits.TrailingZeros64(m) >> 3
+			if ctrlByte(sh.ctrl[g], j) == ctrlDeleted {
+				sh.tombs--
+			}
+			setCtrl(&sh.ctrl[g], j, h2(d))
+			i := g*8 + j
+			sh.slots[i] = slot{k: k}
+			sh.count++
+			return i
+		}
+		if g++; g == n {
+			g = 0
+		}
+	}
+}
+
+// remove frees slot i. sh.mu must be held.
+func (st *memStore) remove(sh *shard, i int) {
+	sl := &sh.slots[i]
+	if sl.flags&flagFiltered != 0 {
+		st.filter[st.filterIndex(sl.k.digest())].Add(^uint32(0))
+	}
+	if sl.flags&flagIdentity != 0 {
+		delete(sh.ids, sl.k)
+	}
+	g, j := i/8, i%8
+	if matchEmpty(sh.ctrl[g]) != 0 {
+		setCtrl(&sh.ctrl[g], j, ctrlEmpty)
+	} else {
+		setCtrl(&sh.ctrl[g], j, ctrlDeleted)
+		sh.tombs++
+	}
+	*sl = slot{}
+	sh.count--
+}
+
+// resize rebuilds the table with ngroups groups, dropping tombstones.
+// sh.mu must be held.
+func (sh *shard) resize(ngroups int) {
+	oldCtrl, oldSlots := sh.ctrl, sh.slots
+	sh.ctrl = make([]uint64, ngroups)
+	for i := range sh.ctrl {
+		sh.ctrl[i] = lsb * ctrlEmpty
+	}
+	sh.slots = make([]slot, ngroups*8)
+	sh.count, sh.tombs, sh.cursor = 0, 0, 0
+	for g, c := range oldCtrl {
+		for m := matchFull(c); m != 0; m &= m - 1 {
+			old := &oldSlots[g*8+bits.TrailingZeros64(m)>>3]
+			i := sh.place(old.k, old.k.digest())
+			sh.slots[i] = *old
+		}
+	}
+}
+
+// expired reports whether slot i holds nothing worth keeping at now under
+// the base rule.
+func (st *memStore) expired(sl *slot, now time.Duration) bool {
+	s := sl.state()
+	st.base.Refresh(&s, now)
+	return s.IsZero()
+}
+
+// sweep removes expired entries from groups [from, from+n) of sh and
+// returns how many it removed. sh.mu must be held.
+func (st *memStore) sweep(sh *shard, from, n int, now time.Duration) int {
+	removed := 0
+	ng := len(sh.ctrl)
+	for k := 0; k < n && k < ng; k++ {
+		g := (from + k) % ng
+		for m := matchFull(sh.ctrl[g]); m != 0; m &= m - 1 {
+			i := g*8 + bits.TrailingZeros64(m)>>3
+			if st.expired(&sh.slots[i], now) {
+				st.remove(sh, i)
+				removed++
+			}
+		}
+	}
+	sh.evictedExpired += uint64(removed)
+	return removed
+}
+
+// makeRoom ensures sh can take one more entry, sweeping, growing or
+// evicting as needed. It reports false when only locked or reserved
+// entries remain and the entry cap is reached. sh.mu must be held.
+func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
+	if len(sh.ctrl) == 0 {
+		sh.resize(1)
+	}
+	if sh.count >= st.capPerShard {
+		st.sweep(sh, 0, len(sh.ctrl), now)
+		if sh.count >= st.capPerShard && !st.evict(sh, now) {
+			sh.overflows++
+			return false
+		}
+	}
+	ng := len(sh.ctrl)
+	if sh.count+sh.tombs+1 > ng*7 && ng < st.maxGroups {
+		// Before growing, drop what has expired; grow only if that freed
+		// little.
+		if st.sweep(sh, 0, ng, now) < ng {
+			sh.resize(min(ng*2, st.maxGroups))
+			return true
+		}
+	}
+	if sh.count+sh.tombs+1 > ng*8-ng/2 {
+		sh.resize(ng) // at full size: clear tombstones
+	}
+	return true
+}
+
+// evict removes a batch of live, unlocked, unreserved entries, fewest
+// failures first (entries that remember a back-off level after all plain
+// counts), so that an attacker spraying new keys cannot flush a lock or a
+// larger partial count. It reports whether it freed anything. sh.mu must be
+// held.
+func (st *memStore) evict(sh *shard, now time.Duration) bool {
+	want := max(st.capPerShard/16, 1)
+	var hist [257]int
+	score := func(sl *slot) int {
+		if sl.level > 0 {
+			return 256
+		}
+		return int(min(sl.fails, 255))
+	}
+	evictable := func(sl *slot) bool {
+		s := sl.state()
+		return s.Pending == 0 && !s.LockedAt(now)
+	}
+	total := 0
+	for g, c := range sh.ctrl {
+		for m := matchFull(c); m != 0; m &= m - 1 {
+			sl := &sh.slots[g*8+bits.TrailingZeros64(m)>>3]
+			if evictable(sl) {
+				hist[score(sl)]++
+				total++
+			}
+		}
+	}
+	if total == 0 {
+		return false
+	}
+	want = min(want, total)
+	threshold, below := 0, 0
+	for threshold = 0; threshold < len(hist); threshold++ {
+		if below+hist[threshold] >= want {
+			break
+		}
+		below += hist[threshold]
+	}
+	atThreshold := want - below
+	removed := 0
+	for g, c := range sh.ctrl {
+		for m := matchFull(c); m != 0; m &= m - 1 {
+			i := g*8 + bits.TrailingZeros64(m)>>3
+			sl := &sh.slots[i]
+			if !evictable(sl) {
+				continue
+			}
+			sc := score(sl)
+			if sc < threshold || (sc == threshold && atThreshold > 0) {
+				if sc == threshold {
+					atThreshold--
+				}
+				st.remove(sh, i)
+				removed++
+			}
+		}
+	}
+	sh.evictedPressure += uint64(removed)
+	return removed > 0
+}
+
+// Apply implements Store.
+func (st *memStore) Apply(req *Request) error {
+	st.apply(req)
+	return nil
+}
+
+// apply is Apply without the interface, so that the limiter's calls on the
+// default store are direct and allocation-free.
+func (st *memStore) apply(req *Request) {
+	dims := req.Dims
+	n := len(dims)
+	var order [8]int
+	var keys [8]key
+	var idx [8]int
+	var states [8]State
+	var outs [8]Outcome
+	var gens [8]uint32
+	// Lock the distinct shards in ascending order.
+	m := 0
+	for i := range dims {
+		s := st.shardOf(dims[i].Digest)
+		j := m
+		for j > 0 && order[j-1] > s {
+			j--
+		}
+		if j > 0 && order[j-1] == s {
+			continue
+		}
+		copy(order[j+1:m+1], order[j:m])
+		order[j] = s
+		m++
+	}
+	for _, s := range order[:m] {
+		st.shards[s].mu.Lock()
+	}
+	now := st.instant(req.Now)
+	for i := range dims {
+		d := &dims[i]
+		keys[i] = toKey(d.Digest)
+		sh := &st.shards[st.shardOf(d.Digest)]
+		idx[i] = sh.find(keys[i], d.Digest)
+		if idx[i] >= 0 {
+			states[i] = sh.slots[idx[i]].state()
+		} else {
+			states[i] = State{}
+		}
+		gens[i] = d.Gen
+	}
+	if req.Op == OpReset {
+		for i := range dims {
+			sh := &st.shards[st.shardOf(dims[i].Digest)]
+			if j := sh.find(keys[i], dims[i].Digest); j >= 0 {
+				st.remove(sh, j)
+			}
+			dims[i].Outcome = Outcome{}
+		}
+	} else {
+		req.Rule.Apply(req.Op, states[:n], gens[:n], now, outs[:n])
+		for i := range dims {
+			d := &dims[i]
+			sh := &st.shards[st.shardOf(d.Digest)]
+			d.Outcome = outs[i]
+			d.Gen = gens[i]
+			s := &states[i]
+			j := sh.find(keys[i], d.Digest) // an earlier dimension's insert may have moved it
+			if s.IsZero() {
+				if j >= 0 {
+					st.remove(sh, j)
+				}
+				continue
+			}
+			if j < 0 {
+				if !st.makeRoom(sh, now) {
+					continue // not tracked: counted in overflows
+				}
+				j = sh.place(keys[i], d.Digest)
+				sl := &sh.slots[j]
+				sl.flags = uint8(d.Fields)
+				sl.ipTag = uint32(d.IPKey.Lo)
+				sl.userTag = uint32(d.UserKey.Lo)
+			}
+			sl := &sh.slots[j]
+			sl.setState(s)
+			locked := s.LockedAt(now)
+			switch {
+			case locked && sl.flags&flagFiltered == 0:
+				st.filter[st.filterIndex(d.Digest)].Add(1)
+				sl.flags |= flagFiltered
+			case !locked && sl.flags&flagFiltered != 0:
+				st.filter[st.filterIndex(d.Digest)].Add(^uint32(0))
+				sl.flags &^= flagFiltered
+			}
+			switch {
+			case locked && (d.Outcome.Started || sl.flags&flagIdentity == 0):
+				sh.ids[keys[i]] = cloneIdentity(&req.Identity, d.Fields)
+				sl.flags |= flagIdentity
+			case !locked && sl.flags&flagIdentity != 0:
+				delete(sh.ids, keys[i])
+				sl.flags &^= flagIdentity
+			}
+		}
+		// A little incremental sweeping on every write keeps expired
+		// entries from lingering in shards that never fill.
+		if req.Op != OpCheck {
+			for _, s := range order[:m] {
+				sh := &st.shards[s]
+				if ng := len(sh.ctrl); ng > 0 {
+					st.sweep(sh, sh.cursor, 2, now)
+					sh.cursor = (sh.cursor + 2) % max(len(sh.ctrl), 1)
+				}
+			}
+		}
+	}
+	for _, s := range order[:m] {
+		st.shards[s].mu.Unlock()
+	}
+}
+
+// cloneIdentity copies the parts of id that f counts, so that the store
+// never retains the caller's (possibly huge) strings.
+func cloneIdentity(id *Identity, f Fields) Identity {
+	var c Identity
+	if f&IP != 0 {
+		c.IP = id.IP
+	}
+	if f&Username != 0 {
+		c.Username = string([]byte(truncate(id.Username)))
+	}
+	if f&UserAgent != 0 {
+		c.UserAgent = string([]byte(truncate(id.UserAgent)))
+	}
+	return c
+}
+
+func truncate(s string) string {
+	if len(s) <= MaxIdentityBytes {
+		return s
+	}
+	// Cut at a rune boundary when the string is UTF-8.
+	n := MaxIdentityBytes
+	for n > MaxIdentityBytes-4 && n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
+}
+
+// ResetField implements Store.
+func (st *memStore) ResetField(f Fields, k Digest) (int, error) {
+	tag := uint32(k.Lo)
+	removed := 0
+	for si := range st.shards {
+		sh := &st.shards[si]
+		sh.mu.Lock()
+		for g, c := range sh.ctrl {
+			for m := matchFull(c); m != 0; m &= m - 1 {
+				i := g*8 + bits.TrailingZeros64(m)>>3
+				sl := &sh.slots[i]
+				if Fields(sl.flags&7)&f == 0 {
+					continue
+				}
+				if (f == IP && sl.ipTag == tag) || (f == Username && sl.userTag == tag) {
+					st.remove(sh, i)
+					removed++
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return removed, nil
+}
+
+// ResetAll implements Store.
+func (st *memStore) ResetAll() (int, error) {
+	removed := 0
+	for si := range st.shards {
+		sh := &st.shards[si]
+		sh.mu.Lock()
+		removed += sh.count
+		for g, c := range sh.ctrl {
+			for m := matchFull(c); m != 0; m &= m - 1 {
+				st.remove(sh, g*8+bits.TrailingZeros64(m)>>3)
+			}
+		}
+		sh.ctrl, sh.slots, sh.count, sh.tombs, sh.cursor = nil, nil, 0, 0, 0
+		sh.mu.Unlock()
+	}
+	return removed, nil
+}
+
+// Close implements Store. The memory store holds no goroutine or file.
+func (st *memStore) Close() error { return nil }
+
+// Lockouts implements LockLister.
+func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
+	now := st.instant(t)
+	var out []Lockout
+	for si := range st.shards {
+		sh := &st.shards[si]
+		sh.mu.Lock()
+		for g, c := range sh.ctrl {
+			for m := matchFull(c); m != 0; m &= m - 1 {
+				sl := &sh.slots[g*8+bits.TrailingZeros64(m)>>3]
+				s := sl.state()
+				if !s.LockedAt(now) {
+					continue
+				}
+				id := sh.ids[sl.k]
+				lo := Lockout{
+					IP: id.IP, Username: id.Username, UserAgent: id.UserAgent,
+					By: Fields(sl.flags & 7), Failures: s.Failures, Digest: sl.k.digest(),
+				}
+				if s.LockEnd != Indefinite {
+					lo.Until = t.Add(s.LockEnd - now)
+				}
+				out = append(out, lo)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return out, nil
+}
+
+// StoreStats implements StatsReporter.
+func (st *memStore) StoreStats() StoreStats {
+	var s StoreStats
+	for si := range st.shards {
+		sh := &st.shards[si]
+		sh.mu.Lock()
+		s.Entries += sh.count
+		s.EvictedExpired += sh.evictedExpired
+		s.EvictedPressure += sh.evictedPressure
+		s.Overflows += sh.overflows
+		sh.mu.Unlock()
+	}
+	return s
+}
