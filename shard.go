@@ -1,6 +1,7 @@
 package axes
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 	"sync"
@@ -27,6 +28,7 @@ type memStore struct {
 	maxGroups   int
 	epoch       time.Time // instant 0 of the store's timeline
 	base        Rule      // the limiter's base rule, for expiry during sweeps
+	baseOnce    sync.Once // sets base from the first request when not given
 	filter      []atomic.Uint32
 	filterShift uint
 }
@@ -115,6 +117,18 @@ func h2(d Digest) uint8 { return uint8(d.Hi >> 57) }
 func fastrange(h uint64, n int) int {
 	hi, _ := bits.Mul64(h, uint64(n))
 	return int(hi)
+}
+
+// NewMemoryStore returns a new in-memory Store holding at most maxEntries
+// entries (see WithMaxEntries for what happens at the cap). A Limiter
+// without WithStore makes its own; this constructor is for stores that
+// build on it, such as a networked store's local fallback. Its timeline
+// starts at the current time.
+func NewMemoryStore(maxEntries int) (Store, error) {
+	if maxEntries < 1 {
+		return nil, fmt.Errorf("axes: NewMemoryStore needs a positive entry cap, got %d", maxEntries)
+	}
+	return newMemStore(maxEntries, time.Now(), Rule{}), nil
 }
 
 func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
@@ -424,6 +438,13 @@ func (st *memStore) Apply(req *Request) error {
 // apply is Apply without the interface, so that the limiter's calls on the
 // default store are direct and allocation-free.
 func (st *memStore) apply(req *Request) {
+	st.baseOnce.Do(func() {
+		if st.base.Window == 0 {
+			st.base = *req.Rule
+			st.base.Tiers = nil
+			st.base.JitterScale = 0
+		}
+	})
 	dims := req.Dims
 	n := len(dims)
 	var order [8]int
