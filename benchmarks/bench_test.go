@@ -1,0 +1,253 @@
+package benchmarks
+
+import (
+	"flag"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+var (
+	heapKeys  = flag.Int("heap.keys", 1_000_000, "distinct keys tracked by BenchmarkHeapPerKey")
+	sprayKeys = flag.Int("spray.keys", 1_000_000, "distinct keys sprayed by BenchmarkSprayHeap (the report uses 10M)")
+	sprayCap  = flag.Int("spray.cap", 100_000, "key cap of capped subjects in BenchmarkSprayHeap (the report uses 1M)")
+)
+
+const (
+	trackedKeys = 100_000 // keys of the zipf workloads
+	mixedKeys   = 1 << 20 // keys of the 90/10 workload (1,048,576)
+	sprayPool   = 1 << 22 // distinct keys of BenchmarkFailSpray before it wraps
+	seqLen      = 1 << 20 // length of a pre-generated index sequence
+	zipfS       = 1.1     // zipf exponent of key popularity
+)
+
+// sink keeps results observable.
+var sink atomic.Int64
+
+// fixtures builds each key set and index sequence once per process.
+var fixtures = struct {
+	sync.Mutex
+	keys map[string]*Keyset
+	seqs map[string][]uint32
+}{keys: map[string]*Keyset{}, seqs: map[string][]uint32{}}
+
+func keyset(n int, by Dimension) *Keyset {
+	fixtures.Lock()
+	defer fixtures.Unlock()
+	name := fmt.Sprint(n, by)
+	ks := fixtures.keys[name]
+	if ks == nil {
+		ks = NewKeyset(n, by)
+		fixtures.keys[name] = ks
+	}
+	return ks
+}
+
+func zipfSeq(n int) []uint32 {
+	fixtures.Lock()
+	defer fixtures.Unlock()
+	name := fmt.Sprint(n)
+	s := fixtures.seqs[name]
+	if s == nil {
+		s = ZipfIndexes(seqLen, n, zipfS, 42)
+		fixtures.seqs[name] = s
+	}
+	return s
+}
+
+func newSubject(b *testing.B, m Maker, c Config) Subject {
+	b.Helper()
+	s, err := m.New(c)
+	if err != nil {
+		b.Fatalf("%s: %v", m.Name, err)
+	}
+	b.Cleanup(s.Close)
+	return s
+}
+
+// start gives each RunParallel goroutine its own place in a sequence.
+func start(next *atomic.Uint32) uint32 { return next.Add(1) * 0x9E3779B1 }
+
+// BenchmarkLockedZipf: Locked on 100k tracked keys (1-4 failures each, every
+// 16th key locked), key popularity zipf(1.1), keyed by IP.
+func BenchmarkLockedZipf(b *testing.B) {
+	ks, seq := keyset(trackedKeys, ByIP), zipfSeq(trackedKeys)
+	c := Default()
+	for _, m := range Makers {
+		b.Run("keys=100k/by=ip/"+m.Name, func(b *testing.B) {
+			s := newSubject(b, m, c)
+			for i := range ks.Len() {
+				n := 1 + i%4
+				if i%16 == 15 {
+					n = c.Limit
+				}
+				for range n {
+					s.Fail(ks.Key(i))
+				}
+			}
+			if !s.Locked(ks.Key(15)) || s.Locked(ks.Key(14)) {
+				b.Fatalf("%s: tracked keys not in the expected state", m.Name)
+			}
+			var next atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				j, locked := start(&next), int64(0)
+				for pb.Next() {
+					if s.Locked(ks.Key(int(seq[j&(seqLen-1)]))) {
+						locked++
+					}
+					j++
+				}
+				sink.Add(locked)
+			})
+		})
+	}
+}
+
+// BenchmarkFailZipf: Fail on 100k usernames with zipf(1.1) popularity, from
+// an empty limiter (popular names lock within the first few hundred calls).
+func BenchmarkFailZipf(b *testing.B) {
+	ks, seq := keyset(trackedKeys, ByUsername), zipfSeq(trackedKeys)
+	c := Default()
+	c.By = ByUsername
+	for _, m := range Makers {
+		b.Run("keys=100k/by=username/"+m.Name, func(b *testing.B) {
+			s := newSubject(b, m, c)
+			var next atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				j, locked := start(&next), int64(0)
+				for pb.Next() {
+					if s.Fail(ks.Key(int(seq[j&(seqLen-1)]))) {
+						locked++
+					}
+					j++
+				}
+				sink.Add(locked)
+			})
+		})
+	}
+}
+
+// BenchmarkFailSpray: Fail on distinct IPs (each key is new), 1M-key cap
+// where the subject has one. Keys come from a pool of 4M (2^22); a run of
+// more operations than that wraps around to keys seen before.
+func BenchmarkFailSpray(b *testing.B) {
+	ks := keyset(sprayPool, ByIP)
+	c := Default()
+	for _, m := range Makers {
+		b.Run("distinct/by=ip/cap=1M/"+m.Name, func(b *testing.B) {
+			s := newSubject(b, m, c)
+			var claimed atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				const chunk = 256
+				var j, end uint32
+				locked := int64(0)
+				for pb.Next() {
+					if j == end {
+						end = claimed.Add(chunk)
+						j = end - chunk
+					}
+					if s.Fail(ks.Key(int(j & (sprayPool - 1)))) {
+						locked++
+					}
+					j++
+				}
+				sink.Add(locked)
+			})
+		})
+	}
+}
+
+// BenchmarkMixed: 90% Locked, 10% Fail, over 1M IPs with zipf(1.1)
+// popularity, from an empty limiter.
+func BenchmarkMixed(b *testing.B) {
+	ks, seq := keyset(mixedKeys, ByIP), zipfSeq(mixedKeys)
+	c := Default()
+	for _, m := range Makers {
+		b.Run("locked=90/fail=10/keys=1M/by=ip/"+m.Name, func(b *testing.B) {
+			s := newSubject(b, m, c)
+			var next atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				j, locked := start(&next), int64(0)
+				for pb.Next() {
+					k := ks.Key(int(seq[j&(seqLen-1)]))
+					var l bool
+					if j%10 == 0 {
+						l = s.Fail(k)
+					} else {
+						l = s.Locked(k)
+					}
+					if l {
+						locked++
+					}
+					j++
+				}
+				sink.Add(locked)
+			})
+		})
+	}
+}
+
+// BenchmarkHeapPerKey reports the live heap per tracked key after one failure
+// on each of -heap.keys distinct IPs (1M-key cap where the subject has one).
+// Run it with -benchtime 1x: every iteration measures the whole fill.
+func BenchmarkHeapPerKey(b *testing.B) {
+	c := Default()
+	c.MaxKeys = max(c.MaxKeys, *heapKeys)
+	for _, m := range Makers {
+		b.Run(fmt.Sprintf("keys=%s/by=ip/%s", count(*heapKeys), m.Name), func(b *testing.B) {
+			var sum float64
+			for range b.N {
+				per, err := HeapPerKey(m, c, *heapKeys)
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum += per
+			}
+			b.ReportMetric(sum/float64(b.N), "bytes/key")
+		})
+	}
+}
+
+// BenchmarkSprayHeap reports the live heap while -spray.keys distinct IPs
+// each fail once, with a -spray.cap key cap where the subject has one: its
+// peak, its value once the cap is reached, and at the end. A flat heap has
+// peak ≈ at-cap ≈ final. Run it with -benchtime 1x.
+func BenchmarkSprayHeap(b *testing.B) {
+	c := Default()
+	c.MaxKeys = *sprayCap
+	for _, m := range Makers {
+		b.Run(fmt.Sprintf("keys=%s/cap=%s/by=ip/%s", count(*sprayKeys), count(*sprayCap), m.Name), func(b *testing.B) {
+			var r SprayResult
+			for range b.N {
+				var err error
+				if r, err = Spray(m, c, *sprayKeys); err != nil {
+					b.Fatal(err)
+				}
+			}
+			const mb = 1 << 20
+			b.ReportMetric(float64(r.Peak)/mb, "peak-MB")
+			b.ReportMetric(float64(r.AtCap)/mb, "atcap-MB")
+			b.ReportMetric(float64(r.Final)/mb, "final-MB")
+		})
+	}
+}
+
+// count formats 100000 as 100k and 1000000 as 1M.
+func count(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1000 && n%1000 == 0:
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return fmt.Sprint(n)
+}
