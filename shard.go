@@ -122,13 +122,12 @@ func fastrange(h uint64, n int) int {
 // NewMemoryStore returns a new in-memory Store holding at most maxEntries
 // entries (see WithMaxEntries for what happens at the cap). A Limiter
 // without WithStore makes its own; this constructor is for stores that
-// build on it, such as a networked store's local fallback. Its timeline
-// starts at the current time.
+// build on it, such as a networked store's local fallback.
 func NewMemoryStore(maxEntries int) (Store, error) {
 	if maxEntries < 1 {
 		return nil, fmt.Errorf("axes: NewMemoryStore needs a positive entry cap, got %d", maxEntries)
 	}
-	return newMemStore(maxEntries, time.Now(), Rule{}), nil
+	return newMemStore(maxEntries, time.Time{}, Rule{}), nil
 }
 
 func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
@@ -439,6 +438,12 @@ func (st *memStore) Apply(req *Request) error {
 // default store are direct and allocation-free.
 func (st *memStore) apply(req *Request) {
 	st.baseOnce.Do(func() {
+		if st.epoch.IsZero() {
+			// A store made by NewMemoryStore starts its timeline at its
+			// first request (less a margin for requests racing it), so
+			// that it follows whatever clock its limiter reads.
+			st.epoch = req.Now.Add(-time.Hour)
+		}
 		if st.base.Window == 0 {
 			st.base = *req.Rule
 			st.base.Tiers = nil
@@ -530,7 +535,7 @@ func (st *memStore) apply(req *Request) {
 			}
 			switch {
 			case locked && (d.Outcome.Started || sl.flags&flagIdentity == 0):
-				sh.ids[keys[i]] = cloneIdentity(&req.Identity, d.Fields)
+				sh.ids[keys[i]] = cloneIdentity(&req.Identity)
 				sl.flags |= flagIdentity
 			case !locked && sl.flags&flagIdentity != 0:
 				delete(sh.ids, keys[i])
@@ -554,20 +559,14 @@ func (st *memStore) apply(req *Request) {
 	}
 }
 
-// cloneIdentity copies the parts of id that f counts, so that the store
-// never retains the caller's (possibly huge) strings.
-func cloneIdentity(id *Identity, f Fields) Identity {
-	var c Identity
-	if f&IP != 0 {
-		c.IP = id.IP
+// cloneIdentity copies id, cut to MaxIdentityBytes, so that the store never
+// retains the caller's (possibly huge) strings.
+func cloneIdentity(id *Identity) Identity {
+	return Identity{
+		IP:        id.IP,
+		Username:  string([]byte(truncate(id.Username))),
+		UserAgent: string([]byte(truncate(id.UserAgent))),
 	}
-	if f&Username != 0 {
-		c.Username = string([]byte(truncate(id.Username)))
-	}
-	if f&UserAgent != 0 {
-		c.UserAgent = string([]byte(truncate(id.UserAgent)))
-	}
-	return c
 }
 
 func truncate(s string) string {

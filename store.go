@@ -42,8 +42,8 @@ type Request struct {
 	Dims []Dim
 
 	// Identity describes the client, for stores that keep the identity of
-	// current locks (Lockouts). Username is normalised; Username and
-	// UserAgent are cut to MaxIdentityBytes; a store must copy them.
+	// current locks (Lockouts). Username and UserAgent are as sent, cut to
+	// MaxIdentityBytes; a store must copy them, not retain them.
 	Identity Identity
 }
 
@@ -88,11 +88,12 @@ type StoreStats struct {
 	Overflows       uint64 // new keys not tracked because only locked or reserved entries remained
 }
 
-// Lockout is one current lock, as Limiter.Lockouts lists it.
+// Lockout is one current lock, as Limiter.Lockouts lists it, with the
+// client of the attempt that started it.
 type Lockout struct {
-	IP        netip.Prefix // the client's grouped address; invalid when unknown or not counted
-	Username  string       // normalised, cut to MaxIdentityBytes; empty when not counted
-	UserAgent string       // cut to MaxIdentityBytes; empty when not counted
+	IP        netip.Prefix // the client's grouped address; invalid when unknown
+	Username  string       // as sent, cut to MaxIdentityBytes
+	UserAgent string       // as sent, cut to MaxIdentityBytes
 	By        Fields       // the dimension that is locked
 	Failures  int          // remembered failures
 	Until     time.Time    // when the lock ends; the zero Time for a lock with no end

@@ -1,0 +1,491 @@
+package storetest
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/axes-go/axes"
+)
+
+var (
+	ip1 = Addr("192.0.2.1")
+	ip2 = Addr("192.0.2.2")
+	ip3 = Addr("192.0.2.3")
+	ip4 = Addr("192.0.2.4")
+	ip5 = Addr("192.0.2.5")
+	kA  = axes.Key{IP: ip1, Username: "alice", UserAgent: "ua-1"}
+	kB  = axes.Key{IP: ip2, Username: "bob", UserAgent: "ua-1"}
+)
+
+const (
+	sec = time.Second
+	min = time.Minute
+)
+
+func harness(t *testing.T, newStore func() axes.Store, p axes.Policy, opts ...axes.Option) *Harness {
+	return NewHarness(t, newStore(), p, opts...)
+}
+
+func init() {
+	add("LimitAndCooloff", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1, By: axes.IP}},
+			{1 * min, "fail", kA, V{Failures: 2}},
+			{2 * min, "locked", kA, V{Locked: false}},
+			{2 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
+			{7 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * min}},
+			{7 * min, "locked", kA, V{Locked: true}},
+			{7 * min, "check", kB, V{}},
+			{7 * min, "locked", kB, V{}},
+			{7 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * min}},
+			{17*min - sec, "check", kA, V{Locked: true, Failures: 3, RetryAfter: sec}},
+			{17 * min, "check", kA, V{}},
+			{17 * min, "locked", kA, V{}},
+			{17 * min, "fail", kA, V{Failures: 1}},
+		})
+	})
+	add("InactivityWindow", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * min)})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{10 * min, "fail", kA, V{Failures: 2}},
+			{20 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", kB, V{Failures: 1}},
+			{10 * min, "fail", kB, V{Failures: 2}},
+			{25*min - sec, "check", kB, V{Failures: 2}},
+			{26 * min, "fail", kB, V{Failures: 1}},
+		})
+		h2 := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * min), Window: time.Hour})
+		h2.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{50 * min, "fail", kA, V{Failures: 2}},
+			{100 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			// The lock ends but the failures are remembered: the next
+			// failure locks again.
+			{115 * min, "check", kA, V{Failures: 3}},
+			{116 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * min}},
+		})
+	})
+	add("RefusedAttempts", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{10 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 5 * min}},
+			{15 * min, "check", kA, V{}},
+		})
+		hx := harness(t, ns, axes.Policy{ExtendLockOnRefused: true})
+		hx.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{10 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * min}},
+			{16 * min, "check", kA, V{Locked: true, Failures: 4, RetryAfter: 9 * min}},
+			{25*min - sec, "locked", kA, V{Locked: true}},
+			{25 * min, "check", kA, V{}},
+		})
+	})
+	add("OrAcrossDimensions", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{IP: ip1, Username: "bob"}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: ip2, Username: "bob"}, V{Failures: 2, By: axes.Username}},
+			{0, "fail", axes.Key{IP: ip3, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.Username}},
+			{1 * min, "check", axes.Key{IP: ip4, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 14 * min, By: axes.Username}},
+			{1 * min, "check", axes.Key{IP: ip1, Username: "alice"}, V{Failures: 1}},
+			{1 * min, "fail", axes.Key{IP: ip5, Username: "u1"}, V{Failures: 1}},
+			{1 * min, "fail", axes.Key{IP: ip5, Username: "u2"}, V{Failures: 2, By: axes.IP}},
+			{1 * min, "fail", axes.Key{IP: ip5, Username: "u3"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
+			{1 * min, "check", axes.Key{IP: ip5, Username: "u9"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
+		})
+	})
+	add("AndWithinCombination", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP | axes.Username}})
+		bob1 := axes.Key{IP: ip1, Username: "bob"}
+		h.Steps([]Step{
+			{0, "fail", bob1, V{Failures: 1}},
+			{0, "fail", bob1, V{Failures: 2}},
+			{0, "fail", bob1, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP | axes.Username}},
+			{0, "check", axes.Key{IP: ip2, Username: "bob"}, V{}},
+			{0, "check", axes.Key{IP: ip1, Username: "alice"}, V{}},
+			{0, "check", axes.Key{IP: ip1, Username: "bob", UserAgent: "other"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+		})
+	})
+	add("ResetOnSuccess", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "success", kA, V{}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+		})
+		hr := harness(t, ns, axes.Policy{ResetOnSuccess: true})
+		hr.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "success", kA, V{}},
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			// A success never lifts a current lock.
+			{1 * min, "success", kA, V{}},
+			{1 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 14 * min}},
+		})
+	})
+	add("NeverLockout", func(t *testing.T, ns func() axes.Store) {
+		p := axes.Policy{
+			NeverLockout:     axes.MustParseIPSet("192.0.2.0/28", "2001:db8::/32"),
+			NeverLockoutUser: func(k axes.Key) bool { return k.Username == "svc" },
+			LockoutBy:        []axes.Fields{axes.IP, axes.Username},
+		}
+		h := harness(t, ns, p)
+		var steps []Step
+		for range 5 {
+			steps = append(steps, Step{0, "fail", axes.Key{IP: ip1, Username: "x"}, V{}})
+			steps = append(steps, Step{0, "fail", axes.Key{IP: Addr("::ffff:192.0.2.2"), Username: "x"}, V{}})
+			steps = append(steps, Step{0, "fail", axes.Key{IP: Addr("198.51.100.7"), Username: "svc"}, V{}})
+		}
+		steps = append(steps,
+			Step{0, "check", axes.Key{IP: Addr("198.51.100.7"), Username: "x"}, V{}},
+			Step{0, "fail", axes.Key{IP: Addr("198.51.100.7"), Username: "x"}, V{Failures: 1}},
+		)
+		h.Steps(steps)
+	})
+	add("DenyAndOnlyAllow", func(t *testing.T, ns func() axes.Store) {
+		p := axes.Policy{
+			Deny:         axes.MustParseIPSet("203.0.113.0/24"),
+			OnlyAllow:    axes.MustParseIPSet("192.0.2.0/24", "203.0.113.0/24"),
+			NeverLockout: axes.MustParseIPSet("203.0.113.9"),
+		}
+		h := harness(t, ns, p)
+		denied := V{Locked: true, RetryAfter: axes.Indefinite, Reason: axes.ReasonDenied}
+		h.Steps([]Step{
+			{0, "fail", axes.Key{IP: Addr("203.0.113.9")}, denied},
+			{0, "check", axes.Key{IP: Addr("203.0.113.9")}, denied},
+			{0, "locked", axes.Key{IP: Addr("203.0.113.9")}, V{Locked: true}},
+			{0, "check", axes.Key{IP: Addr("198.51.100.1")}, V{Locked: true, RetryAfter: axes.Indefinite, Reason: axes.ReasonNotAllowed}},
+			{0, "locked", axes.Key{IP: Addr("198.51.100.1")}, V{Locked: true}},
+			{0, "check", axes.Key{}, V{Locked: true, RetryAfter: axes.Indefinite, Reason: axes.ReasonNotAllowed}},
+			{0, "fail", kA, V{Failures: 1}},
+		})
+	})
+	add("ObserveOnly", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{ObserveOnly: true})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Failures: 3, WouldLock: true, By: axes.IP}},
+			{0, "fail", kA, V{Failures: 4, WouldLock: true}},
+			{0, "check", kA, V{Failures: 4, WouldLock: true}},
+			{0, "locked", kA, V{}},
+		})
+		a := h.L.Begin(kA)
+		if !a.Allowed() {
+			t.Errorf("ObserveOnly: Begin refused: %+v", a.Verdict())
+		}
+		a.Fail()
+	})
+	add("IPGrouping", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{IP: Addr("::ffff:192.0.2.1")}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: ip1}, V{Failures: 2}},
+			{0, "fail", axes.Key{IP: Addr("2001:db8::1")}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("2001:db8::ffff:2")}, V{Failures: 2}},
+			{0, "check", axes.Key{IP: Addr("2001:db8:0:1::1")}, V{}},
+			{0, "fail", axes.Key{IP: Addr("fe80::1%eth0")}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("fe80::1")}, V{Failures: 2}},
+		})
+		h128 := harness(t, ns, axes.Policy{IPv6Prefix: 128})
+		h128.Steps([]Step{
+			{0, "fail", axes.Key{IP: Addr("2001:db8::1")}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("2001:db8::2")}, V{Failures: 1}},
+		})
+	})
+	add("UnknownAddress", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: "x"}, V{Failures: 2}},
+			{0, "fail", axes.Key{}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "check", axes.Key{IP: Addr("0.0.0.0")}, V{}},
+			{0, "check", axes.Key{IP: Addr("::")}, V{}},
+		})
+	})
+	add("UsernameNormalisation", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.Username}})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{IP: ip1, Username: " Bob "}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: ip2, Username: "BOB"}, V{Failures: 2}},
+			{0, "fail", axes.Key{IP: ip3, Username: "bob\t"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", axes.Key{Username: "ÉLODIE"}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: "élodie"}, V{Failures: 2}},
+		})
+		hc := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.Username}, NormalizeUsername: func(s string) string { return s }})
+		hc.Steps([]Step{
+			{0, "fail", axes.Key{Username: "Bob"}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 1}},
+		})
+	})
+	add("KeySeparation", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP | axes.Username}})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{IP: Addr("2.3.4.5"), Username: "bob1"}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("2.3.4.5"), Username: "bob1"}, V{Failures: 2}},
+			{0, "check", axes.Key{IP: Addr("12.3.4.5"), Username: "bob"}, V{}},
+			{0, "check", axes.Key{IP: Addr("2.3.4.5"), Username: "bob1", UserAgent: "x"}, V{Failures: 2}},
+		})
+		hu := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.Username, axes.IP}})
+		hu.Steps([]Step{
+			{0, "fail", axes.Key{IP: Addr("9.9.9.1"), Username: "2.3.4.5"}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("9.9.9.2"), Username: "2.3.4.5"}, V{Failures: 2}},
+			{0, "fail", axes.Key{IP: Addr("9.9.9.3"), Username: "2.3.4.5"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.Username}},
+			{0, "check", axes.Key{IP: Addr("2.3.4.5"), Username: "y"}, V{}},
+			{0, "fail", axes.Key{IP: Addr("9.9.9.4"), Username: ""}, V{Failures: 1}},
+			{0, "fail", axes.Key{IP: Addr("9.9.9.5"), Username: ""}, V{Failures: 2, By: axes.Username}},
+			{0, "check", axes.Key{IP: Addr("9.9.9.6"), Username: "z"}, V{}},
+			{0, "check", axes.Key{IP: Addr("9.9.9.6"), Username: " "}, V{Failures: 2}},
+		})
+		long := strings.Repeat("a", 1<<20)
+		long2 := long[:len(long)-1] + "b"
+		odd := "x\x00y\xff\xfe" + strings.Repeat("\x80", 300)
+		hl := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.Username | axes.UserAgent}})
+		hl.Steps([]Step{
+			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Failures: 2}},
+			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "check", axes.Key{Username: long2, UserAgent: odd}, V{}},
+			{0, "check", axes.Key{Username: long, UserAgent: odd[:len(odd)-1]}, V{}},
+			{0, "check", axes.Key{Username: "x\x00y", UserAgent: odd}, V{}},
+		})
+		for _, lo := range hl.L.Lockouts() {
+			if len(lo.Username) > axes.MaxIdentityBytes || len(lo.UserAgent) > axes.MaxIdentityBytes {
+				t.Errorf("Lockouts keeps %d/%d bytes of identity, want at most %d", len(lo.Username), len(lo.UserAgent), axes.MaxIdentityBytes)
+			}
+		}
+	})
+	add("Backoff", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{Limit: 2, Cooloff: axes.Backoff{Base: min, Factor: 2, Max: 5 * min, Decay: time.Hour}})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * min}},
+			{1 * min, "fail", kA, V{Failures: 1}},
+			{1 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 2 * min}},
+			{3 * min, "fail", kA, V{Failures: 1}},
+			{3 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 4 * min}},
+			{7 * min, "fail", kA, V{Failures: 1}},
+			{7 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * min}},
+			{12 * min, "fail", kA, V{Failures: 1}},
+			{12 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * min}},
+			// An hour without a lock after the last one ends forgets the level.
+			{17*min + time.Hour, "fail", kA, V{Failures: 1}},
+			{17*min + time.Hour, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * min}},
+		})
+	})
+	add("Tiers", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{Cooloff: axes.Tiers{{Failures: 3, Cooloff: min}, {Failures: 5, Cooloff: 10 * min}}})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: min}},
+			{1 * min, "check", kA, V{Failures: 3}},
+			{1 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: min}},
+			{2 * min, "fail", kA, V{Locked: true, Failures: 5, RetryAfter: 10 * min}},
+			{12 * min, "check", kA, V{}},
+		})
+	})
+	add("Forever", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{Cooloff: axes.Forever})
+		h.Steps([]Step{
+			{0, "fail", kA, V{Failures: 1}},
+			{0, "fail", kA, V{Failures: 2}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: axes.Indefinite}},
+			{14 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: axes.Indefinite}},
+			{1000 * time.Hour, "locked", kA, V{Locked: true}},
+			{1000 * time.Hour, "reset", kA, V{}},
+			{1000 * time.Hour, "check", kA, V{}},
+		})
+	})
+	add("CooloffFuncAndLimitFunc", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{
+			LockoutBy: []axes.Fields{axes.Username},
+			Cooloff: axes.CooloffFunc(func(k axes.Key) time.Duration {
+				if k.Username == "admin" {
+					return time.Hour
+				}
+				return 0
+			}),
+			LimitFunc: func(k axes.Key) int {
+				if k.Username == "admin" {
+					return 2
+				}
+				return 3
+			},
+		})
+		h.Steps([]Step{
+			{0, "fail", axes.Key{Username: "admin"}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: "admin"}, V{Locked: true, Failures: 2, RetryAfter: time.Hour}},
+			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 1}},
+			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 2}},
+			{0, "fail", axes.Key{Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+		})
+	})
+	add("Reservations", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		a1, a2, a3 := h.L.Begin(kA), h.L.Begin(kA), h.L.Begin(kA)
+		for i, a := range []*axes.Attempt{&a1, &a2, &a3} {
+			if !a.Allowed() {
+				t.Fatalf("attempt %d refused: %+v", i+1, a.Verdict())
+			}
+		}
+		a4 := h.L.Begin(kA)
+		Expect(t, "fourth in flight", a4.Verdict(), V{Locked: true, RetryAfter: axes.BusyRetryAfter, Reason: axes.ReasonBusy, By: axes.IP})
+		a1.Succeed()
+		a1.Succeed() // no-op
+		a5 := h.L.Begin(kA)
+		if !a5.Allowed() {
+			t.Fatalf("slot freed by a success not reusable: %+v", a5.Verdict())
+		}
+		Expect(t, "a2 fails", a2.Fail(), V{Failures: 1})
+		Expect(t, "a3 fails", a3.Fail(), V{Failures: 2})
+		Expect(t, "a5 fails", a5.Fail(), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		a5.Fail() // no-op
+		Expect(t, "after double settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		a4.Fail() // refused attempts have nothing to settle
+		Expect(t, "refused settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		a6 := h.L.Begin(kA)
+		Expect(t, "begin while locked", a6.Verdict(), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+
+		// An unsettled reservation counts as a failure after the timeout.
+		b1 := h.L.Begin(kB)
+		h.At(axes.DefaultReserveTimeout - sec)
+		Expect(t, "before timeout", h.L.Check(kB), V{})
+		h.At(axes.DefaultReserveTimeout + sec)
+		Expect(t, "after timeout", h.L.Check(kB), V{Failures: 1})
+		b1.Fail()
+		Expect(t, "late settle", h.L.Check(kB), V{Failures: 1})
+		b2 := h.L.Begin(kB)
+		b2.Succeed()
+		Expect(t, "success", h.L.Check(kB), V{Failures: 1})
+	})
+	add("ReservationsTimeOutIntoLock", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{})
+		for range 3 {
+			if a := h.L.Begin(kA); !a.Allowed() {
+				t.Fatal("refused")
+			}
+		}
+		h.At(axes.DefaultReserveTimeout)
+		Expect(t, "crashed handlers", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+	})
+	add("ParallelReservations", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{Limit: 5, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
+		for round := range 3 {
+			var admitted sync.WaitGroup
+			var n, locks int64
+			var mu sync.Mutex
+			start := make(chan struct{})
+			for range 100 {
+				admitted.Add(1)
+				go func() {
+					defer admitted.Done()
+					<-start
+					a := h.L.Begin(kA)
+					if a.Allowed() {
+						v := a.Fail()
+						mu.Lock()
+						n++
+						if v.Locked {
+							locks++
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			close(start)
+			admitted.Wait()
+			if n != 5 || locks != 1 {
+				t.Errorf("round %d: %d admitted, %d locked verdicts; want 5 and 1", round, n, locks)
+			}
+			h.L.ResetAll()
+		}
+	})
+	add("Resets", func(t *testing.T, ns func() axes.Store) {
+		p := axes.Policy{Limit: 10, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username, axes.Username | axes.UserAgent, axes.IP | axes.UserAgent}}
+		h := harness(t, ns, p)
+		bob := axes.Key{IP: ip1, Username: "Bob", UserAgent: "ua"}
+		alice := axes.Key{IP: ip1, Username: "alice", UserAgent: "ua"}
+		carol := axes.Key{IP: ip2, Username: "bob", UserAgent: "ua"}
+		h.L.Fail(bob)
+		h.L.Fail(alice)
+		h.L.Fail(carol)
+		// Entries: IP ip1, ip2; IP|User (ip1,bob) (ip1,alice) (ip2,bob);
+		// User|UA (bob,ua) (alice,ua); IP|UA (ip1,ua) (ip2,ua): 9.
+		if n := h.L.ResetIP(Addr("::ffff:192.0.2.1")); n != 4 {
+			t.Errorf("ResetIP cleared %d entries, want 4", n)
+		}
+		Expect(t, "bob after ResetIP", h.L.Check(bob), V{Failures: 2, By: axes.Username | axes.UserAgent})
+		Expect(t, "carol after ResetIP", h.L.Check(carol), V{Failures: 2})
+		if n := h.L.ResetUsername(" BOB"); n != 2 {
+			t.Errorf("ResetUsername cleared %d entries, want 2", n)
+		}
+		Expect(t, "carol after ResetUsername", h.L.Check(carol), V{Failures: 1})
+		h.L.Reset(carol)
+		Expect(t, "carol after Reset", h.L.Check(carol), V{})
+		Expect(t, "alice", h.L.Check(alice), V{Failures: 1, By: axes.Username | axes.UserAgent})
+		if n := h.L.ResetAll(); n != 1 {
+			t.Errorf("ResetAll cleared %d entries, want 1", n)
+		}
+		Expect(t, "alice after ResetAll", h.L.Check(alice), V{})
+	})
+	add("Lockouts", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
+		long := strings.Repeat("é", 300)
+		h.L.Fail(axes.Key{IP: ip1, Username: "Bob", UserAgent: long})
+		h.At(min)
+		h.L.Fail(axes.Key{IP: ip1, Username: "x"})
+		h.L.Fail(axes.Key{IP: ip1, Username: "y"})
+		h.At(2 * min)
+		got := h.L.Lockouts()
+		if len(got) != 1 {
+			t.Fatalf("Lockouts = %+v, want one", got)
+		}
+		lo := got[0]
+		if lo.By != axes.IP || lo.IP.String() != "192.0.2.1/32" || lo.Failures != 3 || !lo.Until.Equal(T0.Add(16*min)) || lo.Username != "y" {
+			t.Errorf("Lockouts[0] = %+v", lo)
+		}
+		h.L.Fail(axes.Key{IP: ip2, Username: "Bob", UserAgent: long})
+		h.L.Fail(axes.Key{IP: ip3, Username: "Bob", UserAgent: long})
+		got = h.L.Lockouts()
+		if len(got) != 2 || got[1].By != axes.Username || got[1].Username != "Bob" || got[1].IP.String() != "192.0.2.3/32" ||
+			got[1].UserAgent != strings.Repeat("é", axes.MaxIdentityBytes/2) {
+			t.Fatalf("Lockouts = %+v", got)
+		}
+		h.At(16 * min)
+		if got := h.L.Lockouts(); len(got) != 1 || got[0].By != axes.Username {
+			t.Errorf("after the first lock ends: %+v", got)
+		}
+	})
+	add("Events", func(t *testing.T, ns func() axes.Store) {
+		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
+		h.L.Fail(kA)
+		h.L.Fail(kA)
+		h.Events()
+		h.L.Fail(kA)
+		h.L.Fail(kA)
+		h.L.Success(kB)
+		h.L.ResetIP(ip1)
+		var kinds []string
+		for _, e := range h.Events() {
+			kinds = append(kinds, e.Kind.String()+":"+e.By.String())
+		}
+		want := "failure:ip lockout:ip failure:username lockout:username refused:ip success:none reset:none"
+		if got := strings.Join(kinds, " "); got != want {
+			t.Errorf("events:\n got %s\nwant %s", got, want)
+		}
+	})
+}

@@ -1,0 +1,25 @@
+package storetest_test
+
+import (
+	"testing"
+
+	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/storetest"
+)
+
+// TestDefaultStore runs the suite on a limiter's own memory store.
+func TestDefaultStore(t *testing.T) {
+	storetest.Run(t, func() axes.Store { return nil })
+}
+
+// TestMemoryStoreInterface runs the suite on a memory store reached
+// through the Store interface.
+func TestMemoryStoreInterface(t *testing.T) {
+	storetest.Run(t, func() axes.Store {
+		s, err := axes.NewMemoryStore(1 << 12)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
