@@ -1,0 +1,228 @@
+package redisstore
+
+import (
+	"context"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
+)
+
+// scanBatch is the COUNT hint of the scans of ResetAll, Lockouts and, under
+// SpreadSlots, ResetField.
+const scanBatch = 1000
+
+// adminTimeout bounds the scans of the administrative calls, which touch
+// every key rather than one.
+func (s *Store) adminContext() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), max(100*s.o.Timeout, 10*time.Second))
+}
+
+// forEachNode runs fn on every node that holds keys: each master of a
+// Cluster, each shard of a Ring, or the client itself.
+func (s *Store) forEachNode(ctx context.Context, fn func(ctx context.Context, c redis.Cmdable) error) error {
+	switch c := s.c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
+	case *redis.Ring:
+		return c.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error { return fn(ctx, c) })
+	}
+	return fn(ctx, s.c)
+}
+
+// globEscape escapes the glob characters of a key prefix for SCAN MATCH.
+func globEscape(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// scan calls fn with every batch of keys matching pattern on every node.
+func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Context, c redis.Cmdable, keys []string) error) error {
+	return s.forEachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := c.Scan(ctx, cursor, pattern, scanBatch).Result()
+			if err != nil {
+				return err
+			}
+			if len(keys) > 0 {
+				if err := fn(ctx, c, keys); err != nil {
+					return err
+				}
+			}
+			if next == 0 {
+				return nil
+			}
+			cursor = next
+		}
+	})
+}
+
+// ResetField implements axes.Store. In the default one-slot layout it
+// deletes the dimension keys listed in the field's index set, a cost in
+// proportion to them; under SpreadSlots it scans every key (SCAN, COUNT
+// 1000, on every master) and deletes those recorded with the field digest.
+// The local fallback store forgets them too.
+func (s *Store) ResetField(f axes.Fields, k axes.Digest) (int, error) {
+	if s.local != nil {
+		s.local.ResetField(f, k)
+	}
+	if f != axes.IP && f != axes.Username {
+		return 0, nil
+	}
+	ctx, cancel := s.adminContext()
+	defer cancel()
+	if !s.o.SpreadSlots {
+		n, err := resetIndexScript.Run(ctx, s.c, []string{s.indexKey(f, k)}).Int()
+		if err != nil {
+			s.n.errors.Add(1)
+		}
+		return n, err
+	}
+	field := "uk"
+	if f == axes.IP {
+		field = "ik"
+	}
+	hexd := k.String()
+	total := 0
+	err := s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+		pipe := c.Pipeline()
+		cmds := make([]*redis.Cmd, len(keys))
+		for i, key := range keys {
+			cmds[i] = resetIfScript.Eval(ctx, pipe, []string{key}, field, hexd)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			n, _ := c.Int()
+			total += n
+		}
+		return nil
+	})
+	if err != nil {
+		s.n.errors.Add(1)
+	}
+	return total, err
+}
+
+// ResetAll implements axes.Store: it scans every key under the prefix on
+// every master (SCAN, COUNT 1000) and deletes it, returning how many
+// dimension keys it deleted. The secret verifier is kept.
+func (s *Store) ResetAll() (int, error) {
+	if s.local != nil {
+		s.local.ResetAll()
+	}
+	ctx, cancel := s.adminContext()
+	defer cancel()
+	verifier := s.root + "v"
+	total := 0
+	err := s.scan(ctx, globEscape(s.o.Prefix)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+		pipe := c.Pipeline()
+		var dels []*redis.IntCmd
+		for _, key := range keys {
+			if key == verifier {
+				continue
+			}
+			cmd := pipe.Unlink(ctx, key)
+			if strings.HasPrefix(key, s.tag) {
+				dels = append(dels, cmd)
+			}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range dels {
+			total += int(c.Val())
+		}
+		return nil
+	})
+	if err != nil {
+		s.n.errors.Add(1)
+	}
+	return total, err
+}
+
+// Lockouts implements axes.LockLister. It scans every dimension key (SCAN,
+// COUNT 1000, on every master) and reads the locked ones: a cost in
+// proportion to all the keys, meant for admin pages, not for every
+// request. Lock ends are read on the server's clock (or now, under
+// UseRequestTime) and reported on now's.
+func (s *Store) Lockouts(now time.Time) ([]axes.Lockout, error) {
+	ctx, cancel := s.adminContext()
+	defer cancel()
+	var out []axes.Lockout
+	err := s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+		nowMS := now.UnixMilli()
+		if !s.o.UseRequestTime {
+			t, err := c.Time(ctx).Result()
+			if err != nil {
+				return err
+			}
+			nowMS = t.UnixMilli()
+		}
+		pipe := c.Pipeline()
+		cmds := make([]*redis.SliceCmd, len(keys))
+		for i, key := range keys {
+			cmds[i] = pipe.HMGet(ctx, key, "le", "f", "fd", "ip", "un", "ua")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+			return err
+		}
+		for i, cmd := range cmds {
+			v := cmd.Val()
+			if len(v) != 6 {
+				continue
+			}
+			str := func(j int) string { x, _ := v[j].(string); return x }
+			le, err := strconv.ParseInt(str(0), 10, 64)
+			if err != nil || le == 0 || (le > 0 && le <= nowMS) {
+				continue
+			}
+			lo := axes.Lockout{
+				Username:  str(4),
+				UserAgent: str(5),
+				Digest:    parseDigest(keys[i][len(s.tag):]),
+			}
+			lo.Failures, _ = strconv.Atoi(str(1))
+			fd, _ := strconv.Atoi(str(2))
+			lo.By = axes.Fields(fd)
+			if p, err := netip.ParsePrefix(str(3)); err == nil {
+				lo.IP = p
+			}
+			if le > 0 {
+				lo.Until = now.Add(fromMS(le - nowMS))
+			}
+			out = append(out, lo)
+		}
+		return nil
+	})
+	if err != nil {
+		s.n.errors.Add(1)
+		return nil, err
+	}
+	return out, nil
+}
+
+// parseDigest reads the digest from the end of a dimension key.
+func parseDigest(s string) axes.Digest {
+	s = strings.Trim(s, "{}")
+	if len(s) != 32 {
+		return axes.Digest{}
+	}
+	hi, err1 := strconv.ParseUint(s[:16], 16, 64)
+	lo, err2 := strconv.ParseUint(s[16:], 16, 64)
+	if err1 != nil || err2 != nil {
+		return axes.Digest{}
+	}
+	return axes.Digest{Hi: hi, Lo: lo}
+}
