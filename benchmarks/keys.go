@@ -22,9 +22,9 @@ type Keyset struct {
 // NewKeyset generates n distinct keys of dimension by. IP keys are the dotted
 // forms of 10.0.0.0+i; username keys are "user" followed by i in decimal.
 func NewKeyset(n int, by Dimension) *Keyset {
-	per := 11 // "10.255.255.255" is 14 bytes; most are shorter
+	per := 13 // "10.255.255.255" is 14 bytes; most are shorter
 	if by == ByUsername {
-		per = 10
+		per = 11
 	}
 	b := make([]byte, 0, n*per)
 	off := make([]uint32, 1, n+1)

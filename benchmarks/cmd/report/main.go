@@ -1,0 +1,128 @@
+// Command report runs the comparison benchmarks of this module and writes
+// RESULTS.md (tables and target checks) and chart.svg (a bar chart of the
+// same measurements). Run it from the benchmarks directory:
+//
+//	go run ./cmd/report
+//
+// It takes several minutes: three passes of the parallel workloads, then
+// the heap measurements at 1M tracked keys and under a 10M-key spray.
+// With -from it renders the files from a saved `go test -bench` output
+// instead of running the benchmarks.
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+func main() {
+	log.SetFlags(0)
+	log.SetPrefix("report: ")
+	var (
+		count     = flag.Int("count", 3, "runs of each parallel benchmark; the median is reported")
+		benchtime = flag.String("benchtime", "1s", "-benchtime of the parallel workloads")
+		sprayOps  = flag.Int("spray.ops", 2_000_000, "operations of the timed spray (at most 4194304, the distinct keys in its pool)")
+		heapKeys  = flag.Int("heap.keys", 1_000_000, "tracked keys of the heap-per-key measurement")
+		sprayKeys = flag.Int("spray.keys", 10_000_000, "distinct keys of the heap spray")
+		sprayCap  = flag.Int("spray.cap", 1_000_000, "key cap during the heap spray")
+		from      = flag.String("from", "", "render from this saved benchmark output instead of running")
+		outDir    = flag.String("out", ".", "directory to write RESULTS.md and chart.svg to")
+	)
+	flag.Parse()
+	if *sprayOps < 1 || *sprayOps > 1<<22 {
+		log.Fatalf("-spray.ops %d out of range [1, 4194304]", *sprayOps)
+	}
+
+	var raw []byte
+	var cmds []string
+	if *from != "" {
+		b, err := os.ReadFile(*from)
+		if err != nil {
+			log.Fatal(err)
+		}
+		raw = b
+		cmds = []string{"(rendered from " + *from + ")"}
+	} else {
+		if err := checkDir(); err != nil {
+			log.Fatal(err)
+		}
+		runs := [][]string{
+			{"test", "-run", "^$", "-bench", "^Benchmark(LockedZipf|FailZipf|Mixed)$", "-benchmem",
+				"-benchtime", *benchtime, "-count", fmt.Sprint(*count)},
+			{"test", "-run", "^$", "-bench", "^BenchmarkFailSpray$", "-benchmem",
+				"-benchtime", fmt.Sprintf("%dx", *sprayOps), "-count", fmt.Sprint(*count)},
+			{"test", "-run", "^$", "-bench", "^Benchmark(HeapPerKey|SprayHeap)$", "-benchtime", "1x", "-timeout", "60m",
+				"-args", fmt.Sprintf("-heap.keys=%d", *heapKeys),
+				fmt.Sprintf("-spray.keys=%d", *sprayKeys), fmt.Sprintf("-spray.cap=%d", *sprayCap)},
+		}
+		var all bytes.Buffer
+		for _, args := range runs {
+			cmds = append(cmds, "go "+strings.Join(quote(args), " "))
+			log.Printf("go %s", strings.Join(args, " "))
+			out, err := goCmd(os.Stderr, args...)
+			if err != nil {
+				log.Fatalf("go %s: %v", strings.Join(args, " "), err)
+			}
+			all.Write(out)
+		}
+		raw = all.Bytes()
+	}
+
+	res, err := Parse(bytes.NewReader(raw))
+	if err != nil {
+		log.Fatal(err)
+	}
+	env := Env{CPU: res.CPU, OS: res.GOOS + "/" + res.GOARCH, Procs: res.Procs, Date: time.Now().UTC().Format("2006-01-02")}
+	if v, err := goCmd(io.Discard, "env", "GOVERSION"); err == nil {
+		env.Go = strings.TrimSpace(string(v))
+	}
+	env.Commands = cmds
+	md := Markdown(res, env, string(raw))
+	svg := Chart(res, env)
+	if err := os.WriteFile(*outDir+"/RESULTS.md", []byte(md), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	if err := os.WriteFile(*outDir+"/chart.svg", []byte(svg), 0o644); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("wrote %s/RESULTS.md and %s/chart.svg", *outDir, *outDir)
+}
+
+// checkDir makes sure the command runs in the benchmarks module.
+func checkDir() error {
+	b, err := os.ReadFile("go.mod")
+	if err != nil || !bytes.Contains(b, []byte("module github.com/axes-go/axes/benchmarks\n")) {
+		return errors.New("run from the benchmarks directory: cd benchmarks && go run ./cmd/report")
+	}
+	return nil
+}
+
+// goCmd runs the go command, copying its output to echo, and returns the
+// output.
+func goCmd(echo io.Writer, args ...string) ([]byte, error) {
+	var out bytes.Buffer
+	cmd := exec.Command("go", args...)
+	cmd.Stdout = io.MultiWriter(&out, echo)
+	cmd.Stderr = os.Stderr
+	err := cmd.Run()
+	return out.Bytes(), err
+}
+
+func quote(args []string) []string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		if strings.ContainsAny(a, "^$|()* ") {
+			a = "'" + a + "'"
+		}
+		q[i] = a
+	}
+	return q
+}
