@@ -1,0 +1,97 @@
+// Command axesdemo is a login server protected by axes, with a built-in
+// attack simulation.
+//
+//	go run ./cmd/axesdemo            # serve the demo on 127.0.0.1:8080
+//	go run ./cmd/axesdemo -attack    # serve it, attack it, print a report
+//
+// See docs/demo.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/axes-go/axes/cmd/axesdemo/internal/demo"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "axesdemo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("axesdemo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	attack := fs.Bool("attack", false, "run the simulated attack against the server, print a report and exit")
+	verbose := fs.Bool("v", false, "with -attack, log every lockout and refusal")
+	secretDefault := os.Getenv("AXESDEMO_SECRET")
+	if secretDefault == "" {
+		secretDefault = demo.DefaultSecret
+	}
+	secret := fs.String("secret", secretDefault, "digest secret (at least 16 bytes), shared by processes on one store; default $AXESDEMO_SECRET or a fixed demo value")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	if *attack {
+		cfg := demo.SimConfig{Addr: *addr, Secret: []byte(*secret), Progress: stdout}
+		if *verbose {
+			cfg.Logger = logger
+		}
+		rep, err := demo.Simulate(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		if _, err := rep.WriteTo(stdout); err != nil {
+			return err
+		}
+		if len(rep.Check.Violations) > 0 {
+			return errors.New("the limit was breached")
+		}
+		return nil
+	}
+
+	srv, err := demo.NewServer(demo.Config{Addr: *addr, Secret: []byte(*secret), Logger: logger})
+	if err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return errors.Join(err, srv.Shutdown(ctx))
+	}
+	fmt.Fprintf(stdout, "axesdemo: login page  %s/login\n", srv.URL())
+	fmt.Fprintf(stdout, "axesdemo: admin page  %s/admin/\n", srv.URL())
+	fmt.Fprintf(stdout, "axesdemo: admin API   %s/admin/api/lockouts, %s/admin/api/stats\n", srv.URL(), srv.URL())
+	fmt.Fprintln(stdout, "axesdemo: accounts    alice, bob, carol, dave, erin (passwords on the login page); Ctrl-C stops")
+	select {
+	case <-ctx.Done():
+	case <-waitChan(srv):
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return errors.Join(srv.Shutdown(shutCtx), srv.Wait())
+}
+
+// waitChan returns a channel closed when srv stops serving.
+func waitChan(srv *demo.Server) <-chan struct{} {
+	done := make(chan struct{})
+	go func() { _ = srv.Wait(); close(done) }()
+	return done
+}
