@@ -56,14 +56,16 @@ func (l *Limiter) Begin(k Key) Attempt {
 	}
 	rule := l.forAttempt(&k)
 	var dims [8]Dim
-	req := Request{Op: OpBegin, Rule: &rule, Now: l.clock(), Identity: l.identity(&k)}
+	now := l.clock()
+	id := l.identity(&k)
+	req := Request{Op: OpBegin, Rule: &rule, Now: now, Identity: id}
 	n := l.digests(&k, &dims, true)
 	req.Dims = dims[:n]
-	if err := l.run(&req); err != nil {
+	if err := l.run(&req, now, id); err != nil {
 		a.verdict = Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 		return a
 	}
-	a.verdict = l.finish(OpBegin, &k, &req, &a)
+	a.verdict = l.finish(OpBegin, &k, &req, now)
 	if a.verdict.Locked {
 		return a
 	}
@@ -131,12 +133,14 @@ func (a *Attempt) settle(op Op) Verdict {
 			d.UserKey = a.userKey
 		}
 	}
-	req := Request{Op: op, Rule: &rule, Now: l.clock(), Dims: dims[:a.n]}
+	now := l.clock()
+	var id Identity
 	if op == OpSettleFail {
-		req.Identity = l.identity(&a.key)
+		id = l.identity(&a.key)
 	}
-	if err := l.run(&req); err != nil {
+	req := Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
+	if err := l.run(&req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}
-	return l.finish(op, &a.key, &req, a)
+	return l.finish(op, &a.key, &req, now)
 }

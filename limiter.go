@@ -367,16 +367,19 @@ func (l *Limiter) plain(op Op, k *Key) Verdict {
 		rule = l.forAttempt(k)
 	}
 	var dims [8]Dim
-	req := Request{Op: op, Rule: &rule, Now: l.clock()}
+	now := l.clock()
+	req := Request{Op: op, Rule: &rule, Now: now}
 	n := l.digests(k, &dims, op == OpFail)
 	req.Dims = dims[:n]
+	var id Identity
 	if op == OpFail {
-		req.Identity = l.identity(k)
+		id = l.identity(k)
+		req.Identity = id
 	}
-	if err := l.run(&req); err != nil {
+	if err := l.run(&req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}
-	return l.finish(op, k, &req, nil)
+	return l.finish(op, k, &req, now)
 }
 
 func listVerdict(r Reason, limit int) Verdict {
@@ -390,25 +393,27 @@ func (l *Limiter) refusedByList(k *Key, r Reason) {
 	}
 }
 
-// run hands req to the store.
-func (l *Limiter) run(req *Request) error {
+// run hands req to the store. now and id repeat req.Now and req.Identity:
+// the interface path takes them from here rather than from req, so that
+// escape analysis keeps req, its Rule and its Dims on the caller's stack.
+func (l *Limiter) run(req *Request, now time.Time, id Identity) error {
 	if l.mem != nil {
 		l.mem.apply(req)
 		return nil
 	}
-	return l.runStore(req)
+	return l.runStore(req, now, id)
 }
 
-// runStore calls a store through the interface. It copies the request to
-// the heap, so that the memory store's path keeps req on the stack.
+// runStore calls a store through the interface with a copy of the request
+// on the heap.
 //
 //go:noinline
-func (l *Limiter) runStore(req *Request) error {
-	r := *req
-	rule := *req.Rule
-	r.Rule = &rule
-	r.Dims = append([]Dim(nil), req.Dims...)
-	err := l.store.Apply(&r)
+func (l *Limiter) runStore(req *Request, now time.Time, id Identity) error {
+	rule := new(Rule)
+	*rule = *req.Rule
+	r := &Request{Op: req.Op, Now: now, Rule: rule, Identity: id, Dims: make([]Dim, len(req.Dims))}
+	copy(r.Dims, req.Dims)
+	err := l.store.Apply(r)
 	if err != nil {
 		l.n.storeErrors.Add(1)
 		return err
@@ -419,7 +424,7 @@ func (l *Limiter) runStore(req *Request) error {
 
 // finish builds the verdict of a completed request, counts it and emits
 // its events.
-func (l *Limiter) finish(op Op, k *Key, req *Request, a *Attempt) Verdict {
+func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 	v := Verdict{Limit: req.Rule.Limit}
 	refused := false
 	busy := -1
@@ -484,7 +489,6 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, a *Attempt) Verdict {
 	if l.onEvent == nil {
 		return v
 	}
-	now := req.Now
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -442,7 +443,8 @@ func (st *memStore) apply(req *Request) {
 			// A store made by NewMemoryStore starts its timeline at its
 			// first request (less a margin for requests racing it), so
 			// that it follows whatever clock its limiter reads.
-			st.epoch = req.Now.Add(-time.Hour)
+			// (Rebuilt from an integer so that nothing of req is retained.)
+			st.epoch = time.Unix(0, req.Now.UnixNano()).Add(-time.Hour)
 		}
 		if st.base.Window == 0 {
 			st.base = *req.Rule
@@ -560,13 +562,29 @@ func (st *memStore) apply(req *Request) {
 }
 
 // cloneIdentity copies id, cut to MaxIdentityBytes, so that the store never
-// retains the caller's (possibly huge) strings.
+// retains the caller's (possibly huge) strings. It rebuilds the prefix from
+// its bytes so that nothing of the request is retained at all, which also
+// lets the request stay on its caller's stack.
 func cloneIdentity(id *Identity) Identity {
-	return Identity{
-		IP:        id.IP,
-		Username:  string([]byte(truncate(id.Username))),
-		UserAgent: string([]byte(truncate(id.UserAgent))),
+	c := Identity{Username: cloneString(truncate(id.Username)), UserAgent: cloneString(truncate(id.UserAgent))}
+	if id.IP.IsValid() {
+		a := id.IP.Addr()
+		if a.Is4() {
+			c.IP = netip.PrefixFrom(netip.AddrFrom4(a.As4()), id.IP.Bits())
+		} else {
+			c.IP = netip.PrefixFrom(netip.AddrFrom16(a.As16()), id.IP.Bits())
+		}
 	}
+	return c
+}
+
+func cloneString(s string) string {
+	if s == "" {
+		return ""
+	}
+	b := make([]byte, len(s))
+	copy(b, s)
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 func truncate(s string) string {

@@ -1,0 +1,44 @@
+package axes
+
+import (
+	"net/netip"
+	"testing"
+)
+
+var (
+	sinkVerdict Verdict
+	sinkBool    bool
+)
+
+// TestNoAllocs guards the hot paths: Locked, Check and Fail on keys the
+// store already holds, and a reservation settled both ways, allocate
+// nothing.
+func TestNoAllocs(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation allocates")
+	}
+	l, _ := newTest(t, Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, IP | Username, Username | UserAgent}})
+	k := Key{IP: netip.MustParseAddr("192.0.2.1"), Username: "Alice", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)"}
+	k6 := Key{IP: netip.MustParseAddr("2001:db8::1"), Username: "bob"}
+	l.Fail(k)
+	l.Fail(k6)
+	cases := map[string]func(){
+		"Locked":       func() { sinkBool = l.Locked(k) },
+		"Check":        func() { sinkVerdict = l.Check(k) },
+		"Fail":         func() { sinkVerdict = l.Fail(k) },
+		"Fail/IPv6":    func() { sinkVerdict = l.Fail(k6) },
+		"Begin+Fail":   func() { a := l.Begin(k); sinkVerdict = a.Fail() },
+		"Begin+Succed": func() { a := l.Begin(k); a.Succeed(); sinkVerdict = a.Verdict() },
+		"Success":      func() { l.Success(k) },
+	}
+	for name, f := range cases {
+		if n := testing.AllocsPerRun(200, f); n != 0 {
+			t.Errorf("%s allocates %v times per call", name, n)
+		}
+	}
+	locked, _ := newTest(t, Policy{Limit: 1})
+	locked.Fail(k)
+	if n := testing.AllocsPerRun(200, func() { sinkBool = locked.Locked(k) }); n != 0 {
+		t.Errorf("Locked on a locked key allocates %v times per call", n)
+	}
+}
