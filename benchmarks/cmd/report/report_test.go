@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/xml"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+)
+
+const sample = `goos: linux
+goarch: amd64
+pkg: github.com/axes-go/axes/benchmarks
+cpu: Test CPU @ 1GHz
+BenchmarkLockedZipf/keys=100k/by=ip/axes-2         	1000	       40.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLockedZipf/keys=100k/by=ip/axes-2         	1000	       50.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLockedZipf/keys=100k/by=ip/axes-2         	1000	       45.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLockedZipf/keys=100k/by=ip/baseline-2     	1000	       60.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLockedZipf/keys=100k/by=ip/otter-2        	1000	      100.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkLockedZipf/keys=100k/by=ip/go-cache-2     	1000	      200.0 ns/op	      16 B/op	       1 allocs/op
+BenchmarkMixed/locked=90/fail=10/keys=1M/by=ip/axes-2  	1000	      90.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkMixed/locked=90/fail=10/keys=1M/by=ip/baseline-2	1000	      80.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkMixed/locked=90/fail=10/keys=1M/by=ip/otter-2	1000	     120.0 ns/op	       0 B/op	       0 allocs/op
+BenchmarkHeapPerKey/keys=1M/by=ip/axes-2           	       1	1000000 ns/op	        40.0 bytes/key
+BenchmarkHeapPerKey/keys=1M/by=ip/otter-2          	       1	1000000 ns/op	       130.0 bytes/key
+BenchmarkSprayHeap/keys=10M/cap=1M/by=ip/axes-2    	       1	1000000 ns/op	        38.0 atcap-MB	        39.0 final-MB	        40.0 peak-MB
+BenchmarkSprayHeap/keys=10M/cap=1M/by=ip/go-cache-2	       1	1000000 ns/op	       100.0 atcap-MB	      1000 final-MB	      1000 peak-MB
+BenchmarkSprayHeap/keys=10M/cap=1M/by=ip/axes-2
+some log line
+PASS
+`
+
+func TestParse(t *testing.T) {
+	r, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.CPU != "Test CPU @ 1GHz" || r.GOOS != "linux" || r.Procs != 2 {
+		t.Fatalf("header: %+v", r)
+	}
+	if got := strings.Join(r.Workloads, ","); got != "LockedZipf,Mixed,HeapPerKey,SprayHeap" {
+		t.Fatalf("workloads %s", got)
+	}
+	if got := r.Params["Mixed"]; got != "locked=90/fail=10/keys=1M/by=ip" {
+		t.Fatalf("params %q", got)
+	}
+	for _, c := range []struct {
+		w, s, unit string
+		want       float64
+	}{
+		{"LockedZipf", "axes", "ns/op", 45}, // median of 40, 50, 45
+		{"LockedZipf", "go-cache", "allocs/op", 1},
+		{"HeapPerKey", "otter", "bytes/key", 130},
+		{"SprayHeap", "go-cache", "atcap-MB", 100},
+	} {
+		if got, ok := r.Get(c.w, c.s, c.unit); !ok || got != c.want {
+			t.Errorf("%s/%s %s = %v, %v; want %v", c.w, c.s, c.unit, got, ok, c.want)
+		}
+	}
+	if _, err := Parse(strings.NewReader("PASS\n")); err == nil {
+		t.Error("output without results accepted")
+	}
+	if _, err := Parse(strings.NewReader("BenchmarkX-2 1 2.0 ns/op\n")); err == nil {
+		t.Error("benchmark without a subject accepted")
+	}
+}
+
+func TestTargets(t *testing.T) {
+	r, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(Targets(r), "\n")
+	for _, want := range []string{
+		// fastest peer otter 100 ns/op; axes 45: 2.22× → met
+		"LockedZipf: axes 45 ns/op, fastest peer otter 100 ns/op, axes is 2.22× its throughput (target ≥ 2×): **met**.",
+		"LockedZipf: axes 45 ns/op vs baseline 60 ns/op (target: no slower): **met**.",
+		// otter 120 vs axes 90: 1.33× → missed, needs ≤ 60 ns/op
+		"Mixed: axes 90 ns/op, fastest peer otter 120 ns/op, axes is 1.33× its throughput (target ≥ 2×): **missed**: axes needs ≤ 60 ns/op, 1.50× faster than now.",
+		"Mixed: axes 90 ns/op vs baseline 80 ns/op (target: no slower): **missed** by 1.12×.",
+		"Memory: axes 40 bytes/key, least of the others otter 130 bytes/key (target: least): **met**.",
+		"axes heap 38 MB at the cap, peak 40 MB, final 39 MB",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("targets lack %q; got:\n%s", want, got)
+		}
+	}
+}
+
+func TestMarkdownAndChart(t *testing.T) {
+	r, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Env{CPU: r.CPU, OS: "linux/amd64", Go: "go1.26.8", Procs: r.Procs, Date: "2025-03-01", Commands: []string{"go test"}}
+	md := Markdown(r, env, sample)
+	for _, want := range []string{
+		"- CPU: Test CPU @ 1GHz, GOMAXPROCS 2 (linux/amd64)",
+		"- Go: go1.26.8",
+		"| **axes** | 45 | 0 | 0 | 1.00× |",
+		"| go-cache | 200 | 1 | 16 | 4.44× |",
+		"| otter | yes | 130 | 3.25× | – | – | – |",
+		"| go-cache | none | – | – | 100 | 1000 | 1000 |",
+		"![ns/op and memory per subject](chart.svg)",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q", want)
+		}
+	}
+	svg := Chart(r, env)
+	d := xml.NewDecoder(strings.NewReader(svg))
+	rects := 0
+	for {
+		tok, err := d.Token()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("chart is not well-formed XML: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "rect" {
+			rects++
+		}
+	}
+	// background + 4 LockedZipf + 3 Mixed + 2 heap + 2 spray bars
+	if rects != 1+4+3+2+2 {
+		t.Errorf("chart has %d rects", rects)
+	}
+	if strings.Contains(svg, "NaN") || strings.Contains(svg, "Inf") {
+		t.Error("chart has a non-finite number")
+	}
+}
