@@ -1,0 +1,224 @@
+package axeshttp_test
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/axeshttp"
+)
+
+// fixedClock makes the examples' output independent of the time they run.
+func fixedClock() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) }
+
+// post sends a login form to h from remote and prints the answer.
+func post(h http.Handler, remote, user, password string, header ...string) {
+	form := url.Values{"username": {user}, "password": {password}}
+	r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(form.Encode()))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = remote
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Set(header[i], header[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	fmt.Print(w.Code)
+	if ra := w.Header().Get("Retry-After"); ra != "" {
+		fmt.Print(" Retry-After: ", ra)
+	}
+	fmt.Println(" " + strings.TrimSpace(w.Body.String()))
+}
+
+// The middleware in front of a login handler: three failures lock the
+// client's IP for 15 minutes, and a locked client never reaches the
+// password check, even with the right password.
+func ExampleNew() {
+	lim := axes.Must(axes.New(axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * time.Minute)},
+		axes.WithClock(fixedClock)))
+	defer lim.Close()
+
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass := r.PostFormValue("username"), r.PostFormValue("password")
+		if user == "alice" && subtle.ConstantTimeCompare([]byte(pass), []byte("s3cret")) == 1 {
+			axeshttp.Succeeded(r)
+			io.WriteString(w, "welcome")
+			return
+		}
+		axeshttp.Failed(r)
+		http.Error(w, "wrong username or password", http.StatusUnauthorized)
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("/login", axeshttp.Must(axeshttp.New(lim))(login))
+
+	post(mux, "203.0.113.7:50001", "alice", "s3cret")
+	for _, guess := range []string{"123456", "password", "qwerty"} {
+		post(mux, "203.0.113.7:50002", "alice", guess)
+	}
+	post(mux, "203.0.113.7:50003", "alice", "s3cret", "Accept", "application/json")
+	post(mux, "198.51.100.9:50004", "alice", "s3cret") // another client
+	// Output:
+	// 200 welcome
+	// 401 wrong username or password
+	// 401 wrong username or password
+	// 401 wrong username or password
+	// 429 Retry-After: 900 {"error":"locked_out","message":"Too many failed login attempts. Try again in 15 minutes.","retry_after":900}
+	// 200 welcome
+}
+
+// Failed returns the verdict, so the handler can tell the client that this
+// very failure locked it out.
+func ExampleFailed() {
+	lim := axes.Must(axes.New(axes.Policy{Limit: 2, LockoutBy: []axes.Fields{axes.IP | axes.Username}},
+		axes.WithClock(fixedClock)))
+	defer lim.Close()
+
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := axeshttp.Failed(r) // every password is wrong in this example
+		if v.Locked {
+			http.Error(w, fmt.Sprintf("locked for %v", v.RetryAfter), http.StatusTooManyRequests)
+			return
+		}
+		http.Error(w, fmt.Sprintf("wrong password, %d attempt(s) left", v.Limit-v.Failures), http.StatusUnauthorized)
+	})
+	h := axeshttp.Must(axeshttp.New(lim))(login)
+	post(h, "192.0.2.1:1", "bob", "a")
+	post(h, "192.0.2.1:1", "bob", "b")
+	post(h, "192.0.2.1:1", "carol", "c") // counted apart: IP and username together
+	// Output:
+	// 401 wrong password, 1 attempt(s) left
+	// 429 locked for 15m0s
+	// 401 wrong password, 1 attempt(s) left
+}
+
+// Behind a reverse proxy every request comes from the proxy's address. Name
+// the proxies, and the client IP is read from the header they append; a
+// header forged by a client, or sent by anybody but the proxies, is ignored.
+func ExampleNewResolver() {
+	proxies, err := axeshttp.ParsePrefixes("10.0.0.0/8", "fd00::/8")
+	if err != nil {
+		panic(err)
+	}
+	res := axeshttp.MustResolver(axeshttp.Proxies{Header: "X-Forwarded-For", Trusted: proxies})
+
+	show := func(remote, xff string) {
+		r := httptest.NewRequest(http.MethodPost, "/login", nil)
+		r.RemoteAddr = remote
+		r.Header.Set("X-Forwarded-For", xff)
+		fmt.Println(res.ClientIP(r))
+	}
+	show("10.0.0.5:4711", "203.0.113.7")                       // the proxy saw 203.0.113.7
+	show("10.0.0.5:4711", "1.2.3.4, 203.0.113.7")              // the client forged 1.2.3.4
+	show("10.0.0.5:4711", "203.0.113.7, 10.0.0.9")             // two proxies
+	show("198.51.100.9:4711", "1.2.3.4")                       // not from a proxy
+	show("10.0.0.5:4711", "203.0.113.7, not-an-address")       // broken by a proxy: the peer
+	show("10.0.0.5:4711", "[2001:db8::7]:443, [fd00::1]:8080") // ports and brackets
+	// Output:
+	// 203.0.113.7
+	// 203.0.113.7
+	// 203.0.113.7
+	// 198.51.100.9
+	// 10.0.0.5
+	// 2001:db8::7
+}
+
+// A JSON login API, behind one load balancer that appends to
+// X-Forwarded-For, counting by IP and by username.
+func ExampleJSONField() {
+	lim := axes.Must(axes.New(axes.Policy{Limit: 1, LockoutBy: []axes.Fields{axes.IP, axes.Username}},
+		axes.WithClock(fixedClock)))
+	defer lim.Close()
+	mw := axeshttp.Must(axeshttp.New(lim,
+		axeshttp.WithUsername(axeshttp.JSONField("username")),
+		axeshttp.WithResolver(axeshttp.MustResolver(axeshttp.Proxies{Header: "X-Forwarded-For", Hops: 1})),
+	))
+	api := mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized) // no report: the status decides
+	}))
+
+	r := httptest.NewRequest(http.MethodPost, "/api/login", strings.NewReader(`{"username":"bob","password":"x"}`))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("X-Forwarded-For", "203.0.113.7")
+	api.ServeHTTP(httptest.NewRecorder(), r)
+
+	for _, l := range lim.Lockouts() {
+		fmt.Println(l.By, l.IP, l.Username)
+	}
+	// Output:
+	// ip 203.0.113.7/32 bob
+	// username 203.0.113.7/32 bob
+}
+
+// The admin lists and resets lockouts; by default it answers loopback
+// clients only.
+func ExampleAdmin() {
+	clock := fixedClock
+	lim := axes.Must(axes.New(axes.Policy{Limit: 1}, axes.WithClock(clock)))
+	defer lim.Close()
+	lim.Fail(axes.Key{IP: netip.MustParseAddr("203.0.113.7"), Username: "alice"})
+
+	mux := http.NewServeMux()
+	mux.Handle("/axes/", http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AdminClock(clock))))
+
+	do := func(method, path, body, remote string) {
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		r.RemoteAddr, r.Host = remote, "localhost:8080"
+		if body != "" {
+			r.Header.Set("Content-Type", "application/json")
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		fmt.Print(w.Code, " ", w.Body.String())
+	}
+	do("GET", "/axes/api/lockouts", "", "127.0.0.1:50000")
+	do("GET", "/axes/api/lockouts", "", "203.0.113.7:50000")
+	do("POST", "/axes/api/reset", `{"ip":"203.0.113.7"}`, "127.0.0.1:50000")
+	do("GET", "/axes/api/lockouts", "", "127.0.0.1:50000")
+	// Output:
+	// 200 {"count":1,"lockouts":[{"ip":"203.0.113.7","username":"alice","user_agent":"","by":"ip","failures":1,"until":"2026-01-01T12:15:00Z","retry_after":900}]}
+	// 403 {"error":"the axes admin is only served to loopback clients; see axeshttp.AllowRemote"}
+	// 200 {"reset":1}
+	// 200 {"count":0,"lockouts":[]}
+}
+
+// To reach the admin from other machines, put it behind the application's
+// own authentication and pass AllowRemote. Here a bearer token stands for
+// the application's real check of a signed-in administrator.
+func ExampleAllowRemote() {
+	lim := axes.Must(axes.New(axes.Policy{}, axes.WithClock(fixedClock)))
+	defer lim.Close()
+
+	requireStaff := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			const want = "Bearer staff-token"
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
+				http.Error(w, "sign in as an administrator", http.StatusUnauthorized)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/axes/", requireStaff(http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AllowRemote()))))
+
+	for _, auth := range []string{"", "Bearer staff-token"} {
+		r := httptest.NewRequest("GET", "/axes/api/lockouts", nil)
+		r.RemoteAddr, r.Host = "198.51.100.9:50000", "login.example.com"
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		fmt.Print(w.Code, " ", w.Body.String())
+	}
+	// Output:
+	// 401 sign in as an administrator
+	// 200 {"count":0,"lockouts":[]}
+}
