@@ -1,0 +1,204 @@
+package axes
+
+import (
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+// Benchmarks of the hot paths on the memory store. Run them with
+//
+//	go test -run '^$' -bench . -cpu 1,2 -benchtime 2s .
+//
+// The parallel Locked benchmark at -cpu 1 and -cpu 2 shows how reads scale;
+// heap-bytes/entry comes from BenchmarkMemoryPerEntry.
+
+const benchKeys = 1 << 20 // tracked keys in the zipf workloads (1M)
+
+// zipfSeq returns n key indexes in [0, keys) with zipf popularity
+// (s=1.1), generated once outside the timed loops.
+func zipfSeq(n, keys int) []uint32 {
+	r := rand.New(rand.NewSource(42))
+	z := rand.NewZipf(r, 1.1, 1, uint64(keys-1))
+	seq := make([]uint32, n)
+	for i := range seq {
+		seq[i] = uint32(z.Uint64())
+	}
+	return seq
+}
+
+var benchZipf = func() func() []uint32 {
+	var seq []uint32
+	return func() []uint32 {
+		if seq == nil {
+			seq = zipfSeq(1<<20, benchKeys)
+		}
+		return seq
+	}
+}()
+
+func benchIP(i uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+// newBenchLimiter returns a limiter tracking benchKeys keys with one
+// failure each, so that the zipf workloads hit existing entries.
+func newBenchLimiter(b *testing.B, p Policy) *Limiter {
+	b.Helper()
+	l := Must(New(p, WithMaxEntries(benchKeys)))
+	for i := range uint32(benchKeys) {
+		l.Fail(Key{IP: benchIP(i)})
+	}
+	return l
+}
+
+func reportOps(b *testing.B) {
+	if s := b.Elapsed().Seconds(); s > 0 {
+		b.ReportMetric(float64(b.N)/s, "ops/s")
+	}
+}
+
+// BenchmarkLocked: parallel Locked over 1M tracked keys with zipf
+// popularity, a policy of IP (limit 1000, so nothing locks).
+func BenchmarkLocked(b *testing.B) {
+	l := newBenchLimiter(b, Policy{Limit: 1000})
+	seq := benchZipf()
+	var off atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := off.Add(7919)
+		for pb.Next() {
+			i++
+			sinkBool = l.Locked(Key{IP: benchIP(seq[i&(1<<20-1)])})
+		}
+	})
+	reportOps(b)
+}
+
+// BenchmarkLockedUnderAttack: the same while 1% of the keys are locked.
+func BenchmarkLockedUnderAttack(b *testing.B) {
+	l := newBenchLimiter(b, Policy{Limit: 2})
+	for i := uint32(0); i < benchKeys; i += 100 {
+		l.Fail(Key{IP: benchIP(i)})
+	}
+	seq := benchZipf()
+	var off atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := off.Add(7919)
+		for pb.Next() {
+			i++
+			sinkBool = l.Locked(Key{IP: benchIP(seq[i&(1<<20-1)])})
+		}
+	})
+	reportOps(b)
+}
+
+// BenchmarkFail: parallel Fail over 1M tracked keys with zipf popularity.
+func BenchmarkFail(b *testing.B) {
+	for _, pc := range []struct {
+		name string
+		p    Policy
+	}{
+		{"by=ip", Policy{Limit: 1 << 15}},
+		{"by=ip,ip+username", Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, IP | Username}}},
+	} {
+		b.Run(pc.name, func(b *testing.B) {
+			l := newBenchLimiter(b, pc.p)
+			seq := benchZipf()
+			var off atomic.Uint32
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				i := off.Add(7919)
+				for pb.Next() {
+					i++
+					sinkVerdict = l.Fail(Key{IP: benchIP(seq[i&(1<<20-1)]), Username: "alice"})
+				}
+			})
+			reportOps(b)
+		})
+	}
+}
+
+// BenchmarkFailDistinct: parallel Fail where every call is a new key (a
+// spray), against a 1M cap, so the store inserts, sweeps and evicts.
+func BenchmarkFailDistinct(b *testing.B) {
+	l := Must(New(Policy{}, WithMaxEntries(benchKeys)))
+	var next atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			sinkVerdict = l.Fail(Key{IP: netip.AddrFrom4([4]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})})
+		}
+	})
+	reportOps(b)
+}
+
+// BenchmarkBeginSettle: a reservation settled as a failure, on existing
+// keys with zipf popularity.
+func BenchmarkBeginSettle(b *testing.B) {
+	l := newBenchLimiter(b, Policy{Limit: 1 << 15})
+	seq := benchZipf()
+	var off atomic.Uint32
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := off.Add(7919)
+		for pb.Next() {
+			i++
+			a := l.Begin(Key{IP: benchIP(seq[i&(1<<20-1)])})
+			if i&1 == 0 {
+				sinkVerdict = a.Fail()
+			} else {
+				a.Succeed()
+			}
+		}
+	})
+	reportOps(b)
+}
+
+// BenchmarkMemoryPerEntry reports the heap bytes per tracked entry with
+// 1M entries in a store capped at 1<<20.
+func BenchmarkMemoryPerEntry(b *testing.B) {
+	for _, n := range []int{100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
+			var perEntry float64
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				l := Must(New(Policy{Limit: 100}, WithMaxEntries(1<<20)))
+				for i := range uint32(n) {
+					l.Fail(Key{IP: benchIP(i)})
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if got := l.Stats().Entries; got != n {
+					b.Fatalf("%d entries tracked, want %d", got, n)
+				}
+				perEntry = float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+				runtime.KeepAlive(l)
+			}
+			b.ReportMetric(perEntry, "heap-B/entry")
+		})
+	}
+}
+
+// BenchmarkDigest: the cost of deriving one dimension's digests from a key.
+func BenchmarkDigest(b *testing.B) {
+	l := Must(New(Policy{LockoutBy: []Fields{IP, IP | Username}}))
+	k := Key{IP: benchIP(1), Username: "Alice@Example.com"}
+	var dims [8]Dim
+	b.ReportAllocs()
+	for b.Loop() {
+		l.digests(&k, &dims, false)
+	}
+}
