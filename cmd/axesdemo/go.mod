@@ -1,7 +1,20 @@
 module github.com/axes-go/axes/cmd/axesdemo
 
-go 1.26
+go 1.26.0
 
-require github.com/axes-go/axes v0.0.0-00010101000000-000000000000
+require (
+	github.com/axes-go/axes v0.0.0-00010101000000-000000000000
+	github.com/axes-go/axes/redisstore v0.0.0-00010101000000-000000000000
+	github.com/redis/go-redis/v9 v9.23.0
+)
 
-replace github.com/axes-go/axes => ../..
+require (
+	github.com/cespare/xxhash/v2 v2.3.0 // indirect
+	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+)
+
+replace (
+	github.com/axes-go/axes => ../..
+	github.com/axes-go/axes/redisstore => ../../redisstore
+)

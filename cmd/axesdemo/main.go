@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/cmd/axesdemo/internal/demo"
 )
 
@@ -35,6 +36,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
 	attack := fs.Bool("attack", false, "run the simulated attack against the server, print a report and exit")
 	verbose := fs.Bool("v", false, "with -attack, log every lockout and refusal")
+	redisAddr := fs.String("redis", "", "keep the limiter's state in the Redis server at this address (host:port), shared by every demo process using it")
 	secretDefault := os.Getenv("AXESDEMO_SECRET")
 	if secretDefault == "" {
 		secretDefault = demo.DefaultSecret
@@ -51,8 +53,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	var store axes.Store
+	if *redisAddr != "" {
+		client, st, err := demo.RedisStore(ctx, *redisAddr, []byte(*secret), *attack, logger)
+		if err != nil {
+			return err
+		}
+		defer client.Close()
+		store = st
+		prefix := demo.RedisPrefix
+		if *attack {
+			prefix = demo.RedisSimPrefix
+		}
+		fmt.Fprintf(stdout, "axesdemo: state in Redis at %s under %q; processes sharing it need the same -secret\n", *redisAddr, prefix)
+	}
 	if *attack {
-		cfg := demo.SimConfig{Addr: *addr, Secret: []byte(*secret), Progress: stdout}
+		cfg := demo.SimConfig{Addr: *addr, Store: store, Secret: []byte(*secret), Progress: stdout}
 		if *verbose {
 			cfg.Logger = logger
 		}
@@ -69,7 +85,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	srv, err := demo.NewServer(demo.Config{Addr: *addr, Secret: []byte(*secret), Logger: logger})
+	srv, err := demo.NewServer(demo.Config{Addr: *addr, Store: store, Secret: []byte(*secret), Logger: logger})
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ const ledgerCap = 1 << 16
 // SimConfig configures Simulate.
 type SimConfig struct {
 	Addr        string       // listen address; default "127.0.0.1:8080"
-	Store       axes.Store   // nil: the memory store
+	Store       axes.Store   // nil: the memory store; otherwise it is emptied first (ResetAll)
 	Secret      []byte       // default DefaultSecret
 	Progress    io.Writer    // progress lines and the start banner; nil for none
 	Logger      *slog.Logger // the limiter's lockouts, if set
@@ -45,6 +45,11 @@ func Simulate(ctx context.Context, cfg SimConfig) (*Report, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Store != nil {
+		// A shared store may hold the state of an earlier run, on the
+		// same simulated timeline.
+		srv.Limiter().ResetAll()
 	}
 	if err := srv.Start(); err != nil {
 		return nil, errors.Join(err, srv.Shutdown(ctx))
