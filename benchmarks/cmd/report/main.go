@@ -1,6 +1,8 @@
 // Command report runs the comparison benchmarks of this module and writes
 // RESULTS.md (tables and target checks) and chart.svg (a bar chart of the
-// same measurements). Run it from the benchmarks directory:
+// same measurements), and refreshes the results table between the
+// "report:begin" and "report:end" markers of README.md. Run it from the
+// benchmarks directory:
 //
 //	go run ./cmd/report
 //
@@ -64,6 +66,7 @@ func main() {
 				fmt.Sprintf("-spray.keys=%d", *sprayKeys), fmt.Sprintf("-spray.cap=%d", *sprayCap)},
 		}
 		var all bytes.Buffer
+		loadStart = loadavg()
 		for _, args := range runs {
 			cmds = append(cmds, "go "+strings.Join(quote(args), " "))
 			log.Printf("go %s", strings.Join(args, " "))
@@ -85,6 +88,9 @@ func main() {
 		env.Go = strings.TrimSpace(string(v))
 	}
 	env.Commands = cmds
+	if loadStart != "" {
+		env.Load = loadStart + " at the start, " + loadavg() + " at the end"
+	}
 	md := Markdown(res, env, string(raw))
 	svg := Chart(res, env)
 	if err := os.WriteFile(*outDir+"/RESULTS.md", []byte(md), 0o644); err != nil {
@@ -94,6 +100,32 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("wrote %s/RESULTS.md and %s/chart.svg", *outDir, *outDir)
+	readme := *outDir + "/README.md"
+	if doc, err := os.ReadFile(readme); err == nil {
+		if out, ok := splice(string(doc), Summary(res, env)); ok {
+			if err := os.WriteFile(readme, []byte(out), 0o644); err != nil {
+				log.Fatal(err)
+			}
+			log.Printf("updated the results table in %s", readme)
+		}
+	}
+}
+
+var loadStart string
+
+// loadavg returns the 1-minute load average where the system reports it
+// (Linux), or "". Other processes competing for the cores make every number
+// slower and noisier, so the results record it.
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // checkDir makes sure the command runs in the benchmarks module.

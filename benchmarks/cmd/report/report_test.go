@@ -130,3 +130,28 @@ func TestMarkdownAndChart(t *testing.T) {
 		t.Error("chart has a non-finite number")
 	}
 }
+
+func TestSummarySplice(t *testing.T) {
+	r, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := Summary(r, Env{CPU: "Test CPU", Procs: 2, Go: "go1.26.8", Date: "2025-03-01"})
+	for _, want := range []string{
+		"| subject | LockedZipf ns/op | Mixed ns/op | bytes/key | spray peak MB |",
+		"| **axes** | 45 | 90 | 40 | 40 |",
+		"| go-cache | 200 | – | – | 1000 |",
+	} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
+	}
+	doc := "intro\n" + beginMarker + "\nold table\n" + endMarker + "\nrest\n"
+	got, ok := splice(doc, "new\n")
+	if !ok || got != "intro\n"+beginMarker+"\nnew\n"+endMarker+"\nrest\n" {
+		t.Errorf("splice = %q, %v", got, ok)
+	}
+	if _, ok := splice("no markers", "x"); ok {
+		t.Error("splice without markers reported success")
+	}
+}
