@@ -88,6 +88,9 @@ func main() {
 		env.Go = strings.TrimSpace(string(v))
 	}
 	env.Commands = cmds
+	if v, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil && *from == "" {
+		env.Commit = strings.TrimSpace(string(v))
+	}
 	if loadStart != "" {
 		env.Load = loadStart + " at the start, " + loadavg() + " at the end"
 	}
