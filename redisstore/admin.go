@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/axes-go/axes"
@@ -46,7 +47,9 @@ func globEscape(p string) string {
 }
 
 // scan calls fn with every batch of keys matching pattern on every node.
+// The nodes are scanned in parallel, but the calls of fn are serialised.
 func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Context, c redis.Cmdable, keys []string) error) error {
+	var mu sync.Mutex // serialises fn
 	return s.forEachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
 		var cursor uint64
 		for {
@@ -55,7 +58,10 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Co
 				return err
 			}
 			if len(keys) > 0 {
-				if err := fn(ctx, c, keys); err != nil {
+				mu.Lock()
+				err := fn(ctx, c, keys)
+				mu.Unlock()
+				if err != nil {
 					return err
 				}
 			}

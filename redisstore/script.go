@@ -205,11 +205,18 @@ end
 local refused = false
 local lockedBefore, applied = {}, {}
 if phase == 2 and applied1 and raced[1] == 1 then
-  -- Written by another attempt since phase 1: leave the state as it is.
+  -- Written by another attempt since phase 1: take back this attempt's
+  -- reservation, or its failure unless that failure started a lock.
   for i = 1, n do
-    out[i] = {started = false, counted = false, busy = false}
-    lockedBefore[i] = lockedAt(st[i], now)
+    local s = st[i]
+    out[i] = {started = refresh(s, now), counted = false, busy = false}
+    lockedBefore[i] = lockedAt(s, now)
     applied[i] = false
+    if op == 2 and s.g == gens[i] and s.p > 0 then
+      s.p = s.p - 1
+    elseif op == 1 and s.f > 0 and not lockedAt(s, now) then
+      s.f = s.f - 1
+    end
   end
   refused = true
 else
@@ -324,11 +331,7 @@ for i = 1, n do
         redis.call('HSET', key, 'ut', token, 'u', snapshot(raw[i]))
       end
       if setId then
-        local ip, u, ua = '', '', ''
-        if fields % 2 == 1 then ip = idIP end
-        if math.floor(fields / 2) % 2 == 1 then u = idUser end
-        if math.floor(fields / 4) % 2 == 1 then ua = idUA end
-        redis.call('HSET', key, 'id', '1', 'ip', ip, 'un', u, 'ua', ua)
+        redis.call('HSET', key, 'id', '1', 'ip', idIP, 'un', idUser, 'ua', idUA)
       elseif delId then
         redis.call('HDEL', key, 'id', 'ip', 'un', 'ua')
       end
