@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"log/slog"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
@@ -103,6 +104,9 @@ func mustNew(t testing.TB, c redis.UniversalClient, o Options) *Store {
 	if o.Prefix == "" {
 		o.Prefix = prefix()
 	}
+	if o.Logger == nil {
+		o.Logger = quiet
+	}
 	s, err := New(c, o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -113,3 +117,6 @@ func mustNew(t testing.TB, c redis.UniversalClient, o Options) *Store {
 	})
 	return s
 }
+
+// quiet discards the store's log lines in tests.
+var quiet = slog.New(slog.DiscardHandler)

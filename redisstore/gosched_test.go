@@ -1,0 +1,5 @@
+package redisstore
+
+import "runtime"
+
+func runtime_Gosched() { runtime.Gosched() }
