@@ -179,11 +179,12 @@ local function horizon(s)
 end
 
 local st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
-local raced = {}
+local raced, hadToken = {}, {}
 for i = 1, n do
   local v = redis.call('HMGET', KEYS[i], 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u')
   exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
   ident[i] = v[8] == '1'
+  hadToken[i] = v[9] ~= false
   raw[i] = parse(v)
   raced[i] = 0
   if phase == 2 and applied1 then
@@ -329,6 +330,10 @@ for i = 1, n do
       if ARGV[p + 5] ~= '' then redis.call('HSET', key, 'uk', ARGV[p + 5]) end
       if spreadUndo then
         redis.call('HSET', key, 'ut', token, 'u', snapshot(raw[i]))
+      elseif hadToken[i] then
+        -- Any other write voids the snapshot: an undo must not restore
+        -- over it.
+        redis.call('HDEL', key, 'ut', 'u')
       end
       if setId then
         redis.call('HSET', key, 'id', '1', 'ip', idIP, 'un', idUser, 'ua', idUA)
