@@ -55,17 +55,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	var store axes.Store
 	if *redisAddr != "" {
-		client, st, err := demo.RedisStore(ctx, *redisAddr, []byte(*secret), *attack, logger)
+		o := demo.RedisOptions([]byte(*secret), *attack, logger)
+		client, st, err := demo.RedisStore(ctx, *redisAddr, o)
 		if err != nil {
 			return err
 		}
 		defer client.Close()
 		store = st
-		prefix := demo.RedisPrefix
-		if *attack {
-			prefix = demo.RedisSimPrefix
-		}
-		fmt.Fprintf(stdout, "axesdemo: state in Redis at %s under %q; processes sharing it need the same -secret\n", *redisAddr, prefix)
+		fmt.Fprintf(stdout, "axesdemo: state in Redis at %s under %q; processes sharing it need the same -secret\n", *redisAddr, o.Prefix)
 	}
 	if *attack {
 		cfg := demo.SimConfig{Addr: *addr, Store: store, Secret: []byte(*secret), Progress: stdout}

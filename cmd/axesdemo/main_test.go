@@ -1,0 +1,28 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestRunAttack(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run([]string{"-attack", "-addr", "127.0.0.1:0"}, &out, &errOut); err != nil {
+		t.Fatalf("run: %v\n%s%s", err, out.String(), errOut.String())
+	}
+	for _, want := range []string{"login server on http://127.0.0.1:", "Attack report", "Legitimate logins: 3 of 3 succeeded", "Limit held"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestRunBadArguments(t *testing.T) {
+	for _, args := range [][]string{{"-nosuchflag"}, {"extra"}, {"-secret", "short", "-attack", "-addr", "127.0.0.1:0"}} {
+		var out, errOut bytes.Buffer
+		if err := run(args, &out, &errOut); err == nil {
+			t.Errorf("run(%q) succeeded", args)
+		}
+	}
+}
