@@ -2,9 +2,9 @@ package redisstore
 
 import (
 	"context"
-	"log/slog"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"

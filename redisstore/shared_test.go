@@ -16,10 +16,11 @@ var secret = []byte("redisstore-test-secret-0123456789")
 
 // limiters returns n limiters with policy p, each with its own client and
 // store (as n servers would have), sharing one prefix.
-func limiters(t *testing.T, n int, cluster bool, p axes.Policy, o Options) []*axes.Limiter {
+func limiters(t *testing.T, n int, cluster bool, p axes.Policy, o Options) ([]*axes.Limiter, []*Store) {
 	t.Helper()
 	o.Prefix = prefix()
 	out := make([]*axes.Limiter, n)
+	stores := make([]*Store, n)
 	for i := range out {
 		var c redis.UniversalClient
 		if cluster {
@@ -32,9 +33,9 @@ func limiters(t *testing.T, n int, cluster bool, p axes.Policy, o Options) []*ax
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[i] = l
+		out[i], stores[i] = l, s
 	}
-	return out
+	return out, stores
 }
 
 // TestSharedReservations races 8 limiters (separate clients, as separate
@@ -44,7 +45,9 @@ func TestSharedReservations(t *testing.T) {
 	for _, cluster := range []bool{false, true} {
 		t.Run(fmt.Sprintf("cluster=%v", cluster), func(t *testing.T) {
 			p := axes.Policy{Limit: 5, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}}
-			ls := limiters(t, 8, cluster, p, Options{Timeout: 2 * time.Second})
+			// A generous timeout: 1600 racing calls under the race detector
+			// must not push a server into its fallback.
+			ls, stores := limiters(t, 8, cluster, p, Options{Timeout: 20 * time.Second})
 			k := axes.Key{IP: netip.MustParseAddr("198.51.100.7"), Username: "victim"}
 			for round := range 3 {
 				var mu sync.Mutex
@@ -78,6 +81,11 @@ func TestSharedReservations(t *testing.T) {
 				}
 				close(start)
 				wg.Wait()
+				for i, s := range stores {
+					if st := s.Stats(); st.Errors != 0 || st.Fallbacks != 0 {
+						t.Fatalf("round %d: server %d degraded: %+v", round, i, st)
+					}
+				}
 				if admitted != 5 || locked != 1 || unavailable != 0 {
 					t.Errorf("round %d: %d admitted, %d locked verdicts, %d unavailable; want 5, 1, 0", round, admitted, locked, unavailable)
 				}
