@@ -33,7 +33,7 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("axesdemo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8080", "listen address")
+	addr := fs.String("addr", "127.0.0.1:8080", "listen address (with -attack the default is a free loopback port)")
 	attack := fs.Bool("attack", false, "run the simulated attack against the server, print a report and exit")
 	verbose := fs.Bool("v", false, "with -attack, log every lockout and refusal")
 	redisAddr := fs.String("redis", "", "keep the limiter's state in the Redis server at this address (host:port), shared by every demo process using it")
@@ -47,6 +47,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *attack && !flagSet(fs, "addr") {
+		// The attack is over in a second; a free port keeps it from
+		// clashing with a demo server already running on 8080.
+		*addr = "127.0.0.1:0"
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -100,6 +105,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return errors.Join(srv.Shutdown(shutCtx), srv.Wait())
+}
+
+// flagSet reports whether the flag name was given on the command line.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // waitChan returns a channel closed when srv stops serving.
