@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"net/textproto"
 	"strings"
+
+	"github.com/axes-go/axes"
 )
 
 // Proxies describes the reverse proxies in front of the application and
@@ -28,12 +30,14 @@ type Proxies struct {
 	// uses the socket peer only, whatever the other fields say.
 	Header string
 
-	// Trusted lists the addresses of the proxies. A header is honoured only
-	// when the socket peer is inside one of these prefixes; a list header
-	// (X-Forwarded-For, Forwarded) is then read right to left, skipping
-	// entries inside these prefixes, and the first entry outside them is the
-	// client. When every entry is trusted, the leftmost one is the client.
-	Trusted []netip.Prefix
+	// Trusted holds the addresses of the proxies, as axes.ParseIPSet parses
+	// them ("10.0.0.0/8", "2001:db8::1"). A header is honoured only when the
+	// socket peer is in the set; a list header (X-Forwarded-For, Forwarded)
+	// is then read right to left, skipping entries in the set, and the first
+	// entry outside it is the client. When every entry is trusted, the
+	// leftmost one is the client. Membership costs a binary search, so
+	// listing a CDN's hundreds of ranges is fine.
+	Trusted axes.IPSet
 
 	// Hops, when positive, selects the trusted-hop-count mode for list
 	// headers: exactly Hops proxies sit in front of the application, each
@@ -58,7 +62,7 @@ const maxHops = 64
 type Resolver struct {
 	header  string // canonical header name; "" for peer only
 	kind    headerKind
-	trusted []netip.Prefix
+	trusted axes.IPSet
 	hops    int
 }
 
@@ -72,7 +76,7 @@ const (
 
 // NewResolver validates p and returns a Resolver for it.
 func NewResolver(p Proxies) (*Resolver, error) {
-	r := &Resolver{hops: p.Hops}
+	r := &Resolver{hops: p.Hops, trusted: p.Trusted}
 	if p.Header != "" {
 		if !validHeaderName(p.Header) {
 			return nil, fmt.Errorf("axes: invalid forwarding header name %q", p.Header)
@@ -96,19 +100,8 @@ func NewResolver(p Proxies) (*Resolver, error) {
 	if p.Hops > 0 && r.kind == kindSingle {
 		return nil, fmt.Errorf("axes: Proxies.Hops cannot be used with the single-address header %s", r.header)
 	}
-	if r.header != "" && p.Hops == 0 && len(p.Trusted) == 0 {
+	if r.header != "" && p.Hops == 0 && p.Trusted.IsEmpty() {
 		return nil, fmt.Errorf("axes: header %s would be trusted from anybody: set Proxies.Trusted or Proxies.Hops", r.header)
-	}
-	for _, pfx := range p.Trusted {
-		if !pfx.IsValid() {
-			return nil, fmt.Errorf("axes: invalid trusted proxy prefix %v", pfx)
-		}
-		// Addresses are compared unmapped, so an IPv4-mapped prefix is
-		// stored as the IPv4 prefix it means.
-		if a := pfx.Addr(); a.Is4In6() && pfx.Bits() >= 96 {
-			pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
-		}
-		r.trusted = append(r.trusted, pfx.Masked())
 	}
 	return r, nil
 }
@@ -123,31 +116,6 @@ func MustResolver(p Proxies) *Resolver {
 	return r
 }
 
-// ParsePrefixes parses addresses and CIDR prefixes ("10.0.0.0/8",
-// "2001:db8::1") into prefixes for Proxies.Trusted; a bare address is a
-// single-host prefix.
-func ParsePrefixes(entries ...string) ([]netip.Prefix, error) {
-	out := make([]netip.Prefix, 0, len(entries))
-	for _, e := range entries {
-		e = strings.TrimSpace(e)
-		if strings.Contains(e, "/") {
-			p, err := netip.ParsePrefix(e)
-			if err != nil {
-				return nil, fmt.Errorf("axes: trusted proxy %q: %w", e, err)
-			}
-			out = append(out, p)
-			continue
-		}
-		a, err := netip.ParseAddr(e)
-		if err != nil {
-			return nil, fmt.Errorf("axes: trusted proxy %q: %w", e, err)
-		}
-		a = a.WithZone("")
-		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out, nil
-}
-
 // ClientIP returns the client address of req: the socket peer, or an address
 // written into the forwarding header by a trusted proxy. IPv4-mapped IPv6
 // addresses are unmapped and zones dropped. If req.RemoteAddr is not an IP
@@ -158,7 +126,7 @@ func (r *Resolver) ClientIP(req *http.Request) netip.Addr {
 	if r == nil || r.header == "" || !peer.IsValid() {
 		return peer
 	}
-	if len(r.trusted) > 0 && !r.isTrusted(peer) {
+	if !r.trusted.IsEmpty() && !r.trusted.Contains(peer) {
 		return peer
 	}
 	lines := req.Header[r.header]
@@ -196,15 +164,6 @@ func PeerIP(req *http.Request) netip.Addr {
 	return netip.Addr{}
 }
 
-func (r *Resolver) isTrusted(a netip.Addr) bool {
-	for _, p := range r.trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
 // byTrust walks the entries right to left, skipping trusted addresses: the
 // first untrusted one is the client; the leftmost one if all are trusted;
 // the peer if an entry on the way is not a valid address.
@@ -216,7 +175,7 @@ func (r *Resolver) byTrust(lines []string, peer netip.Addr) netip.Addr {
 			return false
 		}
 		result = a
-		return r.isTrusted(a)
+		return r.trusted.Contains(a)
 	})
 	return result
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/axes-go/axes"
 )
 
 // FuzzClientIP feeds hostile peers and forwarding headers to every kind of
@@ -30,12 +32,13 @@ func FuzzClientIP(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s.remote, s.header)
 	}
-	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	trusted := axes.MustParseIPSet("10.0.0.0/8", "2001:db8::/32")
 	xff := MustResolver(Proxies{Header: "X-Forwarded-For", Trusted: trusted})
 	fwd := MustResolver(Proxies{Header: "Forwarded", Trusted: trusted})
 	single := MustResolver(Proxies{Header: "X-Real-IP", Trusted: trusted})
 	hops := MustResolver(Proxies{Header: "X-Forwarded-For", Hops: 2})
-	isTrusted := func(a netip.Addr) bool { return trusted[0].Contains(a) || trusted[1].Contains(a) }
+	p1, p2 := netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")
+	isTrusted := func(a netip.Addr) bool { return p1.Contains(a) || p2.Contains(a) }
 
 	f.Fuzz(func(t *testing.T, remote, header string) {
 		peer := PeerIP(&http.Request{RemoteAddr: remote})

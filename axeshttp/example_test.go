@@ -102,10 +102,7 @@ func ExampleFailed() {
 // the proxies, and the client IP is read from the header they append; a
 // header forged by a client, or sent by anybody but the proxies, is ignored.
 func ExampleNewResolver() {
-	proxies, err := axeshttp.ParsePrefixes("10.0.0.0/8", "fd00::/8")
-	if err != nil {
-		panic(err)
-	}
+	proxies := axes.MustParseIPSet("10.0.0.0/8", "fd00::/8") // your proxies
 	res := axeshttp.MustResolver(axeshttp.Proxies{Header: "X-Forwarded-For", Trusted: proxies})
 
 	show := func(remote, xff string) {

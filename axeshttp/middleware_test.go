@@ -8,7 +8,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -454,7 +453,7 @@ func TestMiddlewareRace(t *testing.T) {
 func TestMiddlewareResolver(t *testing.T) {
 	clk := newClock()
 	lim := newLimiter(t, axes.Policy{Limit: 1}, clk)
-	res := MustResolver(Proxies{Header: "X-Forwarded-For", Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	res := MustResolver(Proxies{Header: "X-Forwarded-For", Trusted: axes.MustParseIPSet("10.0.0.0/8")})
 	h := newMiddleware(t, lim, WithResolver(res))(login)
 	serve(h, postForm("10.0.0.1:1", creds("bob", "x"), "X-Forwarded-For", "6.6.6.6, 203.0.113.5"))
 	// The same proxy with another client is not locked.
