@@ -1,0 +1,131 @@
+package redisstore
+
+import (
+	"context"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
+)
+
+// tripCounter is a go-redis hook that counts round trips: one per command
+// or pipeline the client sends.
+type tripCounter struct{ n atomic.Uint64 }
+
+func (c *tripCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *tripCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *tripCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+const benchKeys = 1 << 12
+
+func benchIP(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}
+
+// benchLayouts are the deployments each benchmark runs on.
+var benchLayouts = []struct {
+	name    string
+	cluster bool
+	spread  bool
+}{
+	{"redis=standalone", false, false},
+	{"redis=cluster", true, false},
+	{"redis=cluster-spread", true, true},
+}
+
+// benchLimiter returns a limiter on a fresh prefix of the layout's server,
+// and the round-trip counter of its client.
+func benchLimiter(b *testing.B, cluster, spread bool, p axes.Policy) (*axes.Limiter, *tripCounter) {
+	b.Helper()
+	var c redis.UniversalClient
+	if cluster {
+		c = newCluster(b)
+	} else {
+		c = newClient(b)
+	}
+	trips := new(tripCounter)
+	c.AddHook(trips)
+	s := mustNew(b, c, Options{SpreadSlots: spread, Timeout: time.Second})
+	l := axes.Must(axes.New(p, axes.WithSecret(secret), axes.WithStore(s)))
+	b.Cleanup(func() { l.Close() })
+	return l, trips
+}
+
+// report adds round trips per decision to the benchmark's figures.
+func report(b *testing.B, trips *tripCounter, before uint64, decisions int) {
+	b.ReportMetric(float64(trips.n.Load()-before)/float64(decisions), "round-trips/decision")
+}
+
+// BenchmarkFail: Fail on existing keys, by IP and by IP+username (two
+// dimension keys per decision), one decision at a time (latency).
+func BenchmarkFail(b *testing.B) {
+	for _, lay := range benchLayouts {
+		b.Run(lay.name+"/by=ip,ip+username", func(b *testing.B) {
+			l, trips := benchLimiter(b, lay.cluster, lay.spread, axes.Policy{Limit: 1 << 15, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
+			before := trips.n.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				l.Fail(axes.Key{IP: benchIP(i % benchKeys), Username: "alice"})
+			}
+			report(b, trips, before, b.N)
+		})
+	}
+}
+
+// BenchmarkLocked: Locked on keys of which 1 in 16 is locked.
+func BenchmarkLocked(b *testing.B) {
+	for _, lay := range benchLayouts[:2] {
+		b.Run(lay.name, func(b *testing.B) {
+			l, trips := benchLimiter(b, lay.cluster, lay.spread, axes.Policy{Limit: 1})
+			for i := 0; i < benchKeys; i += 16 {
+				l.Fail(axes.Key{IP: benchIP(i)})
+			}
+			before := trips.n.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				l.Locked(axes.Key{IP: benchIP(i % benchKeys)})
+			}
+			report(b, trips, before, b.N)
+		})
+	}
+}
+
+// BenchmarkBeginSettle: a reservation settled (alternately as a failure
+// and a success) by IP and IP+username; two decisions per iteration.
+func BenchmarkBeginSettle(b *testing.B) {
+	for _, lay := range benchLayouts {
+		b.Run(lay.name+"/by=ip,ip+username", func(b *testing.B) {
+			l, trips := benchLimiter(b, lay.cluster, lay.spread, axes.Policy{Limit: 1 << 15, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
+			before := trips.n.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				a := l.Begin(axes.Key{IP: benchIP(i % benchKeys), Username: "alice"})
+				if i&1 == 0 {
+					a.Fail()
+				} else {
+					a.Succeed()
+				}
+			}
+			report(b, trips, before, 2*b.N)
+		})
+	}
+}
+
