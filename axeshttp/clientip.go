@@ -27,7 +27,7 @@ type Proxies struct {
 	// "X-Forwarded-For", "Forwarded" (RFC 7239), "X-Real-IP", or the name of
 	// any other header holding a single IP literal, such as
 	// "CF-Connecting-IP" or "True-Client-IP". Empty means none: the resolver
-	// uses the socket peer only, whatever the other fields say.
+	// uses the socket peer only, whatever Trusted holds (and Hops must be 0).
 	Header string
 
 	// Trusted holds the addresses of the proxies, as axes.ParseIPSet parses

@@ -108,6 +108,7 @@ func SuccessStatus(f func(status int) bool) Option {
 // uncounted (default GET, HEAD and OPTIONS, which show a login form rather
 // than submit one). PassThrough() with no methods counts every request.
 func PassThrough(methods ...string) Option {
+	methods = append([]string{}, methods...)
 	return func(c *config) { c.passThrough = methods }
 }
 
