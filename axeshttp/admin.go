@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"mime"
@@ -49,13 +50,15 @@ type AdminOption func(*admin)
 // administrator. The CSRF protections stay on.
 func AllowRemote() AdminOption { return func(a *admin) { a.remote = true } }
 
-// AdminClock makes the admin compute the time left on locks from now
-// instead of time.Now. Pass the limiter's clock when it has one.
+// AdminClock makes the admin compute the time left on locks, and the
+// lifetime of its CSRF tokens, from now instead of time.Now. Pass the
+// limiter's clock when it has one.
 func AdminClock(now func() time.Time) AdminOption {
 	return func(a *admin) {
-		if now != nil {
-			a.now = now
+		if now == nil {
+			panic("axes: AdminClock(nil)")
 		}
+		a.now = now
 	}
 }
 
@@ -63,9 +66,10 @@ func AdminClock(now func() time.Time) AdminOption {
 // the JSON API takes a limit parameter instead.
 func AdminMaxRows(n int) AdminOption {
 	return func(a *admin) {
-		if n > 0 {
-			a.maxRows = n
+		if n < 1 {
+			panic(fmt.Sprintf("axes: AdminMaxRows(%d) must be positive", n))
 		}
+		a.maxRows = n
 	}
 }
 
@@ -97,7 +101,8 @@ func AdminMaxRows(n int) AdminOption {
 // rebinding). To serve it to other clients, put it behind the application's
 // authentication and pass AllowRemote.
 //
-// Admin panics if lim is nil.
+// Admin panics if lim is nil or an option is invalid: these are
+// programming errors, found at start-up.
 func Admin(lim *axes.Limiter, opts ...AdminOption) http.Handler {
 	if lim == nil {
 		panic("axes: axeshttp.Admin needs a Limiter")

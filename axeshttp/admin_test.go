@@ -2,6 +2,7 @@ package axeshttp
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -394,13 +395,23 @@ func TestAdminFormReset(t *testing.T) {
 	}
 }
 
-func TestAdminNilLimiterPanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Error("Admin(nil) did not panic")
-		}
-	}()
-	Admin(nil)
+func TestAdminPanicsOnProgrammingErrors(t *testing.T) {
+	lim := newLimiter(t, axes.Policy{}, newClock())
+	for name, f := range map[string]func(){
+		"nil limiter":   func() { Admin(nil) },
+		"nil clock":     func() { Admin(lim, AdminClock(nil)) },
+		"zero max rows": func() { Admin(lim, AdminMaxRows(0)) },
+		"negative rows": func() { Admin(lim, AdminMaxRows(-5)) },
+	} {
+		func() {
+			defer func() {
+				if p := recover(); p == nil || !strings.HasPrefix(fmt.Sprint(p), "axes: ") {
+					t.Errorf("%s: recovered %v, want an axes: panic", name, p)
+				}
+			}()
+			f()
+		}()
+	}
 }
 
 func TestPrintable(t *testing.T) {
