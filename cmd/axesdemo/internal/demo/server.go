@@ -59,9 +59,10 @@ type Config struct {
 	Secret []byte
 
 	// TrustedProxies are the proxies whose X-Forwarded-For header is
-	// believed; default 127.0.0.1 and ::1, as if a reverse proxy ran on the
-	// same host. The attack simulation relies on it to play many clients.
-	TrustedProxies []netip.Prefix
+	// believed; empty means 127.0.0.1 and ::1, as if a reverse proxy ran on
+	// the same host. The attack simulation relies on it to play many
+	// clients.
+	TrustedProxies axes.IPSet
 
 	// Accounts are the users who may log in; default DemoAccounts.
 	Accounts []Account
@@ -112,8 +113,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Secret == nil {
 		cfg.Secret = []byte(DefaultSecret)
 	}
-	if cfg.TrustedProxies == nil {
-		cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128")}
+	if cfg.TrustedProxies.IsEmpty() {
+		cfg.TrustedProxies = axes.MustParseIPSet("127.0.0.1", "::1")
 	}
 	if cfg.Accounts == nil {
 		cfg.Accounts = DemoAccounts
