@@ -40,6 +40,13 @@ func testRedisAddr(t *testing.T) string {
 	return addr
 }
 
+// testPrefix returns a Redis key prefix no other test uses.
+func testPrefix() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "axesdemo-test-" + hex.EncodeToString(b[:]) + ":"
+}
+
 // testRedisStore returns a store of the demo on Redis under a prefix of its
 // own, whose keys are deleted when the test ends.
 func testRedisStore(t *testing.T, addr string, o redisstore.Options) *redisstore.Store {
@@ -61,10 +68,8 @@ func testRedisStore(t *testing.T, addr string, o redisstore.Options) *redisstore
 
 func TestRedisSharesLockouts(t *testing.T) {
 	addr := testRedisAddr(t)
-	var b [8]byte
-	_, _ = rand.Read(b[:])
 	o := RedisOptions([]byte(DefaultSecret), true, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	o.Prefix = "axesdemo-test-" + hex.EncodeToString(b[:]) + ":"
+	o.Prefix = testPrefix()
 
 	// Two servers, as two demo processes, on one store and one clock.
 	clock := NewClock(SimStart)

@@ -3,6 +3,8 @@ package demo
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -15,6 +17,26 @@ func TestSimulate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkReport(t, rep, &progress)
+}
+
+// TestSimulateOnRedis runs the same attack on the Redis store, as
+// `axesdemo -attack -redis addr` does, under a prefix of its own.
+func TestSimulateOnRedis(t *testing.T) {
+	addr := testRedisAddr(t)
+	o := RedisOptions([]byte(DefaultSecret), true, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	o.Prefix = testPrefix()
+	var progress bytes.Buffer
+	rep, err := Simulate(context.Background(), SimConfig{Addr: "127.0.0.1:0", Store: testRedisStore(t, addr, o), Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, rep, &progress)
+}
+
+// checkReport checks the figures of a simulation's report.
+func checkReport(t *testing.T, rep *Report, progress *bytes.Buffer) {
+	t.Helper()
 	var out bytes.Buffer
 	if _, err := rep.WriteTo(&out); err != nil {
 		t.Fatal(err)
