@@ -127,6 +127,8 @@ func NewServer(cfg Config) (*Server, error) {
 
 	var logEvent func(axes.Event)
 	if cfg.Logger != nil {
+		// Raw identities so that the terminal shows who is locked out; a
+		// production log should keep LogEvents' default masking.
 		logEvent = axes.LogEvents(cfg.Logger, axes.LogRawIdentity())
 	}
 	s.policy = Policy()
