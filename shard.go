@@ -25,8 +25,11 @@ import (
 type memStore struct {
 	shards      []shard
 	shardMask   uint64
-	capPerShard int
-	maxGroups   int
+	maxEntries  int          // the hard cap on entries across shards
+	total       atomic.Int64 // entries held, reserved before each insert
+	capPerShard int          // the average shard's share of maxEntries
+	maxPer      int          // most entries one shard may hold (its share plus slack)
+	maxGroups   int          // the largest table of a shard
 	epoch       time.Time // instant 0 of the store's timeline
 	base        Rule      // the limiter's base rule, for expiry during sweeps
 	baseOnce    sync.Once // sets base from the first request when not given
@@ -137,11 +140,17 @@ func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
 		nshards /= 2
 	}
 	per := (maxEntries + nshards - 1) / nshards
+	// Digests spread keys evenly but not exactly: a shard may hold more
+	// than its share (the cap itself is enforced across shards), up to a
+	// slack of many standard deviations.
+	maxPer := per + max(per/4, 6*int(math.Sqrt(float64(per)))+16)
 	st := &memStore{
 		shards:      make([]shard, nshards),
 		shardMask:   uint64(nshards - 1),
+		maxEntries:  maxEntries,
 		capPerShard: per,
-		maxGroups:   (per*8/7+7)/8 + 1,
+		maxPer:      maxPer,
+		maxGroups:   (maxPer+6)/7 + 1,
 		epoch:       epoch,
 		base:        base,
 	}
@@ -290,6 +299,7 @@ func (st *memStore) remove(sh *shard, i int) {
 	}
 	*sl = slot{}
 	sh.count--
+	st.total.Add(-1)
 }
 
 // resize rebuilds the table with ngroups groups, dropping tombstones.
@@ -311,12 +321,32 @@ func (sh *shard) resize(ngroups int) {
 	}
 }
 
-// expired reports whether slot i holds nothing worth keeping at now under
-// the base rule.
+// expired reports whether sl holds nothing worth keeping at now under the
+// base rule: the fields-level equivalent of Refresh leaving a zero State.
 func (st *memStore) expired(sl *slot, now time.Duration) bool {
-	s := sl.state()
-	st.base.Refresh(&s, now)
-	return s.IsZero()
+	if sl.pending != 0 {
+		s := sl.state()
+		st.base.Refresh(&s, now)
+		return s.IsZero()
+	}
+	if sl.fails != 0 && now < satAdd(fromSec(sl.lastFail), st.base.Window) {
+		return false
+	}
+	if sl.lockEnd != 0 {
+		if sl.lockEnd == secForever {
+			return false
+		}
+		end := fromSec(sl.lockEnd)
+		if now < end || (sl.level != 0 && now < satAdd(end, st.base.Decay)) {
+			return false
+		}
+	}
+	return true
+}
+
+// lockedOrReserved reports whether sl may not be evicted at now.
+func lockedOrReserved(sl *slot, now time.Duration) bool {
+	return sl.pending != 0 || sl.lockEnd == secForever || (sl.lockEnd != 0 && now < fromSec(sl.lockEnd))
 }
 
 // sweep removes expired entries from groups [from, from+n) of sh and
@@ -339,15 +369,24 @@ func (st *memStore) sweep(sh *shard, from, n int, now time.Duration) int {
 }
 
 // makeRoom ensures sh can take one more entry, sweeping, growing or
-// evicting as needed. It reports false when only locked or reserved
-// entries remain and the entry cap is reached. sh.mu must be held.
+// evicting as needed, and reserves the entry in the store's total. It
+// reports false when only locked or reserved entries remain and the entry
+// cap is reached. sh.mu must be held.
 func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 	if len(sh.ctrl) == 0 {
 		sh.resize(1)
 	}
-	if sh.count >= st.capPerShard {
-		st.sweep(sh, 0, len(sh.ctrl), now)
-		if sh.count >= st.capPerShard && !st.evict(sh, now) {
+	for try := 0; ; try++ {
+		if sh.count < st.maxPer && st.total.Add(1) <= int64(st.maxEntries) {
+			break
+		} else if sh.count < st.maxPer {
+			st.total.Add(-1)
+		}
+		// Full: drop what has expired first, then evict live entries.
+		if st.sweep(sh, 0, len(sh.ctrl), now) > 0 {
+			continue
+		}
+		if try >= 3 || !st.evict(sh, now) {
 			sh.overflows++
 			return false
 		}
@@ -355,9 +394,14 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 	ng := len(sh.ctrl)
 	if sh.count+sh.tombs+1 > ng*7 && ng < st.maxGroups {
 		// Before growing, drop what has expired; grow only if that freed
-		// little.
+		// little. Tables double while small, then grow by a quarter, so
+		// that a full store wastes little space.
 		if st.sweep(sh, 0, ng, now) < ng {
-			sh.resize(min(ng*2, st.maxGroups))
+			next := ng * 2
+			if next*7 > st.capPerShard {
+				next = max(ng+ng/4, (st.capPerShard+6)/7)
+			}
+			sh.resize(min(next, st.maxGroups))
 			return true
 		}
 	}
@@ -381,10 +425,7 @@ func (st *memStore) evict(sh *shard, now time.Duration) bool {
 		}
 		return int(min(sl.fails, 255))
 	}
-	evictable := func(sl *slot) bool {
-		s := sl.state()
-		return s.Pending == 0 && !s.LockedAt(now)
-	}
+	evictable := func(sl *slot) bool { return !lockedOrReserved(sl, now) }
 	total := 0
 	for g, c := range sh.ctrl {
 		for m := matchFull(c); m != 0; m &= m - 1 {
@@ -550,8 +591,8 @@ func (st *memStore) apply(req *Request) {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
 				if ng := len(sh.ctrl); ng > 0 {
-					st.sweep(sh, sh.cursor, 2, now)
-					sh.cursor = (sh.cursor + 2) % max(len(sh.ctrl), 1)
+					st.sweep(sh, sh.cursor, 1, now)
+					sh.cursor = (sh.cursor + 1) % ng
 				}
 			}
 		}
