@@ -30,9 +30,9 @@ type memStore struct {
 	capPerShard int          // the average shard's share of maxEntries
 	maxPer      int          // most entries one shard may hold (its share plus slack)
 	maxGroups   int          // the largest table of a shard
-	epoch       time.Time // instant 0 of the store's timeline
-	base        Rule      // the limiter's base rule, for expiry during sweeps
-	baseOnce    sync.Once // sets base from the first request when not given
+	epoch       time.Time    // instant 0 of the store's timeline
+	base        Rule         // the limiter's base rule, for expiry during sweeps
+	baseOnce    sync.Once    // sets base from the first request when not given
 	filter      []atomic.Uint32
 	filterShift uint
 }

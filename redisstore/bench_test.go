@@ -128,4 +128,3 @@ func BenchmarkBeginSettle(b *testing.B) {
 		})
 	}
 }
-
