@@ -150,7 +150,7 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 		l.needUA = l.needUA || f&UserAgent != 0
 	}
 	if l.store == nil {
-		l.mem = newMemStore(c.maxEntries, c.clock(), r)
+		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r)
 		l.store = l.mem
 	}
 	return l, nil

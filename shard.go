@@ -470,6 +470,28 @@ func (st *memStore) evict(sh *shard, now time.Duration) bool {
 	return removed > 0
 }
 
+// epochMargin places a memory store's instant 0 well before its creation,
+// so that restored snapshot times and racing clock readings fall after it.
+// Times are kept in uint32 seconds, which leaves 135 years ahead.
+const epochMargin = 365 * 24 * time.Hour
+
+// init completes a store made by NewMemoryStore at its first use: its
+// timeline starts then (less epochMargin, and rebuilt
+// from an integer so that nothing of the caller's values is retained), and
+// its base rule for sweeps is the first rule it sees.
+func (st *memStore) init(now time.Time, base *Rule) {
+	st.baseOnce.Do(func() {
+		if st.epoch.IsZero() {
+			st.epoch = time.Unix(0, now.UnixNano()).Add(-epochMargin)
+		}
+		if st.base.Window == 0 {
+			st.base = *base
+			st.base.Tiers = nil
+			st.base.JitterScale = 0
+		}
+	})
+}
+
 // Apply implements Store.
 func (st *memStore) Apply(req *Request) error {
 	st.apply(req)
@@ -479,20 +501,7 @@ func (st *memStore) Apply(req *Request) error {
 // apply is Apply without the interface, so that the limiter's calls on the
 // default store are direct and allocation-free.
 func (st *memStore) apply(req *Request) {
-	st.baseOnce.Do(func() {
-		if st.epoch.IsZero() {
-			// A store made by NewMemoryStore starts its timeline at its
-			// first request (less a margin for requests racing it), so
-			// that it follows whatever clock its limiter reads.
-			// (Rebuilt from an integer so that nothing of req is retained.)
-			st.epoch = time.Unix(0, req.Now.UnixNano()).Add(-time.Hour)
-		}
-		if st.base.Window == 0 {
-			st.base = *req.Rule
-			st.base.Tiers = nil
-			st.base.JitterScale = 0
-		}
-	})
+	st.init(req.Now, req.Rule)
 	dims := req.Dims
 	n := len(dims)
 	var order [8]int
