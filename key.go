@@ -162,7 +162,11 @@ func (h *hasher) usernameDigest(s string) Digest {
 	if !needsLower(s) {
 		return h.fieldDigest(tagUsername, s)
 	}
-	n := loweredLen(s)
+	ascii := isASCII(s)
+	n := len(s)
+	if !ascii {
+		n = loweredLen(s)
+	}
 	var hdr [9]byte
 	hdr[0] = tagUsername
 	binary.LittleEndian.PutUint64(hdr[1:], uint64(n))
@@ -173,12 +177,33 @@ func (h *hasher) usernameDigest(s string) Digest {
 	d1.Write(hdr[:])
 	var buf [256]byte
 	for len(s) > 0 {
-		out, rest := lowerChunk(buf[:0], s)
+		var out []byte
+		if ascii {
+			m := min(len(s), len(buf))
+			for i := range m {
+				c := s[i]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				buf[i] = c
+			}
+			out, s = buf[:m], s[m:]
+		} else {
+			out, s = lowerChunk(buf[:0], s)
+		}
 		d0.Write(out)
 		d1.Write(out)
-		s = rest
 	}
 	return Digest{d0.Sum64(), d1.Sum64()}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // needsLower reports whether lower-casing s could change it.
