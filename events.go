@@ -48,10 +48,9 @@ type Event struct {
 type LogOption func(*logConfig)
 
 type logConfig struct {
-	level      slog.Level
-	raw        bool
-	failures   bool
-	maskPrefix string
+	level    slog.Level
+	raw      bool
+	failures bool
 }
 
 // LogRawIdentity makes LogEvents print usernames, IPs and user agents as
