@@ -113,10 +113,30 @@ func (a *Attempt) Succeed() {
 	a.verdict = a.settle(OpSettleSuccess)
 }
 
+// Cancel releases the reservation without an outcome, for a request whose
+// password was never checked (its backend failed first). It counts nothing
+// and, unlike Succeed, never resets anything under ResetOnSuccess. Never
+// cancel after a failed check: that would give the client a free guess.
+func (a *Attempt) Cancel() {
+	if a.state != attemptPending {
+		return
+	}
+	a.verdict = a.settle(opCancel)
+}
+
+// opCancel is a settle that releases the reservation only: OpSettleSuccess
+// under a rule without ResetOnSuccess, neither counted nor reported.
+const opCancel = Op(255)
+
 func (a *Attempt) settle(op Op) Verdict {
 	a.state = attemptSettled
 	l := a.l
 	rule := l.rule
+	report := op
+	if op == opCancel {
+		op, report = OpSettleSuccess, OpCheck
+		rule.ResetOnSuccess = false
+	}
 	rule.Limit = int(a.limit)
 	rule.JitterScale = a.jitter
 	rule.Cooloff = time.Duration(a.cooloff)
@@ -142,5 +162,5 @@ func (a *Attempt) settle(op Op) Verdict {
 	if err := l.run(&req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}
-	return l.finish(op, &a.key, &req, now)
+	return l.finish(report, &a.key, &req, now)
 }

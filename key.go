@@ -3,6 +3,8 @@ package axes
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"unicode"
@@ -73,6 +75,18 @@ func (d Digest) String() string {
 	binary.BigEndian.PutUint64(b[:8], d.Hi)
 	binary.BigEndian.PutUint64(b[8:], d.Lo)
 	return hex.EncodeToString(b[:])
+}
+
+// ParseDigest parses the 32 hexadecimal digits of Digest.String.
+func ParseDigest(s string) (Digest, error) {
+	var b [16]byte
+	if len(s) != 32 {
+		return Digest{}, errors.New("axes: a digest is 32 hexadecimal digits")
+	}
+	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
+		return Digest{}, fmt.Errorf("axes: bad digest: %w", err)
+	}
+	return Digest{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}, nil
 }
 
 // IsZero reports whether d is the zero digest.

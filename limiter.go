@@ -567,6 +567,20 @@ func (l *Limiter) resetEvent(k Key, n int) {
 	}
 }
 
+// ResetLockout lifts exactly the lock lo, as listed by Lockouts: it
+// forgets dimension lo.By of that client, by its digest, and leaves the
+// client's other dimensions as they are.
+func (l *Limiter) ResetLockout(lo Lockout) {
+	dims := [1]Dim{{Fields: lo.By, Digest: lo.Digest}}
+	now := l.clock()
+	rule := l.rule
+	req := Request{Op: OpReset, Now: now, Rule: &rule, Dims: dims[:]}
+	if err := l.run(&req, now, Identity{}); err != nil {
+		return
+	}
+	l.resetEvent(Key{Username: lo.Username, UserAgent: lo.UserAgent, IP: lo.IP.Addr()}, 1)
+}
+
 // Lockouts lists the current locks, soonest end first (locks with no end
 // last), with who they are about as seen when each lock began. It returns
 // nil if the store cannot list locks.

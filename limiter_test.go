@@ -349,3 +349,31 @@ func TestFieldsString(t *testing.T) {
 	assert.Equal(t, "unknown", Reason(99).String())
 	assert.Equal(t, fmt.Sprint(Op(99)), "Op(99)")
 }
+
+func TestCancelAndResetLockout(t *testing.T) {
+	l, _ := newTest(t, Policy{Limit: 2, ResetOnSuccess: true, LockoutBy: []Fields{IP, IP | UserAgent}})
+	k := Key{IP: ipN(1), UserAgent: strings.Repeat("u", 1000)}
+	l.Fail(k)
+	a := l.Begin(k)
+	require.True(t, a.Allowed())
+	a.Cancel()
+	a.Cancel()
+	assert.Equal(t, 1, l.Check(k).Failures, "Cancel neither counts nor resets")
+	assert.Equal(t, uint64(0), l.Stats().Successes)
+	l.Fail(k)
+	lo := l.Lockouts()
+	require.Len(t, lo, 2)
+	for _, x := range lo {
+		if x.By == IP|UserAgent {
+			l.ResetLockout(x)
+		}
+	}
+	lo = l.Lockouts()
+	require.Len(t, lo, 1)
+	assert.Equal(t, IP, lo[0].By)
+	d, err := ParseDigest(lo[0].Digest.String())
+	require.NoError(t, err)
+	assert.Equal(t, lo[0].Digest, d)
+	_, err = ParseDigest("xyz")
+	assert.Error(t, err)
+}

@@ -386,16 +386,18 @@ func encodeRow(l axes.Lockout) string {
 		ip = l.IP.Addr().String()
 	}
 	return strconv.Itoa(int(l.By)) + "." + enc.EncodeToString([]byte(ip)) + "." +
-		enc.EncodeToString([]byte(l.Username)) + "." + enc.EncodeToString([]byte(l.UserAgent))
+		enc.EncodeToString([]byte(l.Username)) + "." + enc.EncodeToString([]byte(l.UserAgent)) + "." +
+		l.Digest.String()
 }
 
 // resetRow lifts the lockout encoded by encodeRow: a lock by IP alone or by
 // username alone resets everything about that IP or username, as
 // django-axes' reset by IP or username; a lock by a combination resets the
-// dimensions of that exact client.
+// dimension of that exact client, by its digest (so that identities cut
+// to axes.MaxIdentityBytes still reset exactly).
 func (a *admin) resetRow(row string) (int, error) {
 	parts := strings.Split(row, ".")
-	if len(parts) != 4 {
+	if len(parts) != 5 {
 		return 0, errors.New("malformed row")
 	}
 	by, err := strconv.Atoi(parts[0])
@@ -421,7 +423,11 @@ func (a *admin) resetRow(row string) (int, error) {
 	case axes.Username:
 		return a.lim.ResetUsername(k.Username), nil
 	default:
-		a.lim.Reset(k)
+		d, err := axes.ParseDigest(parts[4])
+		if err != nil {
+			return 0, errors.New("malformed row")
+		}
+		a.lim.ResetLockout(axes.Lockout{By: axes.Fields(by), Digest: d, IP: netip.PrefixFrom(k.IP, k.IP.BitLen()), Username: k.Username, UserAgent: k.UserAgent})
 		return 1, nil
 	}
 }
