@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -236,6 +237,11 @@ func BenchmarkSprayHeap(b *testing.B) {
 				}
 			}
 			const mb = 1 << 20
+			cps := make([]string, len(r.Checkpoints))
+			for i, g := range r.Checkpoints {
+				cps[i] = fmt.Sprintf("%.1f", float64(g)/mb)
+			}
+			b.Logf("live heap growth (MB) at each tenth of the keys: %s", strings.Join(cps, " "))
 			b.ReportMetric(float64(r.Peak)/mb, "peak-MB")
 			b.ReportMetric(float64(r.AtCap)/mb, "atcap-MB")
 			b.ReportMetric(float64(r.Final)/mb, "final-MB")

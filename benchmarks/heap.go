@@ -54,6 +54,8 @@ type SprayResult struct {
 	AtCap uint64
 	// Final is the growth after the last key.
 	Final uint64
+	// Checkpoints holds the growth at each of the ten checkpoints.
+	Checkpoints []uint64
 }
 
 // Spray records one failure for each of n distinct keys and samples the live
@@ -80,6 +82,7 @@ func Spray(m Maker, c Config, n int) (SprayResult, error) {
 				r.AtCap = g
 			}
 			r.Final = g
+			r.Checkpoints = append(r.Checkpoints, g)
 		}
 	}
 	runtime.KeepAlive(s)
