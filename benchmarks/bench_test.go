@@ -223,7 +223,8 @@ func BenchmarkHeapPerKey(b *testing.B) {
 // BenchmarkSprayHeap reports the live heap while -spray.keys distinct IPs
 // each fail once, with a -spray.cap key cap where the subject has one: its
 // peak, its value once the cap is reached, and at the end. A flat heap has
-// peak ≈ at-cap ≈ final. Run it with -benchtime 1x.
+// half ≈ final: no growth over the second half of the spray. Run it with
+// -benchtime 1x.
 func BenchmarkSprayHeap(b *testing.B) {
 	c := Default()
 	c.MaxKeys = *sprayCap
@@ -244,6 +245,7 @@ func BenchmarkSprayHeap(b *testing.B) {
 			b.Logf("live heap growth (MB) at each tenth of the keys: %s", strings.Join(cps, " "))
 			b.ReportMetric(float64(r.Peak)/mb, "peak-MB")
 			b.ReportMetric(float64(r.AtCap)/mb, "atcap-MB")
+			b.ReportMetric(float64(r.Half)/mb, "half-MB")
 			b.ReportMetric(float64(r.Final)/mb, "final-MB")
 		})
 	}

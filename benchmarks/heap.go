@@ -52,6 +52,8 @@ type SprayResult struct {
 	// AtCap is the growth at the first checkpoint at or after the cap (or
 	// after a tenth of the keys when there is no cap).
 	AtCap uint64
+	// Half is the growth at the fifth checkpoint, half way through.
+	Half uint64
 	// Final is the growth after the last key.
 	Final uint64
 	// Checkpoints holds the growth at each of the ten checkpoints.
@@ -83,6 +85,9 @@ func Spray(m Maker, c Config, n int) (SprayResult, error) {
 			}
 			r.Final = g
 			r.Checkpoints = append(r.Checkpoints, g)
+			if len(r.Checkpoints) == 5 {
+				r.Half = g
+			}
 		}
 	}
 	runtime.KeepAlive(s)
