@@ -51,9 +51,10 @@ func benchIP(i uint32) netip.Addr {
 // failure each, so that the zipf workloads hit existing entries.
 func newBenchLimiter(b *testing.B, p Policy) *Limiter {
 	b.Helper()
-	l := Must(New(p, WithMaxEntries(benchKeys)))
+	dims := max(len(p.LockoutBy), 1)
+	l := Must(New(p, WithMaxEntries(benchKeys*dims)))
 	for i := range uint32(benchKeys) {
-		l.Fail(Key{IP: benchIP(i)})
+		l.Fail(Key{IP: benchIP(i), Username: "alice"})
 	}
 	return l
 }

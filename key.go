@@ -340,7 +340,14 @@ func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
 }
 
 // ipDigest is the digest of the IP field alone, used to index entries for
-// ResetIP.
+// ResetIP. The field is short and of fixed size, so it is hashed in one
+// shot like a dimension.
 func (h *hasher) ipDigest(b *ipBytes) Digest {
-	return h.fieldDigest(tagIP, string(b[:]))
+	var buf [8 + 1 + 17]byte
+	buf[8] = tagIP
+	copy(buf[9:], b[:])
+	binary.LittleEndian.PutUint64(buf[:8], h.k[0])
+	hi := xxhash.Sum64(buf[:])
+	binary.LittleEndian.PutUint64(buf[:8], h.k[1])
+	return Digest{hi, xxhash.Sum64(buf[:])}
 }

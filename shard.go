@@ -90,6 +90,8 @@ type shardFields struct {
 	count  int              // full slots
 	tombs  int              // deleted control bytes
 	cursor int              // next group for the incremental sweep
+	writes uint32           // writes since the last incremental sweep step
+	swept  time.Duration    // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
 	evictedPressure uint64
@@ -382,9 +384,14 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 		} else if sh.count < st.maxPer {
 			st.total.Add(-1)
 		}
-		// Full: drop what has expired first, then evict live entries.
-		if st.sweep(sh, 0, len(sh.ctrl), now) > 0 {
-			continue
+		// Full: drop what has expired first, then evict live entries. A
+		// full sweep that found nothing is not repeated within a second,
+		// so that a store at its cap evicts in amortised constant time.
+		if sh.swept == 0 || now-sh.swept >= time.Second {
+			if st.sweep(sh, 0, len(sh.ctrl), now) > 0 {
+				continue
+			}
+			sh.swept = max(now, 1)
 		}
 		if try >= 3 || !st.evict(sh, now) {
 			sh.overflows++
@@ -469,6 +476,9 @@ func (st *memStore) evict(sh *shard, now time.Duration) bool {
 	sh.evictedPressure += uint64(removed)
 	return removed > 0
 }
+
+// sweepEvery is how many writes to a shard pay for sweeping one group.
+const sweepEvery = 8
 
 // epochMargin places a memory store's instant 0 well before its creation,
 // so that restored snapshot times and racing clock readings fall after it.
@@ -594,14 +604,18 @@ func (st *memStore) apply(req *Request) {
 				sl.flags &^= flagIdentity
 			}
 		}
-		// A little incremental sweeping on every write keeps expired
-		// entries from lingering in shards that never fill.
+		// A little incremental sweeping, one group every sweepEvery
+		// writes, keeps expired entries from lingering in shards that never
+		// fill, at little cost per write.
 		if req.Op != OpCheck {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
-				if ng := len(sh.ctrl); ng > 0 {
-					st.sweep(sh, sh.cursor, 1, now)
-					sh.cursor = (sh.cursor + 1) % ng
+				if sh.writes++; sh.writes >= sweepEvery {
+					sh.writes = 0
+					if ng := len(sh.ctrl); ng > 0 {
+						st.sweep(sh, sh.cursor, 1, now)
+						sh.cursor = (sh.cursor + 1) % ng
+					}
 				}
 			}
 		}
