@@ -348,6 +348,15 @@ func (h *hasher) ipDigest(b *ipBytes) Digest {
 	copy(buf[9:], b[:])
 	binary.LittleEndian.PutUint64(buf[:8], h.k[0])
 	hi := xxhash.Sum64(buf[:])
+	return Digest{hi, h.ipDigestLo(b)}
+}
+
+// ipDigestLo is the low half of ipDigest, all that the memory store's
+// 32-bit index tags need.
+func (h *hasher) ipDigestLo(b *ipBytes) uint64 {
+	var buf [8 + 1 + 17]byte
+	buf[8] = tagIP
+	copy(buf[9:], b[:])
 	binary.LittleEndian.PutUint64(buf[:8], h.k[1])
-	return Digest{hi, xxhash.Sum64(buf[:])}
+	return xxhash.Sum64(buf[:])
 }

@@ -324,7 +324,11 @@ func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
 	}
 	var ipKey Digest
 	if index && l.needIP {
-		ipKey = l.h.ipDigest(&fs.ip)
+		if l.mem != nil {
+			ipKey.Lo = l.h.ipDigestLo(&fs.ip) // the memory store's tags use the low bits only
+		} else {
+			ipKey = l.h.ipDigest(&fs.ip)
+		}
 	}
 	for i, f := range l.dims {
 		d := &dims[i]

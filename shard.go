@@ -91,6 +91,7 @@ type shardFields struct {
 	tombs  int              // deleted control bytes
 	cursor int              // next group for the incremental sweep
 	writes uint32           // writes since the last incremental sweep step
+	moves  uint32           // bumped whenever a slot is freed or the table rebuilt
 	swept  time.Duration    // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
@@ -301,6 +302,7 @@ func (st *memStore) remove(sh *shard, i int) {
 	}
 	*sl = slot{}
 	sh.count--
+	sh.moves++
 	st.total.Add(-1)
 }
 
@@ -314,6 +316,7 @@ func (sh *shard) resize(ngroups int) {
 	}
 	sh.slots = make([]slot, ngroups*8)
 	sh.count, sh.tombs, sh.cursor = 0, 0, 0
+	sh.moves++
 	for g, c := range oldCtrl {
 		for m := matchFull(c); m != 0; m &= m - 1 {
 			old := &oldSlots[g*8+bits.TrailingZeros64(m)>>3]
@@ -517,6 +520,7 @@ func (st *memStore) apply(req *Request) {
 	var order [8]int
 	var keys [8]key
 	var idx [8]int
+	var moves [8]uint32
 	var states [8]State
 	var outs [8]Outcome
 	var gens [8]uint32
@@ -544,6 +548,7 @@ func (st *memStore) apply(req *Request) {
 		keys[i] = toKey(d.Digest)
 		sh := &st.shards[st.shardOf(d.Digest)]
 		idx[i] = sh.find(keys[i], d.Digest)
+		moves[i] = sh.moves
 		if idx[i] >= 0 {
 			states[i] = sh.slots[idx[i]].state()
 		} else {
@@ -567,7 +572,12 @@ func (st *memStore) apply(req *Request) {
 			d.Outcome = outs[i]
 			d.Gen = gens[i]
 			s := &states[i]
-			j := sh.find(keys[i], d.Digest) // an earlier dimension's insert may have moved it
+			j := idx[i]
+			if sh.moves != moves[i] {
+				// An earlier dimension's insert swept, evicted or rebuilt
+				// this shard: look again.
+				j = sh.find(keys[i], d.Digest)
+			}
 			if s.IsZero() {
 				if j >= 0 {
 					st.remove(sh, j)
