@@ -186,7 +186,6 @@ func (p *Policy) rule() (Rule, []Fields, error) {
 	if len(dims) > 7 {
 		return r, nil, fmt.Errorf("axes: LockoutBy has %d combinations; there are only 7 distinct ones", len(dims))
 	}
-	seen := Fields(0)
 	var seenSet [8]bool
 	for i, f := range dims {
 		if f == 0 {
@@ -199,9 +198,7 @@ func (p *Policy) rule() (Rule, []Fields, error) {
 			return r, nil, fmt.Errorf("axes: LockoutBy[%d] repeats %v", i, f)
 		}
 		seenSet[f] = true
-		seen |= f
 	}
-	_ = seen
 	return r, append([]Fields(nil), dims...), nil
 }
 
