@@ -65,10 +65,8 @@ func reportOps(b *testing.B) {
 	}
 }
 
-// BenchmarkLocked: parallel Locked over 1M tracked keys with zipf
-// popularity, a policy of IP (limit 1000, so nothing locks).
-func BenchmarkLocked(b *testing.B) {
-	l := newBenchLimiter(b, Policy{Limit: 1000})
+// runZipf runs op in parallel on keys drawn from the zipf sequence.
+func runZipf(b *testing.B, op func(Key) bool) {
 	seq := benchZipf()
 	var off atomic.Uint32
 	b.ReportAllocs()
@@ -78,33 +76,27 @@ func BenchmarkLocked(b *testing.B) {
 		locked := false // a local sink: writing a shared one every call would bounce its cache line
 		for pb.Next() {
 			i++
-			locked = l.Locked(Key{IP: benchIP(seq[i&(1<<20-1)])}) || locked
+			locked = op(Key{IP: benchIP(seq[i&(1<<20-1)]), Username: "alice"}) || locked
 		}
 		sink.Store(locked)
 	})
 	reportOps(b)
 }
 
+// BenchmarkLocked: parallel Locked over 1M tracked keys with zipf
+// popularity, a policy of IP (limit 1000, so nothing locks).
+func BenchmarkLocked(b *testing.B) {
+	l := newBenchLimiter(b, Policy{Limit: 1000})
+	runZipf(b, l.Locked)
+}
+
 // BenchmarkLockedUnderAttack: the same while 1% of the keys are locked.
 func BenchmarkLockedUnderAttack(b *testing.B) {
 	l := newBenchLimiter(b, Policy{Limit: 2})
 	for i := uint32(0); i < benchKeys; i += 100 {
-		l.Fail(Key{IP: benchIP(i)})
+		l.Fail(Key{IP: benchIP(i), Username: "alice"})
 	}
-	seq := benchZipf()
-	var off atomic.Uint32
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := off.Add(7919)
-		locked := false // a local sink: writing a shared one every call would bounce its cache line
-		for pb.Next() {
-			i++
-			locked = l.Locked(Key{IP: benchIP(seq[i&(1<<20-1)])}) || locked
-		}
-		sink.Store(locked)
-	})
-	reportOps(b)
+	runZipf(b, l.Locked)
 }
 
 // BenchmarkFail: parallel Fail over 1M tracked keys with zipf popularity.
@@ -118,20 +110,7 @@ func BenchmarkFail(b *testing.B) {
 	} {
 		b.Run(pc.name, func(b *testing.B) {
 			l := newBenchLimiter(b, pc.p)
-			seq := benchZipf()
-			var off atomic.Uint32
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				i := off.Add(7919)
-				locked := false
-				for pb.Next() {
-					i++
-					locked = l.Fail(Key{IP: benchIP(seq[i&(1<<20-1)]), Username: "alice"}).Locked || locked
-				}
-				sink.Store(locked)
-			})
-			reportOps(b)
+			runZipf(b, func(k Key) bool { return l.Fail(k).Locked })
 		})
 	}
 }
@@ -154,29 +133,18 @@ func BenchmarkFailDistinct(b *testing.B) {
 	reportOps(b)
 }
 
-// BenchmarkBeginSettle: a reservation settled as a failure, on existing
-// keys with zipf popularity.
+// BenchmarkBeginSettle: a reservation settled as a failure or a success,
+// on existing keys with zipf popularity.
 func BenchmarkBeginSettle(b *testing.B) {
 	l := newBenchLimiter(b, Policy{Limit: 1 << 15})
-	seq := benchZipf()
-	var off atomic.Uint32
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := off.Add(7919)
-		locked := false
-		for pb.Next() {
-			i++
-			a := l.Begin(Key{IP: benchIP(seq[i&(1<<20-1)])})
-			if i&1 == 0 {
-				locked = a.Fail().Locked || locked
-			} else {
-				a.Succeed()
-			}
+	runZipf(b, func(k Key) bool {
+		a := l.Begin(k)
+		if k.IP.As4()[3]&1 == 0 {
+			return a.Fail().Locked
 		}
-		sink.Store(locked)
+		a.Succeed()
+		return false
 	})
-	reportOps(b)
 }
 
 // BenchmarkMemoryPerEntry reports the heap bytes per tracked entry with
