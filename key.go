@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"strings"
 	"unicode"
@@ -311,52 +312,67 @@ type fieldSet struct {
 }
 
 // dimensionDigest combines the fields of f into the dimension's digest.
+// The inputs are of fixed size (the grouped IP, and the 128-bit digests of
+// the variable-length fields), so they are absorbed as 64-bit words by a
+// keyed multiply-mix with two independent lanes, much cheaper than hashing
+// bytes; the field digests themselves come from seeded xxhash.
 func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
-	var buf [8 + 2 + 17 + 16 + 16]byte
-	buf[8] = tagDimension
-	buf[9] = byte(f)
-	n := 10
+	var w [7]uint64
+	w[0] = tagDimension | uint64(f)<<8
+	n := 1
 	if f&IP != 0 {
-		n += copy(buf[n:], fs.ip[:])
+		w[0] |= uint64(fs.ip[0])<<16 | 1<<24
+		w[1] = binary.BigEndian.Uint64(fs.ip[1:9])
+		w[2] = binary.BigEndian.Uint64(fs.ip[9:17])
+		n = 3
 	}
 	if f&Username != 0 {
-		binary.LittleEndian.PutUint64(buf[n:], fs.user.Hi)
-		binary.LittleEndian.PutUint64(buf[n+8:], fs.user.Lo)
-		n += 16
+		w[n], w[n+1] = fs.user.Hi, fs.user.Lo
+		n += 2
 	}
 	if f&UserAgent != 0 {
-		binary.LittleEndian.PutUint64(buf[n:], fs.ua.Hi)
-		binary.LittleEndian.PutUint64(buf[n+8:], fs.ua.Lo)
-		n += 16
+		w[n], w[n+1] = fs.ua.Hi, fs.ua.Lo
+		n += 2
 	}
-	binary.LittleEndian.PutUint64(buf[:8], h.k[2])
-	hi := xxhash.Sum64(buf[:n])
-	binary.LittleEndian.PutUint64(buf[:8], h.k[3])
-	lo := xxhash.Sum64(buf[:n])
-	if hi == 0 && lo == 0 {
-		lo = 1 // the zero digest marks empty slots in stores
+	return h.mix(w[:n])
+}
+
+// Odd constants for the mixer (those of wyhash).
+const (
+	mixP0 = 0xa0761d6478bd642f
+	mixP1 = 0xe7037ed1a0b428db
+	mixP2 = 0x8ebc6af09c88c6e3
+	mixP3 = 0x589965cc75374cc3
+)
+
+// mum multiplies a and b into 128 bits and folds the halves.
+func mum(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// mix absorbs words into two lanes keyed by the limiter's secret and
+// returns them as a digest, never the zero digest (which marks empty slots
+// in stores).
+func (h *hasher) mix(words []uint64) Digest {
+	a, b := h.k[2], h.k[3]
+	ka, kb := h.k[0]|1, h.k[1]|1
+	for _, x := range words {
+		a = mum(a^x^mixP0, ka^mixP1)
+		b = mum(b^x^mixP2, kb^mixP3)
 	}
-	return Digest{hi, lo}
+	n := uint64(len(words))
+	a = mum(a^n^mixP1, kb^mixP0)
+	b = mum(b^n^mixP3, ka^mixP2)
+	if a == 0 && b == 0 {
+		b = 1
+	}
+	return Digest{a, b}
 }
 
 // ipDigest is the digest of the IP field alone, used to index entries for
-// ResetIP. The field is short and of fixed size, so it is hashed in one
-// shot like a dimension.
+// ResetIP.
 func (h *hasher) ipDigest(b *ipBytes) Digest {
-	var buf [8 + 1 + 17]byte
-	buf[8] = tagIP
-	copy(buf[9:], b[:])
-	binary.LittleEndian.PutUint64(buf[:8], h.k[0])
-	hi := xxhash.Sum64(buf[:])
-	return Digest{hi, h.ipDigestLo(b)}
-}
-
-// ipDigestLo is the low half of ipDigest, all that the memory store's
-// 32-bit index tags need.
-func (h *hasher) ipDigestLo(b *ipBytes) uint64 {
-	var buf [8 + 1 + 17]byte
-	buf[8] = tagIP
-	copy(buf[9:], b[:])
-	binary.LittleEndian.PutUint64(buf[:8], h.k[1])
-	return xxhash.Sum64(buf[:])
+	w := [3]uint64{tagIP | uint64(b[0])<<16, binary.BigEndian.Uint64(b[1:9]), binary.BigEndian.Uint64(b[9:17])}
+	return h.mix(w[:])
 }

@@ -140,3 +140,32 @@ func FuzzCanonicalIP(f *testing.F) {
 		require.NotZero(t, e[0])
 	})
 }
+
+// TestDigestSpread checks that sequential addresses give distinct digests
+// whose low bits (shard choice) and filter bits spread evenly.
+func TestDigestSpread(t *testing.T) {
+	h := testHasher()
+	const n = 1 << 18
+	seen := make(map[Digest]struct{}, n)
+	var shards [256]int
+	var filter [1024]int
+	for i := range n {
+		d := dimDigest(&h, IP, Key{IP: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})})
+		if _, dup := seen[d]; dup {
+			t.Fatalf("digest collision at %d", i)
+		}
+		seen[d] = struct{}{}
+		shards[d.Hi&255]++
+		filter[(d.Lo<<17)>>54]++
+	}
+	for i, c := range shards {
+		if c < n/256*8/10 || c > n/256*12/10 {
+			t.Errorf("shard %d got %d of %d digests", i, c, n)
+		}
+	}
+	for i, c := range filter {
+		if c < n/1024*6/10 || c > n/1024*14/10 {
+			t.Errorf("filter slot %d got %d of %d digests", i, c, n)
+		}
+	}
+}

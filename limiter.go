@@ -239,11 +239,11 @@ func (l *Limiter) Locked(k Key) bool {
 		return r == listRefused
 	}
 	if l.mem != nil {
-		var dims [8]Dim
-		n := l.digests(&k, &dims, false)
+		var fs fieldSet
+		l.fieldsOf(&k, &fs)
 		maybe := false
-		for i := range n {
-			if l.mem.mayBeLocked(dims[i].Digest) {
+		for _, f := range l.dims {
+			if l.mem.mayBeLocked(l.h.dimensionDigest(f, &fs)) {
 				maybe = true
 				break
 			}
@@ -303,11 +303,8 @@ func (l *Limiter) listed(k *Key) (listResult, Reason) {
 	return listNone, ReasonNone
 }
 
-// digests fills dims with the digests of k's dimensions and returns how
-// many there are. With index it also fills the index keys that writes
-// need.
-func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
-	var fs fieldSet
+// fieldsOf computes the per-field inputs of k's digests, each once.
+func (l *Limiter) fieldsOf(k *Key, fs *fieldSet) {
 	if l.needIP {
 		fs.pfx = canonicalIP(k.IP, l.v6bits)
 		fs.ip = encodeIP(fs.pfx)
@@ -322,13 +319,17 @@ func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
 	if l.needUA {
 		fs.ua = l.h.fieldDigest(tagUserAgent, k.UserAgent)
 	}
+}
+
+// digests fills dims with the digests of k's dimensions and returns how
+// many there are. With index it also fills the index keys that writes
+// need.
+func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
+	var fs fieldSet
+	l.fieldsOf(k, &fs)
 	var ipKey Digest
 	if index && l.needIP {
-		if l.mem != nil {
-			ipKey.Lo = l.h.ipDigestLo(&fs.ip) // the memory store's tags use the low bits only
-		} else {
-			ipKey = l.h.ipDigest(&fs.ip)
-		}
+		ipKey = l.h.ipDigest(&fs.ip)
 	}
 	for i, f := range l.dims {
 		d := &dims[i]
