@@ -156,6 +156,10 @@ func encodeIP(p netip.Prefix) (b ipBytes) {
 
 // fieldDigest hashes one tagged, length-prefixed string field.
 func (h *hasher) fieldDigest(tag byte, s string) Digest {
+	if len(s) <= shortField {
+		var buf shortBuf
+		return h.shortDigest(tag, buf[:shortHdr+copy(buf[shortHdr:], s)])
+	}
 	var hdr [9]byte
 	hdr[0] = tag
 	binary.LittleEndian.PutUint64(hdr[1:], uint64(len(s)))
@@ -170,6 +174,27 @@ func (h *hasher) fieldDigest(tag byte, s string) Digest {
 	return Digest{hi, d.Sum64()}
 }
 
+// Fields of at most shortField bytes (most usernames and user agents) are
+// hashed in one shot, the key in the first 8 bytes of the input; longer
+// ones stream through seeded digests. Which way depends only on the
+// field's length, so every path to a field's digest agrees.
+const (
+	shortField = 128
+	shortHdr   = 8 + 1 + 8 // key, tag, length
+)
+
+type shortBuf [shortHdr + shortField]byte
+
+// shortDigest hashes b, whose bytes from shortHdr on are the field.
+func (h *hasher) shortDigest(tag byte, b []byte) Digest {
+	b[8] = tag
+	binary.LittleEndian.PutUint64(b[9:], uint64(len(b)-shortHdr))
+	binary.LittleEndian.PutUint64(b[:8], h.k[0])
+	hi := xxhash.Sum64(b)
+	binary.LittleEndian.PutUint64(b[:8], h.k[1])
+	return Digest{hi, xxhash.Sum64(b)}
+}
+
 // usernameDigest hashes the default normal form of s (see
 // DefaultNormalizeUsername) without building it.
 func (h *hasher) usernameDigest(s string) Digest {
@@ -181,6 +206,30 @@ func (h *hasher) usernameDigest(s string) Digest {
 	n := len(s)
 	if !ascii {
 		n = loweredLen(s)
+	}
+	if n <= shortField {
+		var buf shortBuf
+		out := buf[:shortHdr]
+		if ascii {
+			for i := 0; i < len(s); i++ {
+				c := s[i]
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				out = append(out, c)
+			}
+		} else {
+			for len(s) > 0 {
+				r, w, ok := lowerRune(s)
+				if ok {
+					out = utf8.AppendRune(out, r)
+				} else {
+					out = append(out, s[0])
+				}
+				s = s[w:]
+			}
+		}
+		return h.shortDigest(tagUsername, out)
 	}
 	var hdr [9]byte
 	hdr[0] = tagUsername
