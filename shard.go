@@ -402,21 +402,22 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 		}
 	}
 	ng := len(sh.ctrl)
-	if sh.count+sh.tombs+1 > ng*7 && ng < st.maxGroups {
-		// Before growing, drop what has expired; grow only if that freed
-		// little. Tables double while small, then grow by a quarter, so
-		// that a full store wastes little space.
-		if st.sweep(sh, 0, ng, now) < ng {
+	if sh.count+sh.tombs+1 > ng*7 {
+		// Past 7/8 occupancy. If live entries fill more than 25/32 of the
+		// table, drop what has expired and grow unless that freed enough:
+		// tables double while small, then grow by a quarter, so that a full
+		// store wastes little space. Otherwise the occupancy is tombstones
+		// (evictions, expiries): rebuild at the same size, so that a store
+		// churning at its cap keeps a flat heap.
+		if sh.count*32 > ng*8*25 && ng < st.maxGroups && st.sweep(sh, 0, ng, now) < ng {
 			next := ng * 2
 			if next*7 > st.capPerShard {
 				next = max(ng+ng/4, (st.capPerShard+6)/7)
 			}
 			sh.resize(min(next, st.maxGroups))
-			return true
+		} else if sh.count+sh.tombs+1 > ng*7 {
+			sh.resize(ng)
 		}
-	}
-	if sh.count+sh.tombs+1 > ng*8-ng/2 {
-		sh.resize(ng) // at full size: clear tombstones
 	}
 	return true
 }
