@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/netip"
 	"slices"
 	"strings"
@@ -55,8 +56,27 @@ type Limiter struct {
 	n counters
 }
 
+// counters are striped: every decision adds to a stripe drawn at random,
+// so that cores counting at once do not contend for one cache line.
+// Stats sums the stripes.
 type counters struct {
+	s [16]counterStripe
+}
+
+type counterStripe struct {
 	failures, lockouts, refused, successes, resets, storeErrors atomic.Uint64
+	_                                                           [128 - 6*8]byte // a stripe per two cache lines
+}
+
+// c returns a stripe for the calling goroutine to add to.
+func (n *counters) c() *counterStripe { return &n.s[mrand.Uint32()&15] }
+
+func (n *counters) sum(f func(*counterStripe) *atomic.Uint64) uint64 {
+	var t uint64
+	for i := range n.s {
+		t += f(&n.s[i]).Load()
+	}
+	return t
 }
 
 // Option configures New.
@@ -266,7 +286,7 @@ func (l *Limiter) Success(k Key) {
 	if r, _ := l.listed(&k); r == listRefused {
 		return
 	}
-	l.n.successes.Add(1)
+	l.n.c().successes.Add(1)
 	if l.onEvent != nil {
 		l.onEvent(Event{Kind: EventSuccess, Time: l.clock(), Key: k, Limit: l.rule.Limit})
 	}
@@ -365,7 +385,7 @@ func (l *Limiter) plain(op Op, k *Key) Verdict {
 		}
 		if op != OpReset {
 			if op == OpSuccess {
-				l.n.successes.Add(1)
+				l.n.c().successes.Add(1)
 			}
 			return Verdict{Limit: l.rule.Limit}
 		}
@@ -395,7 +415,7 @@ func listVerdict(r Reason, limit int) Verdict {
 }
 
 func (l *Limiter) refusedByList(k *Key, r Reason) {
-	l.n.refused.Add(1)
+	l.n.c().refused.Add(1)
 	if l.onEvent != nil {
 		l.onEvent(Event{Kind: EventRefused, Time: l.clock(), Key: *k, By: IP, Reason: r, Limit: l.rule.Limit})
 	}
@@ -423,7 +443,7 @@ func (l *Limiter) runStore(req *Request, now time.Time, id Identity) error {
 	copy(r.Dims, req.Dims)
 	err := l.store.Apply(r)
 	if err != nil {
-		l.n.storeErrors.Add(1)
+		l.n.c().storeErrors.Add(1)
 		return err
 	}
 	copy(req.Dims, r.Dims)
@@ -477,15 +497,15 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 	switch op {
 	case OpFail, OpSettleFail:
 		if !refused {
-			l.n.failures.Add(1)
+			l.n.c().failures.Add(1)
 		}
 	case OpSuccess, OpSettleSuccess:
-		l.n.successes.Add(1)
+		l.n.c().successes.Add(1)
 	case OpReset:
-		l.n.resets.Add(1)
+		l.n.c().resets.Add(1)
 	}
 	if refused {
-		l.n.refused.Add(1)
+		l.n.c().refused.Add(1)
 	}
 	started := 0
 	for i := range req.Dims {
@@ -493,7 +513,9 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 			started++
 		}
 	}
-	l.n.lockouts.Add(uint64(started))
+	if started > 0 {
+		l.n.c().lockouts.Add(uint64(started))
+	}
 	if l.onEvent == nil {
 		return v
 	}
@@ -534,7 +556,7 @@ func (l *Limiter) ResetIP(ip netip.Addr) int {
 	b := encodeIP(canonicalIP(ip, l.v6bits))
 	n, err := l.store.ResetField(IP, l.h.ipDigest(&b))
 	if err != nil {
-		l.n.storeErrors.Add(1)
+		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{IP: ip}, n)
 	return n
@@ -552,7 +574,7 @@ func (l *Limiter) ResetUsername(name string) int {
 	}
 	n, err := l.store.ResetField(Username, d)
 	if err != nil {
-		l.n.storeErrors.Add(1)
+		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{Username: name}, n)
 	return n
@@ -562,14 +584,14 @@ func (l *Limiter) ResetUsername(name string) int {
 func (l *Limiter) ResetAll() int {
 	n, err := l.store.ResetAll()
 	if err != nil {
-		l.n.storeErrors.Add(1)
+		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{}, n)
 	return n
 }
 
 func (l *Limiter) resetEvent(k Key, n int) {
-	l.n.resets.Add(1)
+	l.n.c().resets.Add(1)
 	if l.onEvent != nil {
 		l.onEvent(Event{Kind: EventReset, Time: l.clock(), Key: k, Count: n})
 	}
@@ -599,7 +621,7 @@ func (l *Limiter) Lockouts() []Lockout {
 	}
 	out, err := ll.Lockouts(l.clock())
 	if err != nil {
-		l.n.storeErrors.Add(1)
+		l.n.c().storeErrors.Add(1)
 		return nil
 	}
 	slices.SortFunc(out, func(a, b Lockout) int {
@@ -640,12 +662,12 @@ type Stats struct {
 // Stats returns the limiter's figures.
 func (l *Limiter) Stats() Stats {
 	s := Stats{
-		Failures:    l.n.failures.Load(),
-		Lockouts:    l.n.lockouts.Load(),
-		Refused:     l.n.refused.Load(),
-		Successes:   l.n.successes.Load(),
-		Resets:      l.n.resets.Load(),
-		StoreErrors: l.n.storeErrors.Load(),
+		Failures:    l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.failures }),
+		Lockouts:    l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.lockouts }),
+		Refused:     l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.refused }),
+		Successes:   l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.successes }),
+		Resets:      l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.resets }),
+		StoreErrors: l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.storeErrors }),
 	}
 	if sr, ok := l.store.(StatsReporter); ok {
 		ss := sr.StoreStats()
