@@ -4,7 +4,7 @@
 //	go run ./cmd/axesdemo            # serve the demo on 127.0.0.1:8080
 //	go run ./cmd/axesdemo -attack    # serve it, attack it, print a report
 //
-// See docs/demo.md.
+// See the Demo section of the README.
 package main
 
 import (
