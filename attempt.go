@@ -154,10 +154,7 @@ func (a *Attempt) settle(op Op) Verdict {
 		}
 	}
 	now := l.clock()
-	var id Identity
-	if op == OpSettleFail {
-		id = l.identity(&a.key)
-	}
+	id := l.identity(&a.key)
 	req := Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
 	if err := l.run(&req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}

@@ -378,7 +378,7 @@ func (l *Limiter) identity(k *Key) Identity {
 func (l *Limiter) plain(op Op, k *Key) Verdict {
 	if lr, reason := l.listed(k); lr != listNone {
 		if lr == listRefused {
-			if op != OpCheck && op != OpReset {
+			if op == OpFail {
 				l.refusedByList(k, reason)
 			}
 			return listVerdict(reason, l.rule.Limit)
@@ -390,20 +390,19 @@ func (l *Limiter) plain(op Op, k *Key) Verdict {
 			return Verdict{Limit: l.rule.Limit}
 		}
 	}
+	// Every operation but a reset gets the attempt's own rule and identity:
+	// even a Check may find reservations that timed out and start a lock.
 	rule := l.rule
-	if op == OpFail || op == OpSuccess {
+	var id Identity
+	if op != OpReset {
 		rule = l.forAttempt(k)
+		id = l.identity(k)
 	}
 	var dims [8]Dim
 	now := l.clock()
-	req := Request{Op: op, Rule: &rule, Now: now}
+	req := Request{Op: op, Rule: &rule, Now: now, Identity: id}
 	n := l.digests(k, &dims, op == OpFail)
 	req.Dims = dims[:n]
-	var id Identity
-	if op == OpFail {
-		id = l.identity(k)
-		req.Identity = id
-	}
 	if err := l.run(&req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}

@@ -377,3 +377,69 @@ func TestCancelAndResetLockout(t *testing.T) {
 	_, err = ParseDigest("xyz")
 	assert.Error(t, err)
 }
+
+// The cap is global: a new key whose own shard holds nothing evictable
+// displaces an entry of another shard rather than going untracked.
+func TestEvictionCrossesShards(t *testing.T) {
+	const capN = 1 << 14
+	l, _ := newTest(t, Policy{}, WithMaxEntries(capN))
+	st := l.mem
+	victim := Key{IP: ipN(1 << 20)}
+	var dims [8]Dim
+	l.digests(&victim, &dims, false)
+	vs := st.shardOf(dims[0].Digest)
+	for i := 0; st.total.Load() < capN; i++ {
+		k := Key{IP: ipN(i)}
+		l.digests(&k, &dims, false)
+		if st.shardOf(dims[0].Digest) != vs {
+			l.Fail(k)
+		}
+	}
+	v := l.Fail(victim)
+	s := l.Stats()
+	assert.Equal(t, uint64(0), s.Overflows)
+	assert.Positive(t, s.EvictedPressure)
+	assert.Equal(t, 1, v.Failures)
+	assert.Equal(t, 1, l.Check(victim).Failures, "the victim's failure was not stored")
+	assert.LessOrEqual(t, s.Entries, capN)
+}
+
+// Regressions: a reservation generation past 255, Locked agreeing with
+// Check when reservations time out into a lock, per-key rules on reads,
+// and the identity of a lock started by a read.
+func TestReservationEdges(t *testing.T) {
+	l, c := newTest(t, Policy{Limit: MaxFailures, Window: 365 * 24 * time.Hour})
+	k := Key{IP: ipN(1)}
+	var now time.Duration
+	for range 256 {
+		l.Begin(k)
+		now += 2 * time.Minute
+		c.Set(now)
+	}
+	a := l.Begin(k)
+	before := l.Check(k).Failures
+	a.Succeed()
+	now += 2 * time.Minute
+	c.Set(now)
+	assert.Equal(t, before, l.Check(k).Failures, "a settled success counted as a failure after the generation wrapped")
+
+	l2, c2 := newTest(t, Policy{Limit: 3})
+	k2 := Key{IP: ipN(2), Username: "carol"}
+	l2.Fail(k2)
+	l2.Fail(k2)
+	l2.Begin(k2) // the handler crashes
+	c2.Set(2 * time.Minute)
+	assert.True(t, l2.Locked(k2), "Locked disagrees with Check")
+	assert.True(t, l2.Check(k2).Locked)
+	lo := l2.Lockouts()
+	require.Len(t, lo, 1)
+	assert.Equal(t, "carol", lo[0].Username)
+
+	l3, c3 := newTest(t, Policy{Limit: 3, LimitFunc: func(Key) int { return 1 }})
+	k3 := Key{IP: ipN(3)}
+	l3.Begin(k3)
+	c3.Set(2 * time.Minute)
+	assert.True(t, l3.Check(k3).Locked, "a read applied the base limit instead of LimitFunc's")
+	a3 := l3.Begin(k3)
+	assert.False(t, a3.Allowed())
+}

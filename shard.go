@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	mrand "math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ type memStore struct {
 	epoch       time.Time    // instant 0 of the store's timeline
 	base        Rule         // the limiter's base rule, for expiry during sweeps
 	baseOnce    sync.Once    // sets base from the first request when not given
+	epochOnce   sync.Once    // sets epoch from the first call when not given
 	filter      []atomic.Uint32
 	filterShift uint
 }
@@ -396,7 +398,7 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 			}
 			sh.swept = max(now, 1)
 		}
-		if try >= 3 || !st.evict(sh, now) {
+		if try >= 3 || (!st.evict(sh, now) && !st.evictElsewhere(sh, now)) {
 			sh.overflows++
 			return false
 		}
@@ -420,6 +422,30 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 		}
 	}
 	return true
+}
+
+// evictElsewhere makes room in another shard when sh has nothing to
+// evict: the cap is global, so a new key may displace an entry anywhere.
+// It only tries shards whose lock is free (TryLock), so that it never waits
+// on a lock while holding sh's and cannot deadlock. It reports whether it
+// freed anything. sh.mu must be held.
+func (st *memStore) evictElsewhere(sh *shard, now time.Duration) bool {
+	if st.total.Load() < int64(st.maxEntries) || len(st.shards) == 1 {
+		return false // sh is full by its own slack, not by the cap
+	}
+	start := int(mrand.Uint32()) & int(st.shardMask)
+	for i := range st.shards {
+		other := &st.shards[(start+i)&int(st.shardMask)]
+		if other == sh || !other.mu.TryLock() {
+			continue
+		}
+		freed := st.sweep(other, 0, len(other.ctrl), now) > 0 || st.evict(other, now)
+		other.mu.Unlock()
+		if freed {
+			return true
+		}
+	}
+	return false
 }
 
 // evict removes a batch of live, unlocked, unreserved entries, fewest
@@ -493,11 +519,17 @@ const epochMargin = 365 * 24 * time.Hour
 // timeline starts then (less epochMargin, and rebuilt
 // from an integer so that nothing of the caller's values is retained), and
 // its base rule for sweeps is the first rule it sees.
+// A nil base sets only the timeline (for reads before any write).
 func (st *memStore) init(now time.Time, base *Rule) {
-	st.baseOnce.Do(func() {
+	st.epochOnce.Do(func() {
 		if st.epoch.IsZero() {
 			st.epoch = time.Unix(0, now.UnixNano()).Add(-epochMargin)
 		}
+	})
+	if base == nil {
+		return
+	}
+	st.baseOnce.Do(func() {
 		if st.base.Window == 0 {
 			st.base = *base
 			st.base.Tiers = nil
@@ -571,7 +603,7 @@ func (st *memStore) apply(req *Request) {
 			d := &dims[i]
 			sh := &st.shards[st.shardOf(d.Digest)]
 			d.Outcome = outs[i]
-			d.Gen = gens[i]
+			d.Gen = uint32(uint8(gens[i])) // the generation as the slot keeps it
 			s := &states[i]
 			j := idx[i]
 			if sh.moves != moves[i] {
@@ -598,16 +630,20 @@ func (st *memStore) apply(req *Request) {
 			sl := &sh.slots[j]
 			sl.setState(s)
 			locked := s.LockedAt(now)
+			// The filter holds every entry that is locked or may become
+			// locked without a write (reservations in flight can time out
+			// into a lock), so that Locked's fast "no" is always right.
+			maybe := locked || s.Pending > 0
 			switch {
-			case locked && sl.flags&flagFiltered == 0:
+			case maybe && sl.flags&flagFiltered == 0:
 				st.filter[st.filterIndex(d.Digest)].Add(1)
 				sl.flags |= flagFiltered
-			case !locked && sl.flags&flagFiltered != 0:
+			case !maybe && sl.flags&flagFiltered != 0:
 				st.filter[st.filterIndex(d.Digest)].Add(^uint32(0))
 				sl.flags &^= flagFiltered
 			}
 			switch {
-			case locked && (d.Outcome.Started || sl.flags&flagIdentity == 0):
+			case locked && req.Identity != (Identity{}) && (d.Outcome.Started || sl.flags&flagIdentity == 0):
 				sh.ids[keys[i]] = cloneIdentity(&req.Identity)
 				sl.flags |= flagIdentity
 			case !locked && sl.flags&flagIdentity != 0:
@@ -722,6 +758,7 @@ func (st *memStore) Close() error { return nil }
 
 // Lockouts implements LockLister.
 func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
+	st.init(t, nil)
 	now := st.instant(t)
 	var out []Lockout
 	for si := range st.shards {

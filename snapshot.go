@@ -370,10 +370,11 @@ func (st *memStore) restore(entries []snapEntry, t time.Time) {
 			hasID := sl.flags&flagIdentity != 0
 			sl.flags &^= flagIdentity
 			sh.slots[j] = sl
-			if sl.lockEnd == secForever || (sl.lockEnd != 0 && now < fromSec(sl.lockEnd)) {
+			locked := sl.lockEnd == secForever || (sl.lockEnd != 0 && now < fromSec(sl.lockEnd))
+			if locked || sl.pending != 0 {
 				st.filter[st.filterIndex(d)].Add(1)
 				sh.slots[j].flags |= flagFiltered
-				if hasID && e.id != nil {
+				if locked && hasID && e.id != nil {
 					sh.ids[sl.k] = cloneIdentity(e.id)
 					sh.slots[j].flags |= flagIdentity
 				}
