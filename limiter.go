@@ -506,11 +506,16 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 	if refused {
 		l.n.c().refused.Add(1)
 	}
-	started := 0
+	started, timedOut := 0, 0
 	for i := range req.Dims {
 		if req.Dims[i].Outcome.Started {
 			started++
 		}
+		timedOut = max(timedOut, req.Dims[i].Outcome.TimedOut)
+	}
+	if timedOut > 0 {
+		// Reservations never settled count as the failures they became.
+		l.n.c().failures.Add(uint64(timedOut))
 	}
 	if started > 0 {
 		l.n.c().lockouts.Add(uint64(started))

@@ -443,3 +443,15 @@ func TestReservationEdges(t *testing.T) {
 	a3 := l3.Begin(k3)
 	assert.False(t, a3.Allowed())
 }
+
+func TestTimedOutReservationsAreReported(t *testing.T) {
+	var kinds []string
+	l, c := newTest(t, Policy{Limit: 5, OnEvent: func(e Event) { kinds = append(kinds, e.Kind.String()) }})
+	k := Key{IP: ipN(9)}
+	l.Begin(k)
+	l.Begin(k)
+	c.Set(2 * time.Minute)
+	assert.Equal(t, 2, l.Check(k).Failures)
+	assert.Equal(t, uint64(2), l.Stats().Failures)
+	assert.Equal(t, []string{"failure"}, kinds)
+}

@@ -269,6 +269,7 @@ type Outcome struct {
 	Counted   bool          // this operation recorded a failure here
 	Busy      bool          // Begin: every remaining attempt is in flight
 	Refused   bool          // the attempt was refused (set on every dimension)
+	TimedOut  int           // reservations that timed out into failures here (counted too)
 	Remaining time.Duration // time left on the lock, Indefinite for none; 0 if not locked
 }
 
@@ -294,10 +295,12 @@ func satAdd(t, d time.Duration) time.Duration {
 // the reserve timeout become failures (possibly starting a lock at that
 // instant), remembered failures older than the window are forgotten, and a
 // back-off level older than the decay is dropped. It reports whether a lock
-// started. Stores call it, through Apply, before every operation.
-func (r *Rule) Refresh(s *State, now time.Duration) (started bool) {
+// started and how many reservations timed out into failures. Stores call
+// it, through Apply, before every operation.
+func (r *Rule) Refresh(s *State, now time.Duration) (started bool, timedOut int) {
 	if s.Pending > 0 && r.ReserveTimeout > 0 && now >= satAdd(s.LastBegin, r.ReserveTimeout) {
 		at := satAdd(s.LastBegin, r.ReserveTimeout)
+		timedOut = s.Pending
 		if s.Failures > 0 && at >= satAdd(s.LastFail, r.Window) {
 			s.Failures = 0
 		}
@@ -319,7 +322,7 @@ func (r *Rule) Refresh(s *State, now time.Duration) (started bool) {
 	if s.LockEnd != 0 && s.LockEnd != Indefinite && s.Level == 0 && now >= s.LockEnd {
 		s.LockEnd = 0 // nothing left to remember of the lock
 	}
-	return started
+	return started, timedOut
 }
 
 func (r *Rule) startLock(s *State, at time.Duration) {
@@ -346,7 +349,8 @@ func (r *Rule) count(s *State, now time.Duration) {
 // Begin, busy). OpReset is not a transition: the store deletes the states.
 func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []Outcome) (refused bool) {
 	for i := range st {
-		out[i] = Outcome{Started: r.Refresh(&st[i], now)}
+		started, timedOut := r.Refresh(&st[i], now)
+		out[i] = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
 	}
 	locked := false
 	for i := range st {

@@ -333,7 +333,7 @@ func (sh *shard) resize(ngroups int) {
 func (st *memStore) expired(sl *slot, now time.Duration) bool {
 	if sl.pending != 0 {
 		s := sl.state()
-		st.base.Refresh(&s, now)
+		_, _ = st.base.Refresh(&s, now)
 		return s.IsZero()
 	}
 	if sl.fails != 0 && now < satAdd(fromSec(sl.lastFail), st.base.Window) {
