@@ -585,7 +585,10 @@ func (st *memStore) apply(req *Request) {
 		if idx[i] >= 0 {
 			states[i] = sh.slots[idx[i]].state()
 		} else {
-			states[i] = State{}
+			// A new entry starts at a random reservation generation, so
+			// that a settle arriving after its entry was forgotten and
+			// made anew almost never matches a new reservation.
+			states[i] = State{Gen: uint32(uint8(mrand.Uint32()))}
 		}
 		gens[i] = d.Gen
 	}
