@@ -661,6 +661,8 @@ type Stats struct {
 	EvictedPressure uint64 // live entries evicted to make room under the entry cap
 	Overflows       uint64 // new keys not tracked: only locked or reserved entries remained
 	StoreErrors     uint64 // store calls that failed
+	Degraded        bool   // the store is deciding without its backend now (redisstore)
+	Degradations    uint64 // times the store lost its backend
 }
 
 // Stats returns the limiter's figures.
@@ -679,6 +681,8 @@ func (l *Limiter) Stats() Stats {
 		s.EvictedExpired = ss.EvictedExpired
 		s.EvictedPressure = ss.EvictedPressure
 		s.Overflows = ss.Overflows
+		s.Degraded = ss.Degraded
+		s.Degradations = ss.Degradations
 	}
 	return s
 }

@@ -86,6 +86,8 @@ type StoreStats struct {
 	EvictedExpired  uint64 // entries dropped because they held nothing worth keeping
 	EvictedPressure uint64 // live entries evicted to make room under the entry cap
 	Overflows       uint64 // new keys not tracked because only locked or reserved entries remained
+	Degraded        bool   // a networked store is deciding without its backend now
+	Degradations    uint64 // times a networked store lost its backend
 }
 
 // Lockout is one current lock, as Limiter.Lockouts lists it, with the

@@ -197,6 +197,9 @@ func TestFailureModes(t *testing.T) {
 			if st.Degradations != 2 || st.Recoveries != 2 || st.Fallbacks == 0 || st.Errors == 0 {
 				t.Errorf("stats %+v", st)
 			}
+			if ls := l.Stats(); ls.Degradations != 2 || ls.Degraded {
+				t.Errorf("the limiter's stats %+v, want 2 degradations and not degraded now", ls)
+			}
 			if err := l.Close(); err != nil {
 				t.Error(err)
 			}

@@ -485,13 +485,17 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// StoreStats implements axes.StatsReporter. Entries counts the local
-// fallback store's entries only: counting Redis keys would need a scan.
+// StoreStats implements axes.StatsReporter, so that the limiter's Stats
+// shows the degradation. Entries counts the local fallback store's entries
+// only: counting Redis keys would need a scan.
 func (s *Store) StoreStats() axes.StoreStats {
+	var st axes.StoreStats
 	if sr, ok := s.local.(axes.StatsReporter); ok {
-		return sr.StoreStats()
+		st = sr.StoreStats()
 	}
-	return axes.StoreStats{}
+	st.Degraded = s.degraded.Load()
+	st.Degradations = s.n.degradations.Load()
+	return st
 }
 
 // Degraded reports whether Redis is unavailable now.
