@@ -210,24 +210,10 @@ func (h *hasher) usernameDigest(s string) Digest {
 	if n <= shortField {
 		var buf shortBuf
 		out := buf[:shortHdr]
-		if ascii {
-			for i := 0; i < len(s); i++ {
-				c := s[i]
-				if 'A' <= c && c <= 'Z' {
-					c += 'a' - 'A'
-				}
-				out = append(out, c)
-			}
-		} else {
-			for len(s) > 0 {
-				r, w, ok := lowerRune(s)
-				if ok {
-					out = utf8.AppendRune(out, r)
-				} else {
-					out = append(out, s[0])
-				}
-				s = s[w:]
-			}
+		for len(s) > 0 {
+			var w int
+			out, w = lowerNext(out, s)
+			s = s[w:]
 		}
 		return h.shortDigest(tagUsername, out)
 	}
@@ -299,6 +285,19 @@ func lowerRune(s string) (r rune, width int, ok bool) {
 	return unicode.ToLower(r), width, true
 }
 
+// lowerNext appends the lower-case form of the rune at the start of s
+// (non-empty) to dst and returns dst and the rune's width in s.
+func lowerNext(dst []byte, s string) ([]byte, int) {
+	r, w, ok := lowerRune(s)
+	switch {
+	case !ok:
+		return append(dst, s[0]), 1
+	case r < utf8.RuneSelf:
+		return append(dst, byte(r)), w
+	}
+	return utf8.AppendRune(dst, r), w
+}
+
 func loweredLen(s string) int {
 	n := 0
 	for len(s) > 0 {
@@ -317,12 +316,8 @@ func loweredLen(s string) int {
 // before dst would outgrow its capacity, and returns the rest of s.
 func lowerChunk(dst []byte, s string) ([]byte, string) {
 	for len(s) > 0 && cap(dst)-len(dst) >= utf8.UTFMax {
-		r, w, ok := lowerRune(s)
-		if ok {
-			dst = utf8.AppendRune(dst, r)
-		} else {
-			dst = append(dst, s[0])
-		}
+		var w int
+		dst, w = lowerNext(dst, s)
 		s = s[w:]
 	}
 	return dst, s
@@ -340,12 +335,8 @@ func DefaultNormalizeUsername(s string) string {
 	}
 	b := make([]byte, 0, loweredLen(s))
 	for len(s) > 0 {
-		r, w, ok := lowerRune(s)
-		if ok {
-			b = utf8.AppendRune(b, r)
-		} else {
-			b = append(b, s[0])
-		}
+		var w int
+		b, w = lowerNext(b, s)
 		s = s[w:]
 	}
 	return string(b)
