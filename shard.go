@@ -308,6 +308,26 @@ func (st *memStore) remove(sh *shard, i int) {
 	st.total.Add(-1)
 }
 
+// eachFull calls f with the index of every full slot of sh, in table
+// order; f may remove the slot it is given. sh.mu must be held.
+func (sh *shard) eachFull(f func(i int)) {
+	for g, c := range sh.ctrl {
+		for m := matchFull(c); m != 0; m &= m - 1 {
+			f(g*8 + bits.TrailingZeros64(m)>>3)
+		}
+	}
+}
+
+// eachShard calls f with each shard in turn, under its lock.
+func (st *memStore) eachShard(f func(sh *shard)) {
+	for si := range st.shards {
+		sh := &st.shards[si]
+		sh.mu.Lock()
+		f(sh)
+		sh.mu.Unlock()
+	}
+}
+
 // resize rebuilds the table with ngroups groups, dropping tombstones.
 // sh.mu must be held.
 func (sh *shard) resize(ngroups int) {
@@ -464,15 +484,12 @@ func (st *memStore) evict(sh *shard, now time.Duration) bool {
 	}
 	evictable := func(sl *slot) bool { return !lockedOrReserved(sl, now) }
 	total := 0
-	for g, c := range sh.ctrl {
-		for m := matchFull(c); m != 0; m &= m - 1 {
-			sl := &sh.slots[g*8+bits.TrailingZeros64(m)>>3]
-			if evictable(sl) {
-				hist[score(sl)]++
-				total++
-			}
+	sh.eachFull(func(i int) {
+		if sl := &sh.slots[i]; evictable(sl) {
+			hist[score(sl)]++
+			total++
 		}
-	}
+	})
 	if total == 0 {
 		return false
 	}
@@ -486,23 +503,20 @@ func (st *memStore) evict(sh *shard, now time.Duration) bool {
 	}
 	atThreshold := want - below
 	removed := 0
-	for g, c := range sh.ctrl {
-		for m := matchFull(c); m != 0; m &= m - 1 {
-			i := g*8 + bits.TrailingZeros64(m)>>3
-			sl := &sh.slots[i]
-			if !evictable(sl) {
-				continue
-			}
-			sc := score(sl)
-			if sc < threshold || (sc == threshold && atThreshold > 0) {
-				if sc == threshold {
-					atThreshold--
-				}
-				st.remove(sh, i)
-				removed++
-			}
+	sh.eachFull(func(i int) {
+		sl := &sh.slots[i]
+		if !evictable(sl) {
+			return
 		}
-	}
+		sc := score(sl)
+		if sc < threshold || (sc == threshold && atThreshold > 0) {
+			if sc == threshold {
+				atThreshold--
+			}
+			st.remove(sh, i)
+			removed++
+		}
+	})
 	sh.evictedPressure += uint64(removed)
 	return removed > 0
 }
@@ -717,42 +731,26 @@ func truncate(s string) string {
 func (st *memStore) ResetField(f Fields, k Digest) (int, error) {
 	tag := uint32(k.Lo)
 	removed := 0
-	for si := range st.shards {
-		sh := &st.shards[si]
-		sh.mu.Lock()
-		for g, c := range sh.ctrl {
-			for m := matchFull(c); m != 0; m &= m - 1 {
-				i := g*8 + bits.TrailingZeros64(m)>>3
-				sl := &sh.slots[i]
-				if Fields(sl.flags&7)&f == 0 {
-					continue
-				}
-				if (f == IP && sl.ipTag == tag) || (f == Username && sl.userTag == tag) {
-					st.remove(sh, i)
-					removed++
-				}
+	st.eachShard(func(sh *shard) {
+		sh.eachFull(func(i int) {
+			sl := &sh.slots[i]
+			if Fields(sl.flags&7)&f != 0 && ((f == IP && sl.ipTag == tag) || (f == Username && sl.userTag == tag)) {
+				st.remove(sh, i)
+				removed++
 			}
-		}
-		sh.mu.Unlock()
-	}
+		})
+	})
 	return removed, nil
 }
 
 // ResetAll implements Store.
 func (st *memStore) ResetAll() (int, error) {
 	removed := 0
-	for si := range st.shards {
-		sh := &st.shards[si]
-		sh.mu.Lock()
+	st.eachShard(func(sh *shard) {
 		removed += sh.count
-		for g, c := range sh.ctrl {
-			for m := matchFull(c); m != 0; m &= m - 1 {
-				st.remove(sh, g*8+bits.TrailingZeros64(m)>>3)
-			}
-		}
+		sh.eachFull(func(i int) { st.remove(sh, i) })
 		sh.ctrl, sh.slots, sh.count, sh.tombs, sh.cursor = nil, nil, 0, 0, 0
-		sh.mu.Unlock()
-	}
+	})
 	return removed, nil
 }
 
@@ -764,29 +762,24 @@ func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
 	st.init(t, nil)
 	now := st.instant(t)
 	var out []Lockout
-	for si := range st.shards {
-		sh := &st.shards[si]
-		sh.mu.Lock()
-		for g, c := range sh.ctrl {
-			for m := matchFull(c); m != 0; m &= m - 1 {
-				sl := &sh.slots[g*8+bits.TrailingZeros64(m)>>3]
-				s := sl.state()
-				if !s.LockedAt(now) {
-					continue
-				}
-				id := sh.ids[sl.k]
-				lo := Lockout{
-					IP: id.IP, Username: id.Username, UserAgent: id.UserAgent,
-					By: Fields(sl.flags & 7), Failures: s.Failures, Digest: sl.k.digest(),
-				}
-				if s.LockEnd != Indefinite {
-					lo.Until = t.Add(s.LockEnd - now)
-				}
-				out = append(out, lo)
+	st.eachShard(func(sh *shard) {
+		sh.eachFull(func(i int) {
+			sl := &sh.slots[i]
+			s := sl.state()
+			if !s.LockedAt(now) {
+				return
 			}
-		}
-		sh.mu.Unlock()
-	}
+			id := sh.ids[sl.k]
+			lo := Lockout{
+				IP: id.IP, Username: id.Username, UserAgent: id.UserAgent,
+				By: Fields(sl.flags & 7), Failures: s.Failures, Digest: sl.k.digest(),
+			}
+			if s.LockEnd != Indefinite {
+				lo.Until = t.Add(s.LockEnd - now)
+			}
+			out = append(out, lo)
+		})
+	})
 	return out, nil
 }
 

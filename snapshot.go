@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"math/bits"
 	"net/netip"
 	"time"
 )
@@ -99,22 +98,17 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 	now := l.clock()
 	st.init(now, &l.rule)
 	var entries []snapEntry
-	for si := range st.shards {
-		sh := &st.shards[si]
-		sh.mu.Lock()
-		for g, cw := range sh.ctrl {
-			for m := matchFull(cw); m != 0; m &= m - 1 {
-				sl := sh.slots[g*8+bits.TrailingZeros64(m)>>3]
-				e := snapEntry{sl: sl}
-				if sl.flags&flagIdentity != 0 && !c.noIdentities {
-					id := sh.ids[sl.k]
-					e.id = &id
-				}
-				entries = append(entries, e)
+	st.eachShard(func(sh *shard) {
+		sh.eachFull(func(i int) {
+			sl := sh.slots[i]
+			e := snapEntry{sl: sl}
+			if sl.flags&flagIdentity != 0 && !c.noIdentities {
+				id := sh.ids[sl.k]
+				e.id = &id
 			}
-		}
-		sh.mu.Unlock()
-	}
+			entries = append(entries, e)
+		})
+	})
 	bw := bufio.NewWriter(w)
 	crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
 	out := io.MultiWriter(bw, crc)
