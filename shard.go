@@ -418,7 +418,12 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 			}
 			sh.swept = max(now, 1)
 		}
-		if try >= 3 || (!st.evict(sh, now) && !st.evictElsewhere(sh, now)) {
+		// Evict the cheapest entries first across the store: plain single
+		// failures here, then elsewhere, and only then larger counts, so
+		// that a spray of new keys cannot flush a partial count from a
+		// shard that happens to hold few entries.
+		if try >= 3 || !(st.evict(sh, now, cheapScore) || st.evictElsewhere(sh, now, cheapScore) ||
+			st.evict(sh, now, maxScore) || st.evictElsewhere(sh, now, maxScore)) {
 			sh.overflows++
 			return false
 		}
@@ -449,7 +454,7 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 // It only tries shards whose lock is free (TryLock), so that it never waits
 // on a lock while holding sh's and cannot deadlock. It reports whether it
 // freed anything. sh.mu must be held.
-func (st *memStore) evictElsewhere(sh *shard, now time.Duration) bool {
+func (st *memStore) evictElsewhere(sh *shard, now time.Duration, upTo int) bool {
 	if st.total.Load() < int64(st.maxEntries) || len(st.shards) == 1 {
 		return false // sh is full by its own slack, not by the cap
 	}
@@ -459,7 +464,7 @@ func (st *memStore) evictElsewhere(sh *shard, now time.Duration) bool {
 		if other == sh || !other.mu.TryLock() {
 			continue
 		}
-		freed := st.sweep(other, 0, len(other.ctrl), now) > 0 || st.evict(other, now)
+		freed := st.sweep(other, 0, len(other.ctrl), now) > 0 || st.evict(other, now, upTo)
 		other.mu.Unlock()
 		if freed {
 			return true
@@ -468,21 +473,28 @@ func (st *memStore) evictElsewhere(sh *shard, now time.Duration) bool {
 	return false
 }
 
-// evict removes a batch of live, unlocked, unreserved entries, fewest
-// failures first (entries that remember a back-off level after all plain
-// counts), so that an attacker spraying new keys cannot flush a lock or a
-// larger partial count. It reports whether it freed anything. sh.mu must be
-// held.
-func (st *memStore) evict(sh *shard, now time.Duration) bool {
+// Eviction scores: the remembered failures, with entries that remember a
+// back-off level above every plain count.
+const (
+	cheapScore = 1   // entries with at most one failure
+	maxScore   = 256 // entries with a back-off level
+)
+
+// evict removes a batch of live, unlocked, unreserved entries whose score
+// is at most upTo, fewest failures first (entries that remember a back-off
+// level after all plain counts), so that an attacker spraying new keys
+// cannot flush a lock or a larger partial count. It reports whether it
+// freed anything. sh.mu must be held.
+func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 	want := max(st.capPerShard/16, 1)
-	var hist [257]int
+	var hist [maxScore + 1]int
 	score := func(sl *slot) int {
 		if sl.level > 0 {
-			return 256
+			return maxScore
 		}
-		return int(min(sl.fails, 255))
+		return int(min(sl.fails, maxScore-1))
 	}
-	evictable := func(sl *slot) bool { return !lockedOrReserved(sl, now) }
+	evictable := func(sl *slot) bool { return !lockedOrReserved(sl, now) && score(sl) <= upTo }
 	total := 0
 	sh.eachFull(func(i int) {
 		if sl := &sh.slots[i]; evictable(sl) {
