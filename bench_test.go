@@ -43,9 +43,7 @@ var benchZipf = func() func() []uint32 {
 	}
 }()
 
-func benchIP(i uint32) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-}
+func benchIP(i uint32) netip.Addr { return ipN(int(i)) }
 
 // newBenchLimiter returns a limiter tracking benchKeys keys with one
 // failure each, so that the zipf workloads hit existing entries.

@@ -48,7 +48,6 @@ type Limiter struct {
 	store       Store
 	mem         *memStore // the store, when it is the memory store
 	closeOnce   sync.Once
-	closed      atomic.Bool
 
 	// The counters are written on every decision; the padding keeps them
 	// off the cache lines of the read-mostly fields above.
@@ -692,7 +691,6 @@ func (l *Limiter) Stats() Stats {
 func (l *Limiter) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
-		l.closed.Store(true)
 		err = l.store.Close()
 	})
 	return err
