@@ -92,8 +92,11 @@ type Tier struct {
 // whose Failures the dimension has reached (the first tier's below it).
 // Tiers must be sorted by strictly increasing Failures, each at least 1, with
 // positive Cooloffs. When Policy.Limit is 0 it defaults to the first tier's
-// Failures, and Policy.Window to the longest finite tier Cooloff, so that
-// failures are remembered long enough to climb the tiers.
+// Failures. Failures must outlive every lock for the tiers to be climbed: a
+// guesser who waits out a lock and tries again must find the failures that
+// caused it still remembered. So Policy.Window defaults to 24 hours or twice
+// the longest finite tier Cooloff, whichever is longer, and New refuses an
+// explicit Window that is not longer than every finite tier Cooloff.
 type Tiers []Tier
 
 func (t Tiers) resolve(r *Rule) error {
@@ -114,6 +117,22 @@ func (t Tiers) resolve(r *Rule) error {
 	r.Tiers = append([]Tier(nil), t...)
 	r.Cooloff = t[0].Cooloff
 	return nil
+}
+
+// tiersMinWindow is the shortest default Window under Tiers: as long as
+// Backoff's default Decay, so that both escalating cooloffs remember a
+// guesser for a day.
+const tiersMinWindow = 24 * time.Hour
+
+// longestTier returns the longest finite tier Cooloff, 0 if none.
+func (r *Rule) longestTier() time.Duration {
+	var d time.Duration
+	for _, t := range r.Tiers {
+		if t.Cooloff != Indefinite {
+			d = max(d, t.Cooloff)
+		}
+	}
+	return d
 }
 
 // CooloffFunc computes the lock duration from the attempt that causes the

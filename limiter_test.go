@@ -62,6 +62,7 @@ func TestPolicyValidation(t *testing.T) {
 		{"tiers empty", Policy{Cooloff: Tiers{}}, nil, "empty"},
 		{"tiers order", Policy{Cooloff: Tiers{{5, time.Minute}, {3, time.Hour}}}, nil, "increasing"},
 		{"tiers cooloff", Policy{Cooloff: Tiers{{5, 0}}}, nil, "Cooloff"},
+		{"tiers window", Policy{Cooloff: Tiers{{3, time.Minute}, {5, time.Hour}}, Window: time.Hour}, nil, "tiers above it cannot be reached"},
 		{"nil func", Policy{Cooloff: CooloffFunc(nil)}, nil, "nil"},
 		{"max entries", Policy{}, []Option{WithMaxEntries(0)}, "WithMaxEntries"},
 		{"short secret", Policy{}, []Option{WithSecret([]byte("short"))}, "16 bytes"},
@@ -90,7 +91,7 @@ func TestDefaults(t *testing.T) {
 	assert.Equal(t, 64, l.v6bits)
 	lt, _ := newTest(t, Policy{Cooloff: Tiers{{4, time.Minute}, {8, time.Hour}, {20, Indefinite}}})
 	assert.Equal(t, 4, lt.rule.Limit)
-	assert.Equal(t, time.Hour, lt.rule.Window)
+	assert.Equal(t, 24*time.Hour, lt.rule.Window)
 	lb, _ := newTest(t, Policy{Cooloff: Backoff{Base: time.Minute}})
 	assert.Equal(t, 2.0, lb.rule.Factor)
 	assert.Equal(t, 24*time.Hour, lb.rule.Decay)

@@ -35,8 +35,11 @@ type Policy struct {
 	// Window is how long a dimension remembers its failures after its last
 	// failure (django-axes' inactivity rule: failures at 0, 10 and 20 minutes
 	// with a 15-minute window still lock). Default: the base cooloff (the
-	// Fixed duration, Backoff.Base, the longest finite tier), or 15 minutes
-	// under Forever and CooloffFunc.
+	// Fixed duration, Backoff.Base), 15 minutes under Forever and
+	// CooloffFunc, and under Tiers 24 hours or twice the longest finite tier
+	// Cooloff, whichever is longer, so that a guesser who waits out each
+	// lock still climbs every tier. Under Tiers an explicit Window must be
+	// longer than every finite tier Cooloff.
 	Window time.Duration
 
 	// ResetOnSuccess makes a successful login forget the failures and
@@ -161,19 +164,15 @@ func (p *Policy) rule() (Rule, []Fields, error) {
 	if r.Window == 0 {
 		switch {
 		case len(r.Tiers) > 0:
-			for _, t := range r.Tiers {
-				if t.Cooloff != Indefinite {
-					r.Window = max(r.Window, t.Cooloff)
-				}
-			}
-			if r.Window == 0 {
-				r.Window = defaultCooloff
-			}
+			r.Window = max(tiersMinWindow, satAdd(r.longestTier(), r.longestTier()))
 		case r.Cooloff == Indefinite:
 			r.Window = defaultCooloff
 		default:
 			r.Window = r.Cooloff
 		}
+	}
+	if len(r.Tiers) > 0 && r.Window <= r.longestTier() {
+		return r, nil, fmt.Errorf("axes: Window (%v) must be longer than the longest finite tier Cooloff (%v), or failures are forgotten when that tier's lock ends and the tiers above it cannot be reached", r.Window, r.longestTier())
 	}
 	r.Extend = p.ExtendLockOnRefused
 	r.ObserveOnly = p.ObserveOnly

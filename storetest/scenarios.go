@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -295,8 +296,51 @@ func init() {
 			{1 * min, "check", kA, V{Failures: 3}},
 			{1 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: min}},
 			{2 * min, "fail", kA, V{Locked: true, Failures: 5, RetryAfter: 10 * min}},
-			{12 * min, "check", kA, V{}},
+			// The lock ends; the failures are remembered for the default
+			// Window (24 hours here), so the next failure locks again.
+			{12 * min, "check", kA, V{Failures: 5}},
+			{12 * min, "fail", kA, V{Locked: true, Failures: 6, RetryAfter: 10 * min}},
+			{12*min + 24*time.Hour - sec, "check", kA, V{Failures: 6}},
+			{12*min + 24*time.Hour, "check", kA, V{}},
 		})
+	})
+	add("TiersClimbedByPatientGuesser", func(t *testing.T, ns func() axes.Store) {
+		// A guesser who waits out every lock, then guesses again, climbs
+		// every tier under the default Window, up to the last one.
+		tables := []axes.Tiers{
+			{{Failures: 3, Cooloff: min}, {Failures: 6, Cooloff: axes.Indefinite}},
+			{{Failures: 3, Cooloff: min}, {Failures: 5, Cooloff: 10 * min}, {Failures: 8, Cooloff: axes.Indefinite}},
+			{{Failures: 2, Cooloff: time.Hour}, {Failures: 4, Cooloff: 12 * time.Hour}, {Failures: 6, Cooloff: 48 * time.Hour}, {Failures: 7, Cooloff: axes.Indefinite}},
+			{{Failures: 5, Cooloff: 15 * min}, {Failures: 10, Cooloff: 2 * time.Hour}},
+		}
+		for ti, tiers := range tables {
+			for _, late := range []time.Duration{0, sec, min} {
+				h := harness(t, ns, axes.Policy{Cooloff: tiers})
+				k := axes.Key{IP: Addr(fmt.Sprintf("192.0.2.%d", 10+ti)), Username: "victim"}
+				var at time.Duration
+				last := tiers[len(tiers)-1]
+				for guess := 1; guess <= last.Failures; guess++ {
+					h.At(at)
+					v := h.L.Fail(k)
+					if v.Failures != guess {
+						t.Fatalf("tiers %d, late %v: guess %d at %v counted as failure %d; the tiers were not climbed", ti, late, guess, at, v.Failures)
+					}
+					want := tierCooloff(tiers, guess)
+					if guess < tiers[0].Failures {
+						want = 0
+					}
+					if v.RetryAfter != want {
+						t.Fatalf("tiers %d, late %v: guess %d locked for %v, want %v", ti, late, guess, v.RetryAfter, want)
+					}
+					if v.RetryAfter == axes.Indefinite {
+						break
+					}
+					// Wait out the lock (or a second between guesses
+					// below the first tier), arriving late by 'late'.
+					at += max(v.RetryAfter, sec) + late
+				}
+			}
+		}
 	})
 	add("Forever", func(t *testing.T, ns func() axes.Store) {
 		h := harness(t, ns, axes.Policy{Cooloff: axes.Forever})
@@ -488,4 +532,16 @@ func init() {
 			t.Errorf("events:\n got %s\nwant %s", got, want)
 		}
 	})
+}
+
+// tierCooloff is the lock that failures remembered failures start under
+// tiers: the highest tier reached, or the first.
+func tierCooloff(tiers axes.Tiers, failures int) time.Duration {
+	d := tiers[0].Cooloff
+	for _, t := range tiers {
+		if failures >= t.Failures {
+			d = t.Cooloff
+		}
+	}
+	return d
 }
