@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"embed"
 	"encoding/base64"
 	"encoding/json"
@@ -12,7 +13,6 @@ import (
 	"html/template"
 	"io"
 	"mime"
-	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -37,18 +37,67 @@ var adminPage = template.Must(template.New("admin.html").Funcs(template.FuncMap{
 	},
 }).ParseFS(adminFS, "admin/admin.html"))
 
-// An AdminOption configures the handler returned by Admin.
+// An AdminOption configures the handler returned by NewAdmin.
 type AdminOption func(*admin)
 
-// AllowRemote makes the admin serve clients that are not on the loopback
-// interface. Use it only behind the application's own authentication and
-// authorisation, as in
+// minAdminToken is the shortest token AdminToken accepts, in bytes.
+const minAdminToken = 16
+
+// AdminToken makes the admin serve the requests that carry token, either as
+// a bearer token (for scripts and curl)
 //
-//	mux.Handle("/axes/", requireStaff(http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AllowRemote()))))
+//	Authorization: Bearer <token>
 //
-// where requireStaff refuses every request that is not from a signed-in
-// administrator. The CSRF protections stay on.
-func AllowRemote() AdminOption { return func(a *admin) { a.remote = true } }
+// or as the password of HTTP Basic authentication, with any user name (a
+// browser asks for it when it opens the page). Other requests get 401
+// Unauthorized with a WWW-Authenticate challenge for both schemes. The
+// token is compared in constant time.
+//
+// token must be at least 16 bytes of the characters a bearer token may hold
+// (letters, digits and -._~+/, then any '='); draw it at random, as
+// crypto/rand.Text does, and keep it out of source code. Basic
+// authentication sends the token in clear: serve the admin over HTTPS
+// unless client and server share the host.
+func AdminToken(token string) AdminOption {
+	return func(a *admin) {
+		switch {
+		case token == "":
+			a.errs = append(a.errs, errors.New("axes: AdminToken needs a token"))
+			return
+		case len(token) < minAdminToken:
+			a.errs = append(a.errs, fmt.Errorf("axes: AdminToken: the token is %d bytes; it needs at least %d random bytes", len(token), minAdminToken))
+			return
+		case !isToken68(token):
+			a.errs = append(a.errs, errors.New("axes: AdminToken: the token may hold only letters, digits and -._~+/, then '='"))
+			return
+		}
+		sum := sha256.Sum256([]byte(token))
+		a.tokenSum = &sum
+	}
+}
+
+// AdminAuthorize makes the admin serve the requests for which authorize
+// returns true, and refuse every other with 403 Forbidden. authorize is the
+// application's own check, typically that the request belongs to a
+// signed-in administrator:
+//
+//	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminAuthorize(func(r *http.Request) bool {
+//		u, ok := sessions.User(r) // the application's session
+//		return ok && u.IsStaff
+//	}))
+//
+// It is called once for every request the admin receives, before anything
+// is read or changed, and may be called concurrently. With AdminToken as
+// well, a request is served if it carries the token or authorize returns
+// true.
+func AdminAuthorize(authorize func(r *http.Request) bool) AdminOption {
+	return func(a *admin) {
+		if authorize == nil {
+			a.errs = append(a.errs, errors.New("axes: AdminAuthorize(nil)"))
+		}
+		a.authorize = authorize
+	}
+}
 
 // AdminClock makes the admin compute the time left on locks, and the
 // lifetime of its CSRF tokens, from now instead of time.Now. Pass the
@@ -56,7 +105,7 @@ func AllowRemote() AdminOption { return func(a *admin) { a.remote = true } }
 func AdminClock(now func() time.Time) AdminOption {
 	return func(a *admin) {
 		if now == nil {
-			panic("axes: AdminClock(nil)")
+			a.errs = append(a.errs, errors.New("axes: AdminClock(nil)"))
 		}
 		a.now = now
 	}
@@ -67,17 +116,21 @@ func AdminClock(now func() time.Time) AdminOption {
 func AdminMaxRows(n int) AdminOption {
 	return func(a *admin) {
 		if n < 1 {
-			panic(fmt.Sprintf("axes: AdminMaxRows(%d) must be positive", n))
+			a.errs = append(a.errs, fmt.Errorf("axes: AdminMaxRows(%d) must be positive", n))
 		}
 		a.maxRows = n
 	}
 }
 
-// Admin returns an http.Handler for administering lim, the counterpart of
-// django-axes' admin pages. Mount it under a path ending in a slash with
+// NewAdmin returns an http.Handler for administering lim, the counterpart
+// of django-axes' admin pages. Mount it under a path ending in a slash with
 // the prefix stripped:
 //
-//	mux.Handle("/axes/", http.StripPrefix("/axes", axeshttp.Admin(lim)))
+//	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminToken(os.Getenv("AXES_ADMIN_TOKEN")))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	mux.Handle("/axes/", http.StripPrefix("/axes", admin))
 //
 // It serves:
 //
@@ -88,31 +141,38 @@ func AdminMaxRows(n int) AdminOption {
 //	                     → {"reset": n}; Content-Type must be application/json
 //	POST /reset          the page's forms; answered with a redirect to the page
 //
+// The admin shows who is attacking and can lift their locks, so it serves
+// nobody by default: NewAdmin needs AdminToken, AdminAuthorize or both, and
+// checks every request, the page, its stylesheet and every API route alike,
+// before anything else. Where the request comes from counts for nothing: a
+// reverse proxy on the same host makes every client look local.
+//
 // Only POST changes state. Every POST is checked with
 // http.CrossOriginProtection (Sec-Fetch-Site and Origin); the page's forms
 // also carry a token signed with a key drawn for this handler, valid for
 // twelve hours, and the JSON API demands the application/json content type,
-// which a cross-site form cannot send.
+// which a cross-site form cannot send. So a cross-site page cannot use a
+// browser's credentials (a session cookie, Basic authentication) to reset
+// locks.
 //
-// By default the admin refuses, with 403, any client that is not on the
-// loopback interface, any request that carries a forwarding header (it came
-// through a proxy, whose own address says nothing of the client), and any
-// Host that is not a loopback address or "localhost" (against DNS
-// rebinding). To serve it to other clients, put it behind the application's
-// authentication and pass AllowRemote.
-//
-// Admin panics if lim is nil or an option is invalid: these are
-// programming errors, found at start-up.
-func Admin(lim *axes.Limiter, opts ...AdminOption) http.Handler {
+// NewAdmin returns an error prefixed "axes:" if lim is nil, no
+// authorisation is given, or an option is invalid.
+func NewAdmin(lim *axes.Limiter, opts ...AdminOption) (http.Handler, error) {
 	if lim == nil {
-		panic("axes: axeshttp.Admin needs a Limiter")
+		return nil, errors.New("axes: axeshttp.NewAdmin needs a Limiter")
 	}
 	a := &admin{lim: lim, now: time.Now, maxRows: 500, cop: http.NewCrossOriginProtection()}
-	if _, err := rand.Read(a.key[:]); err != nil {
-		panic("axes: no randomness for the admin's CSRF key: " + err.Error())
-	}
 	for _, o := range opts {
 		o(a)
+	}
+	if err := errors.Join(a.errs...); err != nil {
+		return nil, err
+	}
+	if a.tokenSum == nil && a.authorize == nil {
+		return nil, errors.New("axes: axeshttp.NewAdmin needs AdminToken or AdminAuthorize: the admin must not serve anybody who reaches it")
+	}
+	if _, err := rand.Read(a.key[:]); err != nil {
+		return nil, errors.New("axes: no randomness for the admin's CSRF key: " + err.Error())
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", a.page)
@@ -122,23 +182,25 @@ func Admin(lim *axes.Limiter, opts ...AdminOption) http.Handler {
 	mux.HandleFunc("POST /api/reset", a.apiReset)
 	mux.HandleFunc("POST /reset", a.formReset)
 	a.mux = mux
-	return a
+	return a, nil
 }
 
 type admin struct {
-	lim     *axes.Limiter
-	now     func() time.Time
-	remote  bool
-	maxRows int
-	key     [32]byte // signs CSRF tokens
-	cop     *http.CrossOriginProtection
-	mux     *http.ServeMux
+	lim       *axes.Limiter
+	now       func() time.Time
+	tokenSum  *[sha256.Size]byte // SHA-256 of the AdminToken; nil for none
+	authorize func(*http.Request) bool
+	maxRows   int
+	key       [32]byte // signs CSRF tokens
+	cop       *http.CrossOriginProtection
+	mux       *http.ServeMux
+	errs      []error // from the options
 }
 
 const csrfLifetime = 12 * time.Hour
 
-// forwardingHeaders mark a request that came through a proxy.
-var forwardingHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-Ip"}
+// adminRealm names the admin in authentication challenges.
+const adminRealm = `realm="axes admin"`
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
@@ -147,8 +209,14 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-	if !a.remote && !localRequest(r) {
-		adminError(w, r, http.StatusForbidden, "the axes admin is only served to loopback clients; see axeshttp.AllowRemote")
+	if !a.authorized(r) {
+		if a.tokenSum != nil {
+			h.Add("WWW-Authenticate", "Basic "+adminRealm+`, charset="UTF-8"`)
+			h.Add("WWW-Authenticate", "Bearer "+adminRealm)
+			adminError(w, r, http.StatusUnauthorized, "the axes admin needs its token")
+			return
+		}
+		adminError(w, r, http.StatusForbidden, "forbidden")
 		return
 	}
 	if r.Method == http.MethodPost {
@@ -168,27 +236,52 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.mux.ServeHTTP(w, r)
 }
 
-// localRequest reports whether r comes straight from a loopback peer,
-// addressed to a loopback host.
-func localRequest(r *http.Request) bool {
-	if !PeerIP(r).IsLoopback() {
+// authorized reports whether r carries the admin's token or passes the
+// application's check.
+func (a *admin) authorized(r *http.Request) bool {
+	if a.tokenSum != nil {
+		if tok, ok := requestToken(r); ok && a.tokenMatches(tok) {
+			return true
+		}
+	}
+	return a.authorize != nil && a.authorize(r)
+}
+
+// tokenMatches reports whether tok is the admin's token. It compares
+// SHA-256 digests, so that the time taken depends on neither the token's
+// length nor how much of it tok gets right.
+func (a *admin) tokenMatches(tok string) bool {
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], a.tokenSum[:]) == 1
+}
+
+// requestToken returns the bearer token of r, or the password of its Basic
+// authentication.
+func requestToken(r *http.Request) (string, bool) {
+	auth := r.Header.Get("Authorization")
+	if scheme, tok, ok := strings.Cut(auth, " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(tok), true
+	}
+	if _, password, ok := r.BasicAuth(); ok {
+		return password, true
+	}
+	return "", false
+}
+
+// isToken68 reports whether s has the syntax of RFC 7235's token68, that
+// of a bearer token.
+func isToken68(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
 		return false
 	}
-	for _, name := range forwardingHeaders {
-		if _, ok := r.Header[name]; ok {
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
 			return false
 		}
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	if ip, err := netip.ParseAddr(host); err == nil {
-		return ip.Unmap().IsLoopback()
-	}
-	host = strings.ToLower(host)
-	return host == "localhost" || strings.HasSuffix(host, ".localhost")
+	return true
 }
 
 func serveCSS(w http.ResponseWriter, r *http.Request) {

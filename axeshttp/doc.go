@@ -11,8 +11,9 @@
 //     Limiter.Begin, refuses locked clients with a 429 response, and settles
 //     the reservation when the handler reports the outcome with Failed or
 //     Succeeded, or else from the response status.
-//   - Admin returns an http.Handler with a JSON API and an HTML page that
-//     list current lockouts and statistics and reset them.
+//   - NewAdmin returns an http.Handler with a JSON API and an HTML page that
+//     list current lockouts and statistics and reset them, for the requests
+//     the application authorises (AdminToken, AdminAuthorize).
 //
 // The package uses only the standard library and package axes.
 package axeshttp

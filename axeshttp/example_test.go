@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -151,71 +150,4 @@ func ExampleJSONField() {
 	// Output:
 	// ip 203.0.113.7/32 bob
 	// username 203.0.113.7/32 bob
-}
-
-// The admin lists and resets lockouts; by default it answers loopback
-// clients only.
-func ExampleAdmin() {
-	clock := fixedClock
-	lim := axes.Must(axes.New(axes.Policy{Limit: 1}, axes.WithClock(clock)))
-	defer lim.Close()
-	lim.Fail(axes.Key{IP: netip.MustParseAddr("203.0.113.7"), Username: "alice"})
-
-	mux := http.NewServeMux()
-	mux.Handle("/axes/", http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AdminClock(clock))))
-
-	do := func(method, path, body, remote string) {
-		r := httptest.NewRequest(method, path, strings.NewReader(body))
-		r.RemoteAddr, r.Host = remote, "localhost:8080"
-		if body != "" {
-			r.Header.Set("Content-Type", "application/json")
-		}
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
-		fmt.Print(w.Code, " ", w.Body.String())
-	}
-	do("GET", "/axes/api/lockouts", "", "127.0.0.1:50000")
-	do("GET", "/axes/api/lockouts", "", "203.0.113.7:50000")
-	do("POST", "/axes/api/reset", `{"ip":"203.0.113.7"}`, "127.0.0.1:50000")
-	do("GET", "/axes/api/lockouts", "", "127.0.0.1:50000")
-	// Output:
-	// 200 {"count":1,"lockouts":[{"ip":"203.0.113.7","username":"alice","user_agent":"","by":"ip","failures":1,"until":"2026-01-01T12:15:00Z","retry_after":900}]}
-	// 403 {"error":"the axes admin is only served to loopback clients; see axeshttp.AllowRemote"}
-	// 200 {"reset":1}
-	// 200 {"count":0,"lockouts":[]}
-}
-
-// To reach the admin from other machines, put it behind the application's
-// own authentication and pass AllowRemote. Here a bearer token stands for
-// the application's real check of a signed-in administrator.
-func ExampleAllowRemote() {
-	lim := axes.Must(axes.New(axes.Policy{}, axes.WithClock(fixedClock)))
-	defer lim.Close()
-
-	requireStaff := func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			const want = "Bearer staff-token"
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
-				http.Error(w, "sign in as an administrator", http.StatusUnauthorized)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/axes/", requireStaff(http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AllowRemote()))))
-
-	for _, auth := range []string{"", "Bearer staff-token"} {
-		r := httptest.NewRequest("GET", "/axes/api/lockouts", nil)
-		r.RemoteAddr, r.Host = "198.51.100.9:50000", "login.example.com"
-		if auth != "" {
-			r.Header.Set("Authorization", auth)
-		}
-		w := httptest.NewRecorder()
-		mux.ServeHTTP(w, r)
-		fmt.Print(w.Code, " ", w.Body.String())
-	}
-	// Output:
-	// 401 sign in as an administrator
-	// 200 {"count":0,"lockouts":[]}
 }

@@ -5,15 +5,19 @@ package browsertest
 
 import (
 	"context"
+	"fmt"
+	"html"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/chromedp"
 
 	"github.com/axes-go/axes"
@@ -29,10 +33,26 @@ func chromiumPath() string {
 	return "/usr/bin/chromium"
 }
 
-// TestAdminPageInChromium creates a lockout through the limiter, loads the
-// admin page, finds the lockout's row, clicks its reset button and sees the
-// row gone, in the page and in the limiter. Set AXES_SCREENSHOT_DIR to keep
-// screenshots of the page before and after.
+// adminToken opens the admin under test.
+const adminToken = "browser-test-admin-token-0123456789"
+
+// attackerPage is a page on another site whose buttons post, through the
+// visitor's browser, a reset of every lock to the admin at %[1]s: as the
+// page's own form would, and as JSON sent in the only way a form can.
+const attackerPage = `<!doctype html><html><head><title>cute cats</title></head><body>
+<form method="post" action="%[1]s/axes/reset"><input type="hidden" name="action" value="all"><button id="form">cats</button></form>
+<form method="post" action="%[1]s/axes/api/reset" enctype="text/plain"><input type="hidden" name='{"all":true}' value=""><button id="json">more cats</button></form>
+</body></html>`
+
+// TestAdminPageInChromium creates a lockout through the limiter and opens
+// the admin page: without the token the browser gets 401 and sees nothing.
+// It then lets the browser answer the admin's Basic challenge with the token
+// (as an administrator types it into the sign-in prompt), and has a page on
+// another site post resets to the admin through that browser: refused,
+// nothing reset. Finally it loads the admin page, finds the lockout's row,
+// clicks its reset button and sees the row gone, in the page and in the
+// limiter. Set AXES_SCREENSHOT_DIR to keep screenshots of the page before
+// and after.
 func TestAdminPageInChromium(t *testing.T) {
 	exe := chromiumPath()
 	if _, err := os.Stat(exe); err != nil {
@@ -57,10 +77,21 @@ func TestAdminPageInChromium(t *testing.T) {
 		t.Fatalf("setup: %d lockouts, want 2", n)
 	}
 
+	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminToken(adminToken), axeshttp.AdminClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/axes/", http.StripPrefix("/axes", axeshttp.Admin(lim, axeshttp.AdminClock(clock))))
-	srv := httptest.NewServer(mux) // loopback, as the admin demands
+	mux.Handle("/axes/", http.StripPrefix("/axes", admin))
+	srv := httptest.NewServer(mux)
 	defer srv.Close()
+	// The attacker's site: another host name, so another site.
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, attackerPage, html.EscapeString(srv.URL))
+	}))
+	defer evil.Close()
+	evilURL := strings.Replace(evil.URL, "127.0.0.1", "localhost", 1)
 
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		chromedp.ExecPath(exe),
@@ -102,6 +133,71 @@ func TestAdminPageInChromium(t *testing.T) {
 		return n
 	}
 
+	// The browser answers the admin's challenge: by cancelling it (the user
+	// dismisses the sign-in prompt) until giveToken is set, then with the
+	// token (the administrator types it in).
+	var giveToken atomic.Bool
+	paused := chromedp.Events(ctx, fetch.RequestPaused)
+	challenged := chromedp.Events(ctx, fetch.AuthRequired)
+	go func() {
+		for ev, err := range paused {
+			if err != nil {
+				return
+			}
+			_, _ = chromedp.Call(ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: ev.RequestID})
+		}
+	}()
+	var challenges atomic.Int32
+	go func() {
+		for ev, err := range challenged {
+			if err != nil {
+				return
+			}
+			challenges.Add(1)
+			answer := &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseCancelAuth}
+			if giveToken.Load() {
+				answer = &fetch.AuthChallengeResponse{Response: fetch.AuthChallengeResponseResponseProvideCredentials, Username: "admin", Password: adminToken}
+			}
+			_, _ = chromedp.Call(ctx, fetch.ContinueWithAuth, fetch.ContinueWithAuthParams{RequestID: ev.RequestID, AuthChallengeResponse: answer})
+		}
+	}()
+	handleAuth := true
+	if _, err := chromedp.Call(ctx, fetch.Enable, fetch.EnableParams{HandleAuthRequests: &handleAuth}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without the token: 401, and not a word about the lockouts.
+	resp, err := chromedp.RunResponse(ctx, chromedp.Navigate(srv.URL+"/axes/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status != http.StatusUnauthorized {
+		t.Fatalf("the page without the token: status %d", resp.Status)
+	}
+	if body, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body"))); err != nil || strings.Contains(body, "203.0.113.7") {
+		t.Fatalf("the page without the token shows %q (%v)", body, err)
+	}
+
+	giveToken.Store(true)
+
+	// A page on another site posts resets through the browser, which holds
+	// the admin's credentials: refused, nothing reset.
+	for _, button := range []string{"#form", "#json"} {
+		if err := chromedp.Do(ctx, chromedp.Navigate(evilURL+"/"), chromedp.WaitVisible(chromedp.CSS(button))); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(button)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Status != http.StatusForbidden {
+			t.Errorf("cross-site post %s: status %d at %s, want 403", button, resp.Status, resp.URL)
+		}
+		if n := len(lim.Lockouts()); n != 2 {
+			t.Fatalf("cross-site post %s reset locks: %d left", button, n)
+		}
+	}
+
 	// The page lists both locks of the client.
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate(srv.URL+"/axes/"),
@@ -120,7 +216,7 @@ func TestAdminPageInChromium(t *testing.T) {
 
 	// The button of the lock by IP alone resets the whole IP, and so both
 	// rows. The form posts, the admin redirects, the browser follows.
-	resp, err := chromedp.RunResponse(ctx,
+	resp, err = chromedp.RunResponse(ctx,
 		chromedp.Click(chromedp.Search(`//tr[td/span[@class="tag" and text()="ip"]]//button[contains(@class,"reset")]`)))
 	if err != nil {
 		t.Fatal(err)
@@ -144,5 +240,8 @@ func TestAdminPageInChromium(t *testing.T) {
 	}
 	if lim.Locked(k) {
 		t.Error("the client is still locked")
+	}
+	if challenges.Load() == 0 {
+		t.Error("the browser was never challenged for the token")
 	}
 }

@@ -87,7 +87,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 
-	srv, err := demo.NewServer(demo.Config{Addr: *addr, Store: store, Secret: []byte(*secret), Logger: logger})
+	// The admin token comes from the environment rather than a flag, which
+	// any user of the host could read in the process list.
+	srv, err := demo.NewServer(demo.Config{Addr: *addr, Store: store, Secret: []byte(*secret), Logger: logger,
+		AdminToken: os.Getenv("AXESDEMO_ADMIN_TOKEN")})
 	if err != nil {
 		return err
 	}
@@ -95,8 +98,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.Join(err, srv.Shutdown(ctx))
 	}
 	fmt.Fprintf(stdout, "axesdemo: login page  %s/login\n", srv.URL())
-	fmt.Fprintf(stdout, "axesdemo: admin page  %s/admin/\n", srv.URL())
-	fmt.Fprintf(stdout, "axesdemo: admin API   %s/admin/api/lockouts, %s/admin/api/stats\n", srv.URL(), srv.URL())
+	bearer := srv.AdminToken()
+	if os.Getenv("AXESDEMO_ADMIN_TOKEN") == "" {
+		fmt.Fprintf(stdout, "axesdemo: admin token %s (drawn at start; set $AXESDEMO_ADMIN_TOKEN to choose one)\n", bearer)
+	} else {
+		bearer = "$AXESDEMO_ADMIN_TOKEN"
+		fmt.Fprintln(stdout, "axesdemo: admin token $AXESDEMO_ADMIN_TOKEN")
+	}
+	fmt.Fprintf(stdout, "axesdemo: admin page  %s/admin/ (any user name, the admin token as password)\n", srv.URL())
+	fmt.Fprintf(stdout, "axesdemo: admin API   curl -H \"Authorization: Bearer %s\" %s/admin/api/lockouts\n", bearer, srv.URL())
 	fmt.Fprintln(stdout, "axesdemo: accounts    alice, bob, carol, dave, erin (passwords on the login page); Ctrl-C stops")
 	select {
 	case <-ctx.Done():

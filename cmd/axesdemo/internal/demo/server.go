@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"html/template"
@@ -70,6 +71,12 @@ type Config struct {
 	// Logger, if set, receives the limiter's lockouts and refusals.
 	Logger *slog.Logger
 
+	// AdminToken opens the admin pages and API (see axeshttp.AdminToken):
+	// send it as "Authorization: Bearer <token>", or as the password of the
+	// browser's sign-in prompt, with any user name. Empty means a random
+	// token, drawn for this server; Server.AdminToken returns it.
+	AdminToken string
+
 	// MaxLedger is the number of password checks and lockouts the server
 	// records for Ledger; 0 records none. Counters are kept regardless.
 	MaxLedger int
@@ -84,6 +91,7 @@ type Server struct {
 	resolver *axeshttp.Resolver
 	pw       *passwords
 	accounts []Account
+	adminTok string
 	http     *http.Server
 	ln       net.Listener
 	served   chan error
@@ -119,10 +127,13 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Accounts == nil {
 		cfg.Accounts = DemoAccounts
 	}
+	if cfg.AdminToken == "" {
+		cfg.AdminToken = rand.Text()
+	}
 	if cfg.MaxLedger < 0 {
 		return nil, fmt.Errorf("axesdemo: MaxLedger %d is negative", cfg.MaxLedger)
 	}
-	s := &Server{now: cfg.Now, pw: newPasswords(cfg.Accounts), accounts: cfg.Accounts}
+	s := &Server{now: cfg.Now, pw: newPasswords(cfg.Accounts), accounts: cfg.Accounts, adminTok: cfg.AdminToken}
 	s.ledger.max = cfg.MaxLedger
 
 	var logEvent func(axes.Event)
@@ -160,6 +171,11 @@ func NewServer(cfg Config) (*Server, error) {
 		lim.Close()
 		return nil, err
 	}
+	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminToken(cfg.AdminToken), axeshttp.AdminClock(cfg.Now))
+	if err != nil {
+		lim.Close()
+		return nil, err
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +183,7 @@ func NewServer(cfg Config) (*Server, error) {
 	})
 	mux.HandleFunc("GET /login", s.loginPage)
 	mux.Handle("POST /login", protect(http.HandlerFunc(s.login)))
-	mux.Handle("/admin/", http.StripPrefix("/admin", axeshttp.Admin(lim, axeshttp.AdminClock(cfg.Now))))
+	mux.Handle("/admin/", http.StripPrefix("/admin", admin))
 
 	s.http = &http.Server{
 		Addr:              cfg.Addr,
@@ -225,6 +241,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, s.lim.Close())
 }
 
+// AdminToken returns the token that opens the server's admin (see
+// Config.AdminToken).
+func (s *Server) AdminToken() string { return s.adminTok }
+
 // Limiter returns the server's limiter.
 func (s *Server) Limiter() *axes.Limiter { return s.lim }
 
@@ -272,7 +292,8 @@ code{background:#f3f4f6;padding:0 .2rem}
 <table><tr><th>username</th><th>password</th></tr>
 {{range .Accounts}}<tr><td><code>{{.Username}}</code></td><td><code>{{.Password}}</code></td></tr>{{end}}</table>
 <p>Five failed attempts lock the client IP, and the username, for 5 minutes; every further lock
-doubles, up to 4 hours. Try a wrong password five times, then see <a href="/admin/">the admin page</a>.</p>
+doubles, up to 4 hours. Try a wrong password five times, then see <a href="/admin/">the admin page</a>
+(any user name, and the admin token the server printed when it started as the password).</p>
 </body></html>
 `))
 

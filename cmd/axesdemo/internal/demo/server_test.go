@@ -170,8 +170,10 @@ func TestLockoutAndRecovery(t *testing.T) {
 		t.Errorf("carol from another IP while her username is locked: status %d, want 429", r.status)
 	}
 
-	// The admin lists the locks, to loopback clients only.
-	r := do(t, http.MethodGet, srv.URL()+"/admin/api/lockouts", nil, nil)
+	// The admin lists the locks, to those who hold its token only, even
+	// from loopback.
+	bearer := map[string]string{"Authorization": "Bearer " + srv.AdminToken()}
+	r := do(t, http.MethodGet, srv.URL()+"/admin/api/lockouts", nil, bearer)
 	if r.status != http.StatusOK {
 		t.Fatalf("admin API: status %d: %s", r.status, r.body)
 	}
@@ -182,11 +184,24 @@ func TestLockoutAndRecovery(t *testing.T) {
 	if list.Count != 2 {
 		t.Errorf("admin lists %d lockouts, want 2 (ip and username): %s", list.Count, r.body)
 	}
-	if r := do(t, http.MethodGet, srv.URL()+"/admin/", nil, map[string]string{"X-Forwarded-For": "192.0.2.9"}); r.status != http.StatusForbidden {
-		t.Errorf("admin page through a proxy: status %d, want 403", r.status)
+	for _, h := range []map[string]string{nil, {"Authorization": "Bearer " + srv.AdminToken() + "x"}} {
+		for _, path := range []string{"/admin/", "/admin/api/lockouts"} {
+			if r := do(t, http.MethodGet, srv.URL()+path, nil, h); r.status != http.StatusUnauthorized || strings.Contains(r.body, ip) {
+				t.Errorf("admin %s with %v: status %d, want 401: %s", path, h, r.status, r.body)
+			}
+		}
+		post := map[string]string{"Content-Type": "application/json"}
+		for k, v := range h {
+			post[k] = v
+		}
+		if r := do(t, http.MethodPost, srv.URL()+"/admin/api/reset", strings.NewReader(`{"all":true}`), post); r.status != http.StatusUnauthorized || len(srv.Limiter().Lockouts()) != 2 {
+			t.Errorf("admin reset with %v: status %d, want 401", h, r.status)
+		}
 	}
-	if r := do(t, http.MethodGet, srv.URL()+"/admin/", nil, nil); r.status != http.StatusOK {
-		t.Errorf("admin page: status %d, want 200", r.status)
+	basic := (&http.Request{Header: http.Header{}})
+	basic.SetBasicAuth("admin", srv.AdminToken())
+	if r := do(t, http.MethodGet, srv.URL()+"/admin/", nil, map[string]string{"Authorization": basic.Header.Get("Authorization")}); r.status != http.StatusOK || !strings.Contains(r.body, ip) {
+		t.Errorf("admin page with the token: status %d, want 200", r.status)
 	}
 
 	// Five simulated minutes later the lock has ended.
@@ -223,5 +238,16 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := NewServer(Config{MaxLedger: -1}); err == nil {
 		t.Error("a negative MaxLedger was accepted")
+	}
+	if _, err := NewServer(Config{AdminToken: "short"}); err == nil {
+		t.Error("a 5-byte admin token was accepted")
+	}
+}
+
+func TestRandomAdminToken(t *testing.T) {
+	a := testServer(t, NewClock(SimStart), nil, "")
+	b := testServer(t, NewClock(SimStart), nil, "")
+	if len(a.AdminToken()) < 16 || a.AdminToken() == b.AdminToken() {
+		t.Errorf("admin tokens %q and %q", a.AdminToken(), b.AdminToken())
 	}
 }
