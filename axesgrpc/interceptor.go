@@ -17,7 +17,8 @@ import (
 // Interceptor protects gRPC login methods with an axes.Limiter. Its Unary
 // and Stream methods are the server interceptors; install them with
 // grpc.ChainUnaryInterceptor(ic.Unary) and grpc.ChainStreamInterceptor(
-// ic.Stream). An Interceptor is immutable and safe for concurrent use.
+// ic.Stream). Create one with New (the zero Interceptor has no limiter and
+// is not usable). An Interceptor is immutable and safe for concurrent use.
 type Interceptor struct {
 	lim *axes.Limiter
 	c   config
