@@ -30,7 +30,7 @@ func New(lim *axes.Limiter, opts ...Option) (*Interceptor, error) {
 	if lim == nil {
 		return nil, errors.New("axes: axesgrpc.New needs a Limiter")
 	}
-	c := config{failures: map[codes.Code]bool{codes.Unauthenticated: true, codes.PermissionDenied: true}}
+	c := config{} // failures nil: every code but OK is a failure
 	for _, o := range opts {
 		o(&c)
 	}
@@ -179,7 +179,7 @@ func (ic *Interceptor) outcome(err error) outcome {
 	switch {
 	case code == codes.OK:
 		return outcomeSuccess
-	case ic.c.failures[code]:
+	case ic.c.failures == nil || ic.c.failures[code]:
 		return outcomeFailure
 	default:
 		return outcomeNone

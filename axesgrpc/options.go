@@ -104,14 +104,18 @@ func WithMetadataUsername(f func(ctx context.Context) string) Option {
 }
 
 // FailureCodes sets the status codes that settle an attempt the handler did
-// not report with Failed or Succeeded as a failed login. The default is
-// codes.Unauthenticated and codes.PermissionDenied. codes.OK settles as a
-// success; any other code (Unavailable, Internal, Unknown for a plain
-// error, Canceled, ...) settles nothing: the reservation is cancelled with
-// axes.Attempt.Cancel, as for a call whose password was never checked. A
-// handler that checks the password and then fails for another reason must
-// therefore report Failed first, or the guess is free. FailureCodes() with
-// no codes counts only what the handler reports.
+// not report with Failed or Succeeded as a failed login; codes.OK settles it
+// as a success, and any other code settles nothing: the reservation is
+// cancelled with axes.Attempt.Cancel, as for a call whose password was never
+// checked. The default, without FailureCodes, counts every code but OK as a
+// failure, as axeshttp counts every status but 2xx and 3xx: a handler that
+// checks the password and then fails for another reason (Internal, Unknown
+// for a plain Go error, Unavailable) cannot give away a free guess, at the
+// price of counting calls that failed before the check. Narrow it, for
+// example to FailureCodes(codes.Unauthenticated, codes.PermissionDenied),
+// only in handlers that report Failed themselves wherever a guess was
+// checked. FailureCodes() with no codes counts only what the handler
+// reports.
 func FailureCodes(cs ...codes.Code) Option {
 	m := make(map[codes.Code]bool, len(cs))
 	for _, code := range cs {
