@@ -746,6 +746,59 @@ func TestHumanSeconds(t *testing.T) {
 	}
 }
 
+func TestHumanWait(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{time.Millisecond, "1 second"},
+		{time.Second, "1 second"},
+		{1500 * time.Millisecond, "2 seconds"},
+		{59*time.Second + time.Millisecond, "1 minute"},
+		{time.Minute, "1 minute"},
+		{time.Minute + 999*time.Millisecond, "1 minute"},
+		{time.Minute + time.Second, "2 minutes"},
+		{5 * time.Minute, "5 minutes"},
+		{5*time.Minute + 700*time.Millisecond, "5 minutes"},
+		{5*time.Minute + time.Second, "6 minutes"},
+		{time.Hour + 300*time.Millisecond, "1 hour"},
+		{90 * time.Minute, "2 hours"},
+	} {
+		if got := humanWait(tt.d); got != tt.want {
+			t.Errorf("humanWait(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestLockoutMessageFiveMinutes: a 5-minute lock says "5 minutes", whether
+// the request comes on a whole second of the clock or between two (then the
+// lock, which ends on a whole second of the limiter's clock, has up to a
+// second more to run: Retry-After counts it, rounded up; the words do not
+// add a minute for it).
+func TestLockoutMessageFiveMinutes(t *testing.T) {
+	for _, tt := range []struct {
+		offset time.Duration // of the clock from a whole second, after the limiter starts
+		retry  string
+	}{
+		{0, "300"},
+		{300 * time.Millisecond, "301"}, // 300.7 s left
+		{999 * time.Millisecond, "301"}, // 300.001 s left
+	} {
+		clk := newClock()
+		lim := newLimiter(t, axes.Policy{Limit: 1, Cooloff: axes.Fixed(5 * time.Minute)}, clk)
+		clk.Advance(tt.offset)
+		h := newMiddleware(t, lim)(login)
+		serve(h, postForm("192.0.2.1:1", creds("bob", "x")))
+		for _, accept := range []string{"text/html", "application/json"} {
+			w := serve(h, postForm("192.0.2.1:1", creds("bob", "right"), "Accept", accept))
+			if w.Code != 429 || w.Header().Get("Retry-After") != tt.retry || !strings.Contains(w.Body.String(), "Try again in 5 minutes.") {
+				t.Errorf("offset %v, %s: got %d Retry-After %q, body %q; want Retry-After %s and 5 minutes",
+					tt.offset, accept, w.Code, w.Header().Get("Retry-After"), w.Body, tt.retry)
+			}
+		}
+	}
+}
+
 func TestRecorderFlushAndUnwrap(t *testing.T) {
 	lim := newLimiter(t, axes.Policy{}, newClock())
 	h := newMiddleware(t, lim)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
