@@ -110,6 +110,11 @@ func SuccessStatus(f func(status int) bool) Option {
 // PassThrough sets the request methods that reach the handler unchecked and
 // uncounted (default GET, HEAD and OPTIONS, which show a login form rather
 // than submit one). PassThrough() with no methods counts every request.
+//
+// A handler must not check passwords on a pass-through method: register it
+// for POST only ("POST /login" with http.ServeMux), or use PassThrough().
+// A handler registered without a method that reads FormValue would check
+// the credentials of GET /login?username=...&password=..., uncounted.
 func PassThrough(methods ...string) Option {
 	methods = append([]string{}, methods...)
 	return func(c *config) { c.passThrough = methods }
