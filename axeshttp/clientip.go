@@ -45,6 +45,14 @@ type Proxies struct {
 	// (1: the rightmost). Use it when the proxies' addresses are not known,
 	// as behind some cloud load balancers. If Trusted is also set, the socket
 	// peer must be inside it. Hops is not allowed with a single-IP header.
+	//
+	// Without Trusted, this mode believes the header of whoever connects.
+	// It is safe only when the network refuses every connection to the
+	// application that does not come through the proxies (a firewall or
+	// security group admitting the load balancer alone, a listener on a
+	// private network): a client that reaches the application directly
+	// writes the header itself and picks its address for every attempt.
+	// Prefer Trusted whenever the proxies' addresses are known.
 	Hops int
 }
 
@@ -74,7 +82,11 @@ const (
 	kindForwarded                   // RFC 7239
 )
 
-// NewResolver validates p and returns a Resolver for it.
+// NewResolver validates p and returns a Resolver for it. It returns an
+// error prefixed "axes:" for an invalid header name, Hops out of [0, 64],
+// Hops without a Header or with a single-address header, and for a Header
+// with neither Trusted nor Hops: such a header, list or single address,
+// would be believed from anybody who connects.
 func NewResolver(p Proxies) (*Resolver, error) {
 	r := &Resolver{hops: p.Hops, trusted: p.Trusted}
 	if p.Header != "" {
@@ -352,7 +364,7 @@ func quotedString(s string) (val, rest string, ok bool) {
 // parseNode parses a node written by a proxy: an IP literal, optionally in
 // brackets and optionally followed by a port ("192.0.2.1:8080",
 // "[2001:db8::1]:443"). Zones are dropped and IPv4-mapped addresses
-// unmapped. "unknown" and anything else that is not an address is invalid.
+// unmapped; a zone holding ':', '/', '[' or ']' makes the node invalid. "unknown" and anything else that is not an address is invalid.
 // In Forwarded, an obfuscated port ("_abc") is allowed.
 func parseNode(s string, forwarded bool) (netip.Addr, bool) {
 	if s == "" || len(s) > 100 {
@@ -390,6 +402,13 @@ func parseNode(s string, forwarded bool) (netip.Addr, bool) {
 		}
 	}
 	if port != "" && !validPort(port, forwarded) {
+		return netip.Addr{}, false
+	}
+	// netip accepts any bytes in a zone, but a zone holding address or
+	// port syntax ("::ffff:0:1%:", "[fe80::1%a:b]:80") is no interface
+	// name a proxy writes: it makes the split of address and port
+	// ambiguous, so the entry is invalid rather than guessed at.
+	if i := strings.IndexByte(host, '%'); i >= 0 && strings.ContainsAny(host[i+1:], ":/[]") {
 		return netip.Addr{}, false
 	}
 	a, err := netip.ParseAddr(host)

@@ -12,8 +12,10 @@ import (
 // FuzzClientIP feeds hostile peers and forwarding headers to every kind of
 // resolver. Properties: no panic; the answer is the peer, or the peer is a
 // trusted proxy and the answer was written into the header; the
-// X-Forwarded-For walk agrees with a plain split-based reference; and a
-// Forwarded header carrying the same entries gives the same answer.
+// X-Forwarded-For walk agrees with a plain split-based reference, which
+// also refuses, by its own reading, an entry whose zone holds address or
+// port syntax (':', '/', '[' or ']'); and a Forwarded header carrying the
+// same entries gives the same answer.
 func FuzzClientIP(f *testing.F) {
 	seeds := []struct{ remote, header string }{
 		{"10.1.1.1:80", "203.0.113.5"},
@@ -28,6 +30,11 @@ func FuzzClientIP(f *testing.F) {
 		{"@", "203.0.113.5"},
 		{"10.1.1.1:80", strings.Repeat("10.0.0.1,", 300) + "x"},
 		{"10.1.1.1:80", "\x00\xff\"\\;=,"},
+		{"10.1.1.1:80", "::ffff:0:1%:"},
+		{"10.1.1.1:80", "203.0.113.5, [fe80::1%a:b]:80"},
+		{"10.1.1.1:80", "fe80::1%x]"},
+		{"10.1.1.1:80", "fe80::1%eth0/64, 10.2.2.2"},
+		{"10.1.1.1:80", "[fe80::1%[]]"},
 	}
 	for _, s := range seeds {
 		f.Add(s.remote, s.header)
@@ -99,7 +106,11 @@ func referenceXFF(peer netip.Addr, lines []string, trusted func(netip.Addr) bool
 	}
 	result := peer
 	for i := len(entries) - 1; i >= 0; i-- {
-		a, ok := parseNode(strings.Trim(entries[i], " \t"), false)
+		e := strings.Trim(entries[i], " \t")
+		if badZone(e) {
+			return peer
+		}
+		a, ok := parseNode(e, false)
 		if !ok {
 			return peer
 		}
@@ -109,4 +120,20 @@ func referenceXFF(peer netip.Addr, lines []string, trusted func(netip.Addr) bool
 		}
 	}
 	return result
+}
+
+// badZone reports whether the entry e has a zone ("%..." up to the end, or
+// up to the last ']' of a bracketed entry) that holds ':', '/', '[' or ']'.
+func badZone(e string) bool {
+	i := strings.IndexByte(e, '%')
+	if i < 0 {
+		return false
+	}
+	z := e[i+1:]
+	if strings.HasPrefix(e, "[") {
+		if j := strings.LastIndexByte(z, ']'); j >= 0 {
+			z = z[:j]
+		}
+	}
+	return strings.ContainsAny(z, ":/[]")
 }

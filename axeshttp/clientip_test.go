@@ -52,6 +52,7 @@ func TestNewResolverErrors(t *testing.T) {
 		{Hops: 1}, // no header
 		{Header: "X-Real-IP", Hops: 1, Trusted: trusted},            // hops on a single header
 		{Header: "CF-Connecting-IP"},                                // trusted from anybody
+		{Header: "Forwarded"},                                       // trusted from anybody
 		{Header: "Forwarded\r\nX-Evil", Trusted: trusted, Hops: 0},  // header injection
 		{Header: "X-Forwarded-For:", Trusted: trusted, Hops: 0},     // colon
 		{Header: "X-Forwarded-For", Trusted: trusted, Hops: 100000}, // absurd
@@ -113,6 +114,13 @@ func TestClientIP(t *testing.T) {
 		{"ipv6 bracketed with port", xff, proxy, []string{"X-Forwarded-For", "[2001:db8::5]:4711"}, "2001:db8::5"},
 		{"ipv6 bare", xff, proxy, []string{"X-Forwarded-For", "2001:db8::5"}, "2001:db8::5"},
 		{"ipv6 zone dropped", xff, proxy, []string{"X-Forwarded-For", "fe80::5%eth0"}, "fe80::5"},
+		{"zone with colon: peer", xff, proxy, []string{"X-Forwarded-For", "::ffff:0:1%:"}, "10.1.1.1"},
+		{"zone with colons, bracketed: peer", xff, proxy, []string{"X-Forwarded-For", "[fe80::1%a:b]:80"}, "10.1.1.1"},
+		{"zone with slash: peer", xff, proxy, []string{"X-Forwarded-For", "fe80::1%eth0/64"}, "10.1.1.1"},
+		{"zone with bracket: peer", xff, proxy, []string{"X-Forwarded-For", "fe80::1%[x"}, "10.1.1.1"},
+		{"zone with closing bracket: peer", xff, proxy, []string{"X-Forwarded-For", "fe80::1%x]"}, "10.1.1.1"},
+		{"forwarded zone with colon: peer", fwd, proxy, []string{"Forwarded", `for="[::ffff:0:1%:]"`}, "10.1.1.1"},
+		{"hops zone with colon: peer", hops2, peer, []string{"X-Forwarded-For", "::ffff:0:1%:, 10.2.2.2"}, "198.51.100.7"},
 		{"mapped unmapped", xff, proxy, []string{"X-Forwarded-For", "::ffff:203.0.113.5"}, "203.0.113.5"},
 		{"mapped trusted hop skipped", xff, proxy, []string{"X-Forwarded-For", "203.0.113.5, ::ffff:10.2.2.2"}, "203.0.113.5"},
 		{"mapped trusted prefix", xff, "[::ffff:172.16.0.9]:80", []string{"X-Forwarded-For", "203.0.113.5"}, "203.0.113.5"},

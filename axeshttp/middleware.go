@@ -47,16 +47,19 @@ func WithResolver(r *Resolver) Option {
 // is FormField("username"), as django-axes.
 func WithUsername(u Username) Option {
 	return func(c *config) {
-		if u.kind == usernameFunc && u.fn == nil {
-			c.errs = append(c.errs, errors.New("axes: UsernameFunc(nil)"))
+		if err := u.validate(); err != nil {
+			c.errs = append(c.errs, err)
 		}
 		c.username = u
 	}
 }
 
-// MaxBodyBytes bounds the request body read to find a username (default
-// DefaultMaxBodyBytes). A request with a larger body is answered 413 Request
-// Entity Too Large without reaching the handler or being counted.
+// MaxBodyBytes bounds the request body that FormField and JSONField read
+// to find a username (default DefaultMaxBodyBytes). They read every counted
+// request's body whole, whatever its method and content type; a request
+// with a larger body is answered 413 Request Entity Too Large without
+// reaching the handler or being counted. A url-encoded form body is also
+// bound by net/http's own limit of 10 MB, whatever n is.
 func MaxBodyBytes(n int64) Option {
 	return func(c *config) {
 		if n <= 0 {
@@ -107,6 +110,11 @@ func SuccessStatus(f func(status int) bool) Option {
 // PassThrough sets the request methods that reach the handler unchecked and
 // uncounted (default GET, HEAD and OPTIONS, which show a login form rather
 // than submit one). PassThrough() with no methods counts every request.
+//
+// A handler must not check passwords on a pass-through method: register it
+// for POST only ("POST /login" with http.ServeMux), or use PassThrough().
+// A handler registered without a method that reads FormValue would check
+// the credentials of GET /login?username=...&password=..., uncounted.
 func PassThrough(methods ...string) Option {
 	methods = append([]string{}, methods...)
 	return func(c *config) { c.passThrough = methods }
@@ -190,10 +198,23 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	parsed := r.MultipartForm != nil
 	name, err := m.c.username.extract(w, r, m.c.maxBody)
+	if mf := r.MultipartForm; mf != nil && !parsed {
+		// Files the middleware's parse spilled to disk are removed when
+		// the request is done, even if the server cannot see this
+		// request (a middleware before this one may have copied it).
+		defer func() { _ = mf.RemoveAll() }()
+	}
 	if err != nil {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		ref, ok := errors.AsType[*refusal](err)
+		if !ok {
+			ref = errBroken
+		}
+		if ref.close {
+			w.Header().Set("Connection", "close")
+		}
+		http.Error(w, ref.msg, ref.status)
 		return
 	}
 	key := axes.Key{IP: m.c.resolver.ClientIP(r), Username: name, UserAgent: r.UserAgent()}

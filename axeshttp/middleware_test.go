@@ -104,6 +104,12 @@ func TestNewErrors(t *testing.T) {
 		{SuccessStatus(nil)},
 		{WithResolver(nil)},
 		{WithUsername(UsernameFunc(nil))},
+		{WithUsername(JSONField(""))},
+		{WithUsername(JSONField("-"))},
+		{WithUsername(JSONField("user,string"))},
+		{WithUsername(JSONField(`user"name`))},
+		{WithUsername(JSONField(`user\name`))},
+		{WithUsername(Username{kind: usernameJSON, field: "username"})}, // not built by JSONField
 		{RateLimitFields("", time.Minute)},
 		{RateLimitFields(`a"b`, time.Minute)},
 		{RateLimitFields("login", -time.Second)},
@@ -116,6 +122,11 @@ func TestNewErrors(t *testing.T) {
 		}
 		if !strings.HasPrefix(err.Error(), "axes: ") {
 			t.Errorf("case %d: error %q lacks the axes: prefix", i, err)
+		}
+	}
+	for _, name := range []string{"username", "user name", "ユーザー名", "login-id", "e-mail@x"} {
+		if _, err := New(lim, WithUsername(JSONField(name))); err != nil {
+			t.Errorf("JSONField(%q): %v", name, err)
 		}
 	}
 	defer func() {
@@ -497,8 +508,9 @@ func TestRateLimitFields(t *testing.T) {
 }
 
 // TestUsernameMatchesFormValue: the username the middleware counts is the
-// one the handler reads with FormValue, and the body reaches the handler
-// intact.
+// one the handler reads with FormValue and PostFormValue, and the body
+// reaches the handler intact; a request on which they could disagree is
+// answered 400 without reaching the handler.
 func TestUsernameMatchesFormValue(t *testing.T) {
 	mp := func(query string, fields ...string) (*http.Request, string) {
 		var buf bytes.Buffer
@@ -518,39 +530,55 @@ func TestUsernameMatchesFormValue(t *testing.T) {
 		r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 		return r, body
 	}
-	cases := []func() (*http.Request, string){
-		func() (*http.Request, string) { return form("", "username=bob&password=x") },
-		func() (*http.Request, string) { return form("", "username=bob&username=eve") },
-		func() (*http.Request, string) { return form("?username=eve", "username=bob") },
-		func() (*http.Request, string) { return form("?username=eve", "password=x") },
-		func() (*http.Request, string) { return form("", "username=a%ZZ&username=bob") },
-		func() (*http.Request, string) { return form("", "username=b%C3%B6b;x=1") },
-		func() (*http.Request, string) { return form("", "") },
-		func() (*http.Request, string) { return mp("", "username", "bob") },
-		func() (*http.Request, string) { return mp("?username=eve", "username", "bob") },
-		func() (*http.Request, string) { return mp("", "password", "x") },
-		func() (*http.Request, string) {
+	cases := []struct {
+		mk      func() (*http.Request, string)
+		refused bool
+	}{
+		{func() (*http.Request, string) { return form("", "username=bob&password=x") }, false},
+		{func() (*http.Request, string) { return form("", "username=bob&username=eve") }, false},
+		{func() (*http.Request, string) { return form("?username=bob", "username=bob") }, false},
+		{func() (*http.Request, string) { return form("?username=eve", "username=bob") }, true},
+		{func() (*http.Request, string) { return form("?username=eve", "password=x") }, true},
+		{func() (*http.Request, string) { return form("", "username=a%ZZ&username=bob") }, true},
+		{func() (*http.Request, string) { return form("", "username=b%C3%B6b;x=1") }, true},
+		{func() (*http.Request, string) { return form("", "") }, false},
+		{func() (*http.Request, string) { return mp("", "username", "bob") }, false},
+		{func() (*http.Request, string) { return mp("?username=bob", "username", "bob") }, false},
+		{func() (*http.Request, string) { return mp("?username=eve", "username", "bob") }, true},
+		{func() (*http.Request, string) { return mp("", "password", "x") }, false},
+		{func() (*http.Request, string) {
 			r := httptest.NewRequest(http.MethodPost, "/login?username=q", strings.NewReader("username=body"))
 			r.Header.Set("Content-Type", "text/plain")
 			return r, "username=body"
-		},
+		}, true},
+		{func() (*http.Request, string) {
+			r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=body"))
+			r.Header.Set("Content-Type", "text/plain")
+			return r, "username=body"
+		}, false},
 	}
-	for i, mk := range cases {
-		r, body := mk()
+	for i, c := range cases {
+		r, body := c.mk()
 		var counted string
-		var seen string
-		var seenBody string
+		countedCalled, called := false, false
+		var seenForm, seenPost, seenBody string
 		lim := newLimiter(t, axes.Policy{LockoutBy: []axes.Fields{axes.Username}, Limit: 1,
-			NormalizeUsername: func(s string) string { counted = s; return s }}, newClock())
+			NormalizeUsername: func(s string) string { counted, countedCalled = s, true; return s }}, newClock())
 		h := newMiddleware(t, lim)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			called = true
 			b, _ := io.ReadAll(r.Body)
 			seenBody = string(b)
-			r.Body = io.NopCloser(bytes.NewReader(b))
-			seen = r.FormValue("username")
+			seenForm, seenPost = r.FormValue("username"), r.PostFormValue("username")
 		}))
-		serve(h, r)
-		if counted != seen {
-			t.Errorf("case %d: counted %q, handler's FormValue %q", i, counted, seen)
+		w := serve(h, r)
+		if c.refused {
+			if w.Code != http.StatusBadRequest || called || countedCalled {
+				t.Errorf("case %d: got %d, handler called %v, counted %v; want a 400 refusal", i, w.Code, called, countedCalled)
+			}
+			continue
+		}
+		if !called || counted != seenForm || counted != seenPost {
+			t.Errorf("case %d: counted %q, handler's FormValue %q, PostFormValue %q (called %v, status %d)", i, counted, seenForm, seenPost, called, w.Code)
 		}
 		if seenBody != body {
 			t.Errorf("case %d: handler read %q, want %q", i, seenBody, body)
@@ -577,13 +605,11 @@ func TestUsernameSources(t *testing.T) {
 		{JSONField("username"), jsonReq(`{"Username":"bob"}`), "bob"},
 		{JSONField("username"), jsonReq(`{"username":"a","USERNAME":"victim"}`), "victim"},
 		{JSONField("username"), jsonReq(`{"username":"bob","username":null}`), "bob"},
-		{JSONField("username"), jsonReq(`{"username":"bob","username":12}`), "bob"},
 		{JSONField("username"), jsonReq(`{"nested":{"username":"x"},"username":"bob"}`), "bob"},
 		{JSONField("username"), jsonReq(`{"username":"b\u00f6b"}`), "böb"},
-		{JSONField("username"), jsonReq(`{"username":"bob"`), "bob"},
-		{JSONField("username"), jsonReq(`["username","bob"]`), ""},
-		{JSONField("username"), jsonReq(`not json`), ""},
-		{JSONField("username"), jsonReq(``), ""},
+		{JSONField("username"), jsonReq(`null`), ""},
+		{JSONField("username"), jsonReq(" {\"username\": \"bob\"}\n"), "bob"},
+		{JSONField("username"), jsonReq(`{"USERNAME":"a","password":12}`), "a"}, // the handler's problem
 		{BasicAuth(), basic, "carol"},
 		{BasicAuth(), jsonReq(`{}`), ""},
 		{UsernameFunc(func(r *http.Request) string { return r.Header.Get("X-User") }), header, "dave"},
@@ -653,23 +679,31 @@ func TestBodyBound(t *testing.T) {
 	}
 }
 
-// TestBodyBrokenOff: a body that fails mid-way reaches the handler with the
-// same error after the bytes that arrived.
+// TestBodyBrokenOff: a body that fails mid-way is answered 400, uncounted,
+// without reaching the handler: the handler's parser would fail on it and
+// could fall back to another username.
 func TestBodyBrokenOff(t *testing.T) {
 	lim := newLimiter(t, axes.Policy{}, newClock())
 	broken := errors.New("connection reset")
-	var got []byte
-	var gotErr error
-	h := newMiddleware(t, lim)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, gotErr = io.ReadAll(r.Body)
-	}))
-	r := httptest.NewRequest(http.MethodPost, "/login", io.MultiReader(strings.NewReader("username=bob"), errReader{broken}))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	serve(h, r)
-	if string(got) != "username=bob" || !errors.Is(gotErr, broken) {
-		t.Errorf("handler read %q, %v", got, gotErr)
+	for _, u := range []Username{FormField("username"), JSONField("username")} {
+		called := false
+		h := newMiddleware(t, lim, WithUsername(u))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			called = true
+		}))
+		r := httptest.NewRequest(http.MethodPost, "/login", io.MultiReader(strings.NewReader("username=bob"), errReader{broken}))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if w := serve(h, r); w.Code != http.StatusBadRequest || called || w.Header().Get("Connection") != "close" {
+			t.Errorf("%v: got %d %v, handler called %v", u.kind, w.Code, w.Header(), called)
+		}
+	}
+	if st := lim.Stats(); st.Failures+st.Successes != 0 {
+		t.Errorf("broken bodies were counted: %+v", st)
 	}
 }
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 
 func TestWantsJSON(t *testing.T) {
 	tests := []struct {
@@ -708,6 +742,59 @@ func TestHumanSeconds(t *testing.T) {
 	for s, want := range map[int64]string{1: "1 second", 59: "59 seconds", 60: "1 minute", 61: "2 minutes", 900: "15 minutes", 3600: "1 hour", 3601: "2 hours"} {
 		if got := humanSeconds(s); got != want {
 			t.Errorf("humanSeconds(%d) = %q, want %q", s, got, want)
+		}
+	}
+}
+
+func TestHumanWait(t *testing.T) {
+	for _, tt := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{time.Millisecond, "1 second"},
+		{time.Second, "1 second"},
+		{1500 * time.Millisecond, "2 seconds"},
+		{59*time.Second + time.Millisecond, "1 minute"},
+		{time.Minute, "1 minute"},
+		{time.Minute + 999*time.Millisecond, "1 minute"},
+		{time.Minute + time.Second, "2 minutes"},
+		{5 * time.Minute, "5 minutes"},
+		{5*time.Minute + 700*time.Millisecond, "5 minutes"},
+		{5*time.Minute + time.Second, "6 minutes"},
+		{time.Hour + 300*time.Millisecond, "1 hour"},
+		{90 * time.Minute, "2 hours"},
+	} {
+		if got := humanWait(tt.d); got != tt.want {
+			t.Errorf("humanWait(%v) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}
+
+// TestLockoutMessageFiveMinutes: a 5-minute lock says "5 minutes", whether
+// the request comes on a whole second of the clock or between two (then the
+// lock, which ends on a whole second of the limiter's clock, has up to a
+// second more to run: Retry-After counts it, rounded up; the words do not
+// add a minute for it).
+func TestLockoutMessageFiveMinutes(t *testing.T) {
+	for _, tt := range []struct {
+		offset time.Duration // of the clock from a whole second, after the limiter starts
+		retry  string
+	}{
+		{0, "300"},
+		{300 * time.Millisecond, "301"}, // 300.7 s left
+		{999 * time.Millisecond, "301"}, // 300.001 s left
+	} {
+		clk := newClock()
+		lim := newLimiter(t, axes.Policy{Limit: 1, Cooloff: axes.Fixed(5 * time.Minute)}, clk)
+		clk.Advance(tt.offset)
+		h := newMiddleware(t, lim)(login)
+		serve(h, postForm("192.0.2.1:1", creds("bob", "x")))
+		for _, accept := range []string{"text/html", "application/json"} {
+			w := serve(h, postForm("192.0.2.1:1", creds("bob", "right"), "Accept", accept))
+			if w.Code != 429 || w.Header().Get("Retry-After") != tt.retry || !strings.Contains(w.Body.String(), "Try again in 5 minutes.") {
+				t.Errorf("offset %v, %s: got %d Retry-After %q, body %q; want Retry-After %s and 5 minutes",
+					tt.offset, accept, w.Code, w.Header().Get("Retry-After"), w.Body, tt.retry)
+			}
 		}
 	}
 }

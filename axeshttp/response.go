@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/axes-go/axes"
 )
@@ -42,7 +43,7 @@ func (c *config) defaultLockout(w http.ResponseWriter, r *http.Request, v axes.V
 		s := max(ceilSeconds(v.RetryAfter), 1)
 		retry = &s
 		w.Header().Set("Retry-After", strconv.FormatInt(s, 10))
-		msg = "Try again in " + humanSeconds(s) + "."
+		msg = "Try again in " + humanWait(v.RetryAfter) + "."
 	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
@@ -56,6 +57,21 @@ func (c *config) defaultLockout(w http.ResponseWriter, r *http.Request, v axes.V
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_ = lockoutPage.Execute(w, struct{ Title, Message string }{title, msg})
+}
+
+// humanWait says the wait d in words for the lockout message. Under a
+// minute it is whole seconds rounded up (at least 1). From a minute on it
+// is minutes or hours rounded up, counted from the whole seconds in d:
+// locks end on a whole second of the limiter's clock, so the time left
+// seen by a request is often the lock's length plus a fraction of a
+// second, and a 5-minute lock must say "5 minutes", not 6. (Retry-After
+// keeps the exact time rounded up to the second, for clients that retry
+// by the clock.)
+func humanWait(d time.Duration) string {
+	if d < time.Minute {
+		return humanSeconds(max(ceilSeconds(d), 1))
+	}
+	return humanSeconds(int64(d / time.Second))
 }
 
 // humanSeconds says s seconds in words, rounded up to minutes or hours.

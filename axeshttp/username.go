@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/url"
-	"strings"
+	"reflect"
+	"strconv"
 )
 
 // Username says where the middleware finds the username of a login attempt.
@@ -17,12 +16,22 @@ import (
 // Username extracts nothing, so attempts are counted with an empty username
 // (enough for a policy that locks out by IP only).
 //
-// The sources that read the body read at most the middleware's MaxBodyBytes
-// and put the body back, byte for byte, for the next handler.
+// The username counted must be the one whose password the handler checks,
+// or an attacker guesses one account's password while being counted under
+// other names. FormField and JSONField therefore do not imitate the
+// handler's parser: they run it. They read the whole body first (at most the
+// middleware's MaxBodyBytes, whatever the method and content type), and
+// answer the request themselves, without counting it or calling the
+// handler, when it could be read two ways: 413 Request Entity Too Large for
+// a body over the bound, 400 Bad Request for a body that breaks off or does
+// not parse, or a username that the handler's ways of reading it disagree
+// on. The handler then reads the same bytes: the body is put back, byte for
+// byte.
 type Username struct {
-	kind  usernameKind
-	field string
-	fn    func(*http.Request) string
+	kind     usernameKind
+	field    string
+	jsonType reflect.Type // for JSONField: struct{ Username string `json:"<field>"` }
+	fn       func(*http.Request) string
 }
 
 type usernameKind uint8
@@ -35,19 +44,56 @@ const (
 	usernameFunc
 )
 
-// FormField finds the username in the form field name, as
-// http.Request.FormValue would: the first value in an
-// application/x-www-form-urlencoded body, then the URL query; for a
-// multipart/form-data body, the URL query first, then the body's parts.
-// django-axes' default is FormField("username").
+// FormField finds the username in the form field name, parsing the request
+// with net/http's own Request.ParseForm and Request.ParseMultipartForm
+// (with the memory bound FormValue uses) before the handler runs. The
+// handler's later FormValue, PostFormValue, ParseForm or ParseMultipartForm
+// find the form already parsed, so they read exactly what was counted.
+// (Request.MultipartReader, which streams the body instead, then reports an
+// error: read the parsed MultipartForm.)
+//
+// The request is answered 400, and not counted, when parsing reports any
+// error (a body that breaks off, a malformed escape, a multipart body
+// without its closing boundary, a url-encoded body over net/http's 10 MB
+// bound), or when Request.FormValue, Request.PostFormValue and the URL query
+// do not agree on the username. In particular the username must come in
+// the body: a query that names the field is refused unless the form body
+// holds the same first value, and so is every request whose form body
+// net/http does not read (a url-encoded body sent with a method other than
+// POST, PUT or PATCH) when its query names the field. django-axes' default
+// is FormField("username").
 func FormField(name string) Username { return Username{kind: usernameForm, field: name} }
 
-// JSONField finds the username in the top-level member name of a JSON object
-// body, matched as encoding/json matches a struct field: case-insensitively,
-// the last matching string member winning (null and other types are
-// skipped, as encoding/json leaves a string field alone for them). A body
-// that is not a JSON object gives the empty username.
-func JSONField(name string) Username { return Username{kind: usernameJSON, field: name} }
+// JSONField finds the username in the member name of a JSON object body,
+// by decoding the body with encoding/json into a struct whose one field is
+// a string tagged `json:"name"`. It yields what the handler's json.Unmarshal
+// or json.Decoder yields for such a field: names matched case-insensitively,
+// the last match winning, null leaving the field alone. A body that this
+// decode rejects (not JSON, trailing data after the value, a username that
+// is not a string or null, an empty body) is answered 400 without being
+// counted or reaching the handler. A top-level null counts the empty
+// username, as it leaves the struct empty. The content type and method are
+// not looked at, as a handler decoding the body does not look at them.
+//
+// WithUsername reports an error for a name that encoding/json cannot match
+// to a tagged field (empty, "-", or holding a comma, a quote or a
+// backslash).
+func JSONField(name string) Username {
+	u := Username{kind: usernameJSON, field: name}
+	typ := reflect.StructOf([]reflect.StructField{{
+		Name: "Username",
+		Type: reflect.TypeFor[string](),
+		Tag:  reflect.StructTag(`json:` + strconv.Quote(name)),
+	}})
+	// Keep the type only if encoding/json honours the tag: an invalid tag
+	// name would silently fall back to the Go field name.
+	if key, err := json.Marshal(name); err == nil {
+		if got, err := decodeJSONUsername(typ, []byte(`{`+string(key)+`:"probe"}`)); err == nil && got == "probe" {
+			u.jsonType = typ
+		}
+	}
+	return u
+}
 
 // BasicAuth finds the username in the request's HTTP Basic Authorization
 // header.
@@ -55,16 +101,53 @@ func BasicAuth() Username { return Username{kind: usernameBasic} }
 
 // UsernameFunc finds the username with f. f must not consume the request
 // body (use FormField or JSONField for usernames in the body) and must be
-// safe for concurrent use.
+// safe for concurrent use. f is trusted to read the username the way the
+// handler does.
 func UsernameFunc(f func(*http.Request) string) Username {
 	return Username{kind: usernameFunc, fn: f}
 }
 
-// errBodyTooLarge reports a body over the configured bound.
-var errBodyTooLarge = errors.New("axes: request body too large")
+// validate reports a Username that cannot work.
+func (u Username) validate() error {
+	switch {
+	case u.kind == usernameFunc && u.fn == nil:
+		return errors.New("axes: UsernameFunc(nil)")
+	case u.kind == usernameJSON && u.jsonType == nil:
+		return fmt.Errorf("axes: JSONField(%q): encoding/json cannot match a struct field tagged with this name", u.field)
+	}
+	return nil
+}
 
-// extract returns the username of r. It may replace r.Body with a buffered
-// copy of it; it fails only when the body is larger than max.
+// A refusal is a request that the middleware answers itself, uncounted and
+// without calling the handler: its body cannot be read whole, or the
+// handler could read a username other than the one the middleware would
+// count.
+type refusal struct {
+	status int    // 400 or 413
+	msg    string // the response body
+	close  bool   // the connection cannot be trusted any more
+}
+
+func (e *refusal) Error() string { return "axes: " + e.msg }
+
+var (
+	errTooLarge  = &refusal{http.StatusRequestEntityTooLarge, "request body too large", true}
+	errBroken    = &refusal{http.StatusBadRequest, "request body could not be read", true}
+	errForm      = &refusal{http.StatusBadRequest, "malformed form", false}
+	errAmbiguous = &refusal{http.StatusBadRequest, "ambiguous username: send it once, in the form body", false}
+	errJSON      = &refusal{http.StatusBadRequest, "malformed JSON body", false}
+)
+
+// multipartMemory is the maxMemory that Request.FormValue and
+// PostFormValue pass to ParseMultipartForm (net/http's defaultMaxMemory).
+const multipartMemory = 32 << 20
+
+// maxFormSize is net/http's bound on a url-encoded body read by ParseForm.
+const maxFormSize = 10 << 20
+
+// extract returns the username of r, or a *refusal. FormField and
+// JSONField replace r.Body with a buffered copy of it; FormField also
+// leaves r's form parsed.
 func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (string, error) {
 	switch u.kind {
 	case usernameBasic:
@@ -73,70 +156,87 @@ func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (st
 	case usernameFunc:
 		return u.fn(r), nil
 	case usernameForm:
-		return u.fromForm(w, r, max)
-	case usernameJSON:
-		body, err := bufferBody(w, r, max)
+		body, err := readBody(w, r, max)
 		if err != nil {
 			return "", err
 		}
-		return jsonMember(body, u.field), nil
+		return formUsername(r, body, u.field)
+	case usernameJSON:
+		body, err := readBody(w, r, max)
+		if err != nil {
+			return "", err
+		}
+		return decodeJSONUsername(u.jsonType, body)
 	}
 	return "", nil
 }
 
-func (u Username) fromForm(w http.ResponseWriter, r *http.Request, max int64) (string, error) {
-	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch ct {
-	case "application/x-www-form-urlencoded":
-		body, err := bufferBody(w, r, max)
-		if err != nil {
-			return "", err
-		}
-		// ParseQuery keeps the pairs it could parse when it reports an
-		// error, as Request.ParseForm does.
-		vs, _ := url.ParseQuery(string(body))
-		if v, ok := vs[u.field]; ok && len(v) > 0 {
-			return v[0], nil
-		}
-		return r.URL.Query().Get(u.field), nil
-	case "multipart/form-data":
-		if v, ok := r.URL.Query()[u.field]; ok && len(v) > 0 {
-			return v[0], nil
-		}
-		body, err := bufferBody(w, r, max)
-		if err != nil {
-			return "", err
-		}
-		return multipartValue(body, params["boundary"], u.field), nil
-	}
-	return r.URL.Query().Get(u.field), nil
-}
-
-// bufferBody reads r.Body, at most max bytes with http.MaxBytesReader
-// semantics (a larger body is an error, and the server closes the
-// connection after the response), and replaces it with a copy that the
-// next handler reads as if untouched.
-func bufferBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+// readBody reads the whole of r.Body, at most max bytes with
+// http.MaxBytesReader semantics (a larger body is refused, and the server
+// closes the connection after the response), and replaces it with a copy
+// that the next reader reads as if untouched. A body that breaks off is
+// refused: the handler's parser would fail on it and might fall back to
+// something else.
+func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
+		r.Body = http.NoBody
 		return nil, nil
 	}
 	if r.ContentLength > max {
-		return nil, errBodyTooLarge
+		return nil, errTooLarge
 	}
 	orig := r.Body
 	data, err := io.ReadAll(http.MaxBytesReader(w, orig, max))
 	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, errBodyTooLarge
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, errTooLarge
 		}
-		// A body that broke off mid-way: hand the next handler what
-		// arrived followed by the same error.
-		r.Body = &replayBody{Reader: io.MultiReader(bytes.NewReader(data), errReader{err}), closer: orig}
-		return data, nil
+		return nil, errBroken
 	}
 	r.Body = &replayBody{Reader: bytes.NewReader(data), closer: orig}
 	return data, nil
+}
+
+// formUsername parses the form of r, whose body has been read into body, as
+// FormValue would (ParseForm, then ParseMultipartForm), and returns the
+// value of field that FormValue, PostFormValue and the URL query all agree
+// on.
+func formUsername(r *http.Request, body []byte, field string) (string, error) {
+	closer := io.Closer(http.NoBody)
+	if rb, ok := r.Body.(*replayBody); ok {
+		closer = rb.closer
+	}
+	defer func() { r.Body = &replayBody{Reader: bytes.NewReader(body), closer: closer} }()
+	if err := r.ParseForm(); err != nil {
+		if len(body) > maxFormSize {
+			return "", errTooLarge
+		}
+		return "", errForm
+	}
+	if err := r.ParseMultipartForm(multipartMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return "", errForm
+	}
+	name := r.FormValue(field)
+	if r.PostFormValue(field) != name {
+		return "", errAmbiguous
+	}
+	// ParseForm has checked the query's syntax, so Query sees what it saw.
+	if r.URL != nil {
+		if q := r.URL.Query()[field]; len(q) > 0 && q[0] != name {
+			return "", errAmbiguous
+		}
+	}
+	return name, nil
+}
+
+// decodeJSONUsername decodes body into a new value of typ, a struct with
+// one string field, with json.Unmarshal, and returns the field.
+func decodeJSONUsername(typ reflect.Type, body []byte) (string, error) {
+	v := reflect.New(typ)
+	if err := json.Unmarshal(body, v.Interface()); err != nil {
+		return "", errJSON
+	}
+	return v.Elem().Field(0).String(), nil
 }
 
 type replayBody struct {
@@ -145,57 +245,3 @@ type replayBody struct {
 }
 
 func (b *replayBody) Close() error { return b.closer.Close() }
-
-type errReader struct{ err error }
-
-func (e errReader) Read([]byte) (int, error) { return 0, e.err }
-
-// jsonMember returns the string value of the last top-level member of the
-// JSON object body whose name matches field case-insensitively.
-func jsonMember(body []byte, field string) string {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return ""
-	}
-	name := ""
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return name
-		}
-		key, _ := t.(string)
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return name
-		}
-		// As encoding/json decoding into a string field: null and values
-		// of other types leave the field as it was.
-		var s string
-		if strings.EqualFold(key, field) && string(raw) != "null" && json.Unmarshal(raw, &s) == nil {
-			name = s
-		}
-	}
-	return name
-}
-
-// multipartValue returns the first non-file part named field of a
-// multipart body.
-func multipartValue(body []byte, boundary, field string) string {
-	if boundary == "" {
-		return ""
-	}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			return ""
-		}
-		if p.FormName() == field && p.FileName() == "" {
-			v, err := io.ReadAll(p)
-			if err != nil {
-				return ""
-			}
-			return string(v)
-		}
-	}
-}
