@@ -111,10 +111,16 @@ func SuccessStatus(f func(status int) bool) Option {
 // uncounted (default GET, HEAD and OPTIONS, which show a login form rather
 // than submit one). PassThrough() with no methods counts every request.
 //
-// A handler must not check passwords on a pass-through method: register it
-// for POST only ("POST /login" with http.ServeMux), or use PassThrough().
-// A handler registered without a method that reads FormValue would check
-// the credentials of GET /login?username=...&password=..., uncounted.
+// A pass-through request reaches the handler without a body, under
+// FormField without the username field in its query, and under BasicAuth
+// without its Authorization header, so that a handler
+// registered without a method cannot check the credentials of
+// GET /login?username=...&password=... (or of a JSON body sent with GET)
+// uncounted: it reads an empty username. A login page that prefills the
+// username must take it from another query parameter. Under UsernameFunc,
+// or with no username, the middleware cannot know which fields carry a
+// credential: register the handler for POST only ("POST /login" with
+// http.ServeMux), or use PassThrough().
 func PassThrough(methods ...string) Option {
 	methods = append([]string{}, methods...)
 	return func(c *config) { c.passThrough = methods }
@@ -194,7 +200,7 @@ type middleware struct {
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, meth := range m.c.passThrough {
 		if r.Method == meth {
-			m.next.ServeHTTP(w, r)
+			m.next.ServeHTTP(w, m.c.username.uncounted(r))
 			return
 		}
 	}

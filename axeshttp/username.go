@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 )
@@ -148,6 +149,41 @@ const maxFormSize = 10 << 20
 // extract returns the username of r, or a *refusal. FormField and
 // JSONField replace r.Body with a buffered copy of it; FormField also
 // leaves r's form parsed.
+// uncounted returns r as a pass-through request reaches the handler: with
+// no body, under FormField without the username field in its query, and
+// under BasicAuth without its Authorization header, so that no handler can
+// check a credential the middleware did not count.
+func (u Username) uncounted(r *http.Request) *http.Request {
+	q := r.URL.RawQuery
+	if u.kind == usernameForm && q != "" {
+		vals, err := url.ParseQuery(q)
+		if _, named := vals[u.field]; named || err != nil {
+			// A query that does not parse is dropped whole: what
+			// ParseForm would make of it is not the middleware's guess.
+			delete(vals, u.field)
+			q = ""
+			if err == nil {
+				q = vals.Encode()
+			}
+		}
+	}
+	noBody := r.Body == nil || r.Body == http.NoBody
+	basic := u.kind == usernameBasic && r.Header.Get("Authorization") != ""
+	if q == r.URL.RawQuery && noBody && !basic {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	if basic {
+		r2.Header.Del("Authorization")
+	}
+	r2.URL.RawQuery = q
+	r2.Form, r2.PostForm, r2.MultipartForm = nil, nil, nil
+	r2.Body, r2.ContentLength = http.NoBody, 0
+	r2.Header.Del("Content-Length")
+	r2.TransferEncoding = nil
+	return r2
+}
+
 func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (string, error) {
 	switch u.kind {
 	case usernameBasic:
