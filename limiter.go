@@ -600,6 +600,33 @@ func (l *Limiter) resetEvent(k Key, n int) {
 	}
 }
 
+// ResetClient forgets what would refuse the next attempt of the client
+// (ip, username): every dimension of the policy that counts the IP, the
+// username or both, but not the user agent, keyed on them. Dimensions that
+// count the user agent are kept, since their digests need it (ResetIP and
+// ResetUsername forget those too). It returns how many dimensions it
+// reset.
+func (l *Limiter) ResetClient(ip netip.Addr, username string) int {
+	k := Key{IP: ip, Username: username}
+	var dims [8]Dim
+	n := l.digests(&k, &dims, false)
+	j := 0
+	for i := range n {
+		if dims[i].Fields&UserAgent == 0 {
+			dims[j] = dims[i]
+			j++
+		}
+	}
+	now := l.clock()
+	rule := l.rule
+	req := Request{Op: OpReset, Now: now, Rule: &rule, Dims: dims[:j]}
+	if err := l.run(&req, now, Identity{}); err != nil {
+		return 0
+	}
+	l.resetEvent(k, j)
+	return j
+}
+
 // ResetLockout lifts exactly the lock lo, as listed by Lockouts: it
 // forgets dimension lo.By of that client, by its digest, and leaves the
 // client's other dimensions as they are.

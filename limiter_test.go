@@ -463,3 +463,20 @@ func TestTimedOutReservationsAreReported(t *testing.T) {
 	assert.Equal(t, uint64(2), l.Stats().Failures)
 	assert.Equal(t, []string{"failure"}, kinds)
 }
+
+func TestResetClient(t *testing.T) {
+	l, _ := newTest(t, Policy{Limit: 2, LockoutBy: []Fields{IP, Username, IP | Username, IP | UserAgent}})
+	k := Key{IP: ipN(1), Username: "bob", UserAgent: "ua"}
+	other := Key{IP: ipN(2), Username: "carol"}
+	for range 2 {
+		l.Fail(k)
+		l.Fail(other)
+	}
+	require.True(t, l.Locked(k))
+	assert.Equal(t, 3, l.ResetClient(ipN(1), "Bob "), "IP, Username and IP|Username; not IP|UserAgent")
+	v := l.Check(k)
+	assert.True(t, v.Locked, "the IP|UserAgent dimension keeps its lock")
+	assert.Equal(t, IP|UserAgent, v.By)
+	assert.False(t, l.Locked(Key{IP: ipN(1), Username: "bob", UserAgent: "other"}), "every dimension without the user agent was forgotten")
+	assert.True(t, l.Locked(other), "other clients keep their locks")
+}

@@ -137,7 +137,7 @@ func AdminMaxRows(n int) AdminOption {
 //	GET  /               an HTML page of current lockouts and statistics, with reset buttons
 //	GET  /api/lockouts   {"count": n, "lockouts": [...]}; ?limit=N (default 1000)
 //	GET  /api/stats      the limiter's Stats
-//	POST /api/reset      {"ip": "192.0.2.1"}, {"username": "bob"} or {"all": true}
+//	POST /api/reset      {"ip": "192.0.2.1"}, {"username": "bob"}, both (Limiter.ResetClient) or {"all": true}
 //	                     → {"reset": n}; Content-Type must be application/json
 //	POST /reset          the page's forms; answered with a redirect to the page
 //
@@ -360,12 +360,26 @@ type statsView struct {
 	EvictedPressure uint64 `json:"evicted_pressure"`
 	Overflows       uint64 `json:"overflows"`
 	StoreErrors     uint64 `json:"store_errors"`
+	Degraded        bool   `json:"degraded"`
+	Degradations    uint64 `json:"degradations"`
 }
 
 func (a *admin) stats() statsView {
 	s := a.lim.Stats()
-	return statsView{s.Entries, s.Failures, s.Lockouts, s.Refused, s.Successes, s.Resets,
-		s.EvictedExpired, s.EvictedPressure, s.Overflows, s.StoreErrors}
+	return statsView{
+		Entries:         s.Entries,
+		Failures:        s.Failures,
+		Lockouts:        s.Lockouts,
+		Refused:         s.Refused,
+		Successes:       s.Successes,
+		Resets:          s.Resets,
+		EvictedExpired:  s.EvictedExpired,
+		EvictedPressure: s.EvictedPressure,
+		Overflows:       s.Overflows,
+		StoreErrors:     s.StoreErrors,
+		Degraded:        s.Degraded,
+		Degradations:    s.Degradations,
+	}
 }
 
 func (a *admin) apiStats(w http.ResponseWriter, r *http.Request) {
@@ -389,7 +403,7 @@ func (a *admin) apiReset(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAdminBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		adminError(w, r, http.StatusBadRequest, "body must be {\"ip\": ...}, {\"username\": ...} or {\"all\": true}")
+		adminError(w, r, http.StatusBadRequest, "body must be {\"ip\": ...}, {\"username\": ...}, both, or {\"all\": true}")
 		return
 	}
 	n, err := a.reset(req.IP, req.Username, req.All)
@@ -403,24 +417,27 @@ func (a *admin) apiReset(w http.ResponseWriter, r *http.Request) {
 	}{n})
 }
 
-// reset performs exactly one of the three resets.
+// reset forgets an IP's state, a username's, a client's (both given: every
+// dimension of the attempt {ip, username} that has no user agent, which is
+// what would refuse that client's next attempt), or everything.
 func (a *admin) reset(ip, username *string, all bool) (int, error) {
-	given := 0
-	for _, b := range []bool{ip != nil, username != nil, all} {
-		if b {
-			given++
-		}
+	if all == (ip != nil || username != nil) {
+		return 0, errors.New("give ip, username, both, or all alone")
 	}
-	if given != 1 {
-		return 0, errors.New("give exactly one of ip, username and all")
-	}
-	switch {
-	case ip != nil:
-		addr, err := netip.ParseAddr(strings.TrimSpace(*ip))
+	var addr netip.Addr
+	if ip != nil {
+		var err error
+		addr, err = netip.ParseAddr(strings.TrimSpace(*ip))
 		if err != nil {
 			return 0, errors.New("ip is not an IP address")
 		}
-		return a.lim.ResetIP(addr.Unmap().WithZone("")), nil
+		addr = addr.Unmap().WithZone("")
+	}
+	switch {
+	case ip != nil && username != nil:
+		return a.lim.ResetClient(addr, *username), nil
+	case ip != nil:
+		return a.lim.ResetIP(addr), nil
 	case username != nil:
 		return a.lim.ResetUsername(*username), nil
 	default:

@@ -160,14 +160,14 @@ func TestAdminAPILockouts(t *testing.T) {
 func TestAdminAPIStats(t *testing.T) {
 	f := newAdminFixture(t)
 	w := f.do("GET", "/axes/api/stats", "")
-	var s map[string]float64
+	var s map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &s); err != nil {
 		t.Fatal(err)
 	}
-	if s["failures"] != 6 || s["lockouts"] != 4 || s["entries"] == 0 {
+	if s["failures"] != 6.0 || s["lockouts"] != 4.0 || s["entries"] == 0.0 || s["degraded"] != false {
 		t.Errorf("%s", w.Body)
 	}
-	for _, k := range []string{"refused", "successes", "resets", "evicted_expired", "evicted_pressure", "overflows", "store_errors"} {
+	for _, k := range []string{"refused", "successes", "resets", "evicted_expired", "evicted_pressure", "overflows", "store_errors", "degraded", "degradations"} {
 		if _, ok := s[k]; !ok {
 			t.Errorf("stats lack %s", k)
 		}
@@ -184,7 +184,8 @@ func TestAdminAPIReset(t *testing.T) {
 	}{
 		{`{"ip":"192.0.2.1"}`, json, 200, 3},
 		{`{"username":"<SCRIPT>alert(1)</script>"}`, json, 200, 2}, // normalised as counted
-		{`{"ip":"192.0.2.1","username":"x"}`, json, 400, 2},
+		{`{"ip":"192.0.2.1","all":true}`, json, 400, 2},
+		{`{"username":"x","all":true}`, json, 400, 2},
 		{`{}`, json, 400, 2},
 		{`{"ip":"not-an-ip"}`, json, 400, 2},
 		{`{"ip":"192.0.2.1","extra":1}`, json, 400, 2},

@@ -1,0 +1,9 @@
+module github.com/axes-go/axes/cmd/axesctl
+
+go 1.26.0
+
+require (
+	github.com/axes-go/axes v0.1.0
+	github.com/axes-go/axes/redisstore v0.1.0
+	github.com/redis/go-redis/v9 v9.23.0
+)
