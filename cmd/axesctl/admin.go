@@ -156,4 +156,3 @@ func (b *adminBackend) reset(ctx context.Context, t target) (int, error) {
 	}
 	return r.Reset, nil
 }
-

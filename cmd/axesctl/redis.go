@@ -142,4 +142,3 @@ func (b *redisBackend) reset(ctx context.Context, t target) (int, error) {
 	}
 	return n, nil
 }
-
