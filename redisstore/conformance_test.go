@@ -20,3 +20,4 @@ func TestConformanceStandalone(t *testing.T) {
 func TestConformanceCluster(t *testing.T) {
 	conformance(t, newCluster(t), Options{})
 }
+

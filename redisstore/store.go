@@ -194,10 +194,11 @@ type Store struct {
 	closed   bool
 
 	// base is the monotonic origin of offset; offset is the server's TIME
-	// minus the milliseconds since base, as observed on the last reply (a
-	// lower bound: the reply may have taken a while to arrive).
+	// minus the milliseconds since base, a lower bound taken from replies
+	// (see observe).
 	base     time.Time
 	offset   atomic.Int64
+	offsetAt atomic.Int64 // mono() when offset was last set
 	offsetOK atomic.Bool
 
 	omu     sync.Mutex                 // protects outage
@@ -633,10 +634,24 @@ func (s *Store) ping(ctx context.Context) error {
 // mono returns the milliseconds since s.base on the monotonic clock.
 func (s *Store) mono() int64 { return time.Since(s.base).Milliseconds() }
 
-// observe records off, a server's TIME minus mono() taken after its reply.
+// observe records off, a server's TIME minus mono() taken after its
+// reply: a lower bound of the true offset, looser the longer the reply
+// took. The store keeps the tightest bound seen, let down by 1ms a second
+// so that a server clock set back is followed.
 func (s *Store) observe(off int64) {
-	s.offset.Store(off)
-	s.offsetOK.Store(true)
+	now := s.mono()
+	for {
+		old := s.offset.Load()
+		v := off
+		if s.offsetOK.Load() {
+			v = max(off, old-(now-s.offsetAt.Load())/1000)
+		}
+		if s.offset.CompareAndSwap(old, v) {
+			s.offsetAt.Store(now)
+			s.offsetOK.Store(true)
+			return
+		}
+	}
 }
 
 // deadline returns ctx's deadline on the server's clock, in milliseconds,
