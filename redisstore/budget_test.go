@@ -185,3 +185,131 @@ func TestSprayWithinBudget(t *testing.T) {
 		t.Errorf("used_memory %d reached maxmemory %d", used, maxmemory)
 	}
 }
+
+// TestSketchRule runs the rule on dimensions that all live in the sketch
+// (a budget too small for any key), in both layouts: with a wide sketch
+// and a handful of keys the cells do not meet, so the answers are the
+// exact store's.
+func TestSketchRule(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		c      func(t *testing.T) redis.UniversalClient
+		spread bool
+	}{
+		{"standalone", func(t *testing.T) redis.UniversalClient { return newClient(t) }, false},
+		{"cluster", func(t *testing.T) redis.UniversalClient { return newCluster(t) }, false},
+		{"cluster-spread", func(t *testing.T) redis.UniversalClient { return newCluster(t) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+			s := mustNew(t, tc.c(t), Options{MaxKeys: 1, SketchWidth: 1 << 16, SpreadSlots: tc.spread, UseRequestTime: true, Timeout: 5 * time.Second})
+			p := axes.Policy{Limit: 3, Cooloff: axes.Fixed(time.Hour), LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}}
+			l := axes.Must(axes.New(p, axes.WithSecret(secret), axes.WithStore(s), axes.WithClock(func() time.Time { return now })))
+			defer l.Close()
+			k := func(i byte) axes.Key { return axes.Key{IP: netip.AddrFrom4([4]byte{192, 0, 2, i}), Username: "u"} }
+
+			// Fail: the limit-th failure locks, for the cooloff.
+			for i := 1; i <= 3; i++ {
+				v := l.Fail(k(1))
+				if v.Failures != i || v.Locked != (i == 3) {
+					t.Fatalf("failure %d: %+v", i, v)
+				}
+			}
+			if v := l.Check(k(1)); !v.Locked || v.RetryAfter != time.Hour {
+				t.Fatalf("locked key: %+v", v)
+			}
+			now = now.Add(time.Hour)
+			if v := l.Check(k(1)); v.Locked {
+				t.Fatalf("after the cooloff: %+v", v)
+			}
+
+			// Reservations: Limit in flight, a success gives one back, a
+			// settled failure counts.
+			var held []axes.Attempt
+			for range 3 {
+				a := l.Begin(k(2))
+				if !a.Allowed() {
+					t.Fatalf("reservation %d refused: %+v", len(held), a.Verdict())
+				}
+				held = append(held, a)
+			}
+			if a := l.Begin(k(2)); a.Allowed() || a.Verdict().Reason != axes.ReasonBusy {
+				t.Fatalf("a fourth reservation: %+v, want busy", a.Verdict())
+			}
+			held[0].Succeed()
+			a := l.Begin(k(2))
+			if !a.Allowed() {
+				t.Fatalf("reservation after a success refused: %+v", a.Verdict())
+			}
+			held[0] = a
+			for i, a := range held {
+				v := a.Fail()
+				if v.Locked != (i == 2) {
+					t.Fatalf("settled failure %d: %+v", i, v)
+				}
+			}
+			if v := l.Check(k(2)); !v.Locked || v.Failures != 3 {
+				t.Fatalf("after 3 settled failures: %+v", v)
+			}
+
+			// Forgetting: failures older than the window are gone.
+			l.Fail(k(3))
+			l.Fail(k(3))
+			now = now.Add(time.Hour)
+			if v := l.Check(k(3)); v.Failures != 0 {
+				t.Fatalf("after the window: %+v", v)
+			}
+			if st := s.Stats(); st.Sketched == 0 || st.Errors != 0 {
+				t.Errorf("stats %+v, want sketched dimensions and no errors", st)
+			}
+		})
+	}
+}
+
+// TestBudgetCount checks the footprint count against the keys a mixed
+// workload leaves: every dimension key counts one, every index set one
+// plus one per member, and resets give their units back.
+func TestBudgetCount(t *testing.T) {
+	c := newClient(t)
+	o := Options{Prefix: prefix(), Timeout: 5 * time.Second}
+	s := mustNew(t, c, o)
+	p := axes.Policy{Limit: 3, LockoutBy: []axes.Fields{axes.IP, axes.Username, axes.IP | axes.Username}, ResetOnSuccess: true}
+	l := axes.Must(axes.New(p, axes.WithSecret(secret), axes.WithStore(s)))
+	defer l.Close()
+	for i := range 60 {
+		k := axes.Key{IP: netip.AddrFrom4([4]byte{10, 9, 0, byte(i % 7)}), Username: "u" + strconv.Itoa(i%5)}
+		switch i % 4 {
+		case 0:
+			a := l.Begin(k)
+			a.Fail()
+		case 1:
+			a := l.Begin(k)
+			a.Succeed()
+		case 2:
+			l.Fail(k)
+		case 3:
+			l.Begin(k)
+		}
+	}
+	l.ResetUsername("u1")
+	l.ResetIP(netip.AddrFrom4([4]byte{10, 9, 0, 2}))
+	ctx := context.Background()
+	keys, err := c.Keys(ctx, globEscape(o.Prefix)+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := 0
+	for _, k := range keys {
+		switch {
+		case strings.HasPrefix(k, s.tag):
+			want++
+		case strings.HasPrefix(k, s.root+"i:"), strings.HasPrefix(k, s.root+"u:"):
+			want += 1 + int(c.SCard(ctx, k).Val())
+		}
+	}
+	bk := s.budgetKeys(axes.Digest{})
+	got, _ := c.HGet(ctx, bk[0], "n").Int()
+	if got != want || want < 10 {
+		t.Errorf("budget counts %d units, the keys hold %d", got, want)
+	}
+}

@@ -129,7 +129,7 @@ type Options struct {
 	// cannot exhaust Redis's memory; keys already held stay exact. Units
 	// are counted by the minute in which they expire, so a key is counted
 	// until at most a minute after it expired. Under SpreadSlots each of
-	// the 256 shards gets MaxKeys/256. Default 1<<20.
+	// the 256 shards gets MaxKeys/256 (rounded down). Default 1<<20.
 	MaxKeys int
 
 	// SketchWidth is the number of cells in each of the sketch's 4 rows
@@ -288,7 +288,7 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	s := &Store{c: c, o: o, log: o.Logger, stop: make(chan struct{}), base: time.Now(),
 		outage: make(map[axes.Digest]outageLock), maxKeys: o.MaxKeys, width: o.SketchWidth}
 	if o.SpreadSlots {
-		s.maxKeys = max((o.MaxKeys+spreadShards-1)/spreadShards, 1)
+		s.maxKeys = o.MaxKeys / spreadShards
 		s.width = max((o.SketchWidth+spreadShards-1)/spreadShards, 1)
 	}
 	if o.SpreadSlots {
