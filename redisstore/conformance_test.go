@@ -20,4 +20,3 @@ func TestConformanceStandalone(t *testing.T) {
 func TestConformanceCluster(t *testing.T) {
 	conformance(t, newCluster(t), Options{})
 }
-

@@ -654,17 +654,24 @@ func (s *Store) observe(off int64) {
 	}
 }
 
-// deadline returns ctx's deadline on the server's clock, in milliseconds,
-// or 0 if no offset has been observed yet. It is early by the time the
-// last observed reply took to arrive, so a script that starts before it
-// started before the store gave up.
+// deadline returns the last instant, on the server's clock in
+// milliseconds, at which a script may start for the caller waiting on ctx,
+// or 0 if no offset has been observed yet: ctx's deadline less a fifth of
+// the timeout, and early by the time the best observed reply took to
+// arrive, so a script that starts before it started well before the store
+// gave up.
 func (s *Store) deadline(ctx context.Context) int64 {
 	dl, ok := ctx.Deadline()
 	if !ok || !s.offsetOK.Load() {
 		return 0
 	}
-	return dl.Sub(s.base).Milliseconds() + s.offset.Load()
+	return dl.Sub(s.base).Milliseconds() - int64(s.o.Timeout/deadlineMargin/time.Millisecond) + s.offset.Load()
 }
+
+// deadlineMargin keeps the last fifth of Options.Timeout for the reply: a
+// script that starts later than that could not answer in time, and would
+// take effect for a caller that has given up.
+const deadlineMargin = 5
 
 // Close stops the probe and waits for it. It does not close the client,
 // which belongs to the caller. It is idempotent.
