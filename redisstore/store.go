@@ -11,6 +11,12 @@
 // updated atomically together, even on Cluster (where axes state then lives
 // in one slot); see Options.SpreadSlots for the other layout.
 //
+// The store budgets its own footprint (Options.MaxKeys): a dimension seen
+// for the first time once the budget is spent is kept in a count-min
+// sketch (Options.SketchWidth) that may over-count it, never under-count
+// it, so that a spray of new keys cannot exhaust Redis's memory. Use
+// maxmemory-policy noeviction: every other policy may evict lockout keys.
+//
 // Keys hold the limiter's keyed digests, never usernames or IPs (except
 // the identity of current locks, for Lockouts): every server must use the
 // same axes.WithSecret, and Options.Secret lets the store detect a server
