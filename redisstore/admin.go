@@ -88,7 +88,8 @@ func (s *Store) ResetField(f axes.Fields, k axes.Digest) (int, error) {
 	ctx, cancel := s.adminContext()
 	defer cancel()
 	if !s.o.SpreadSlots {
-		n, err := resetIndexScript.Run(ctx, s.c, []string{s.indexKey(f, k)}).Int()
+		bk := s.budgetKeys(k)
+		n, err := resetIndexScript.Run(ctx, s.c, []string{bk[0], bk[1], s.indexKey(f, k)}, budgetGrain, ms(s.o.MaxTTL)).Int()
 		if err != nil {
 			s.n.errors.Add(1)
 		}
@@ -104,7 +105,8 @@ func (s *Store) ResetField(f axes.Fields, k axes.Digest) (int, error) {
 		pipe := c.Pipeline()
 		cmds := make([]*redis.Cmd, len(keys))
 		for i, key := range keys {
-			cmds[i] = resetIfScript.Eval(ctx, pipe, []string{key}, field, hexd)
+			bk := s.budgetKeys(parseDigest(key[len(s.tag):]))
+			cmds[i] = resetIfScript.Eval(ctx, pipe, []string{bk[0], bk[1], key}, budgetGrain, ms(s.o.MaxTTL), field, hexd)
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return err
@@ -219,9 +221,12 @@ func (s *Store) Lockouts(now time.Time) ([]axes.Lockout, error) {
 	return out, nil
 }
 
-// parseDigest reads the digest from the end of a dimension key.
+// parseDigest reads the digest from the end of a dimension key, after
+// its shard's hash tag under SpreadSlots.
 func parseDigest(s string) axes.Digest {
-	s = strings.Trim(s, "{}")
+	if i := strings.IndexByte(s, '}'); i >= 0 {
+		s = s[i+1:]
+	}
 	if len(s) != 32 {
 		return axes.Digest{}
 	}

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -65,10 +66,30 @@ func (s *server) kill() {
 	}
 }
 
+// signal sends sig to the server; for SIGSTOP it returns once the
+// process is stopped (where /proc tells), so that no command sent after
+// it can still run before the pause.
 func (s *server) signal(sig os.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	stat := "/proc/" + strconv.Itoa(s.cmd.Process.Pid) + "/stat"
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return // no /proc
+		}
+		// The state follows the command name in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+			return
+		}
+		runtime_Gosched()
+	}
+	s.t.Fatal("redis-server did not stop")
 }
 
 // timed runs f and fails the test if it took longer than bound.

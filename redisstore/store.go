@@ -11,6 +11,12 @@
 // updated atomically together, even on Cluster (where axes state then lives
 // in one slot); see Options.SpreadSlots for the other layout.
 //
+// The store budgets its own footprint (Options.MaxKeys): a dimension seen
+// for the first time once the budget is spent is kept in a count-min
+// sketch (Options.SketchWidth) that may over-count it, never under-count
+// it, so that a spray of new keys cannot exhaust Redis's memory. Use
+// maxmemory-policy noeviction: every other policy may evict lockout keys.
+//
 // Keys hold the limiter's keyed digests, never usernames or IPs (except
 // the identity of current locks, for Lockouts): every server must use the
 // same axes.WithSecret, and Options.Secret lets the store detect a server
@@ -48,7 +54,9 @@ const (
 	// unavailable. The local store keeps the locks this server has seen
 	// Redis report, so that clients known to be locked stay locked, and it
 	// counts the failures of the outage by itself. Locks that start during
-	// the outage are not written to Redis when it recovers.
+	// the outage (up to LocalMaxEntries of them) are written to Redis when
+	// it answers again, before any other decision, so that they keep
+	// refusing until they end, on every server.
 	FallbackLocal FailureMode = iota
 	// FailClosed returns an error: the limiter refuses every attempt with
 	// axes.ReasonUnavailable until Redis recovers.
@@ -113,10 +121,32 @@ type Options struct {
 	Secret []byte
 
 	// RefuseEvictingPolicy makes New fail when a server's maxmemory-policy
-	// is allkeys-*, which may evict lockout keys. By default New only logs
-	// a warning. A server that refuses CONFIG (managed Redis) is logged
-	// and accepted.
+	// is not noeviction. Every axes key has a TTL, so volatile-* policies
+	// evict lockout keys as allkeys-* do. By default New only logs a
+	// warning. A server that refuses CONFIG (managed Redis) is logged and
+	// accepted.
 	RefuseEvictingPolicy bool
+
+	// MaxKeys is the footprint budget: how many keys and index set members
+	// the store may hold in Redis (each dimension key counts one; with the
+	// default layout each index set counts one plus one per member). A
+	// dimension seen for the first time while the budget is spent is kept
+	// in the sketch instead (see SketchWidth), so that a spray of new keys
+	// cannot exhaust Redis's memory; keys already held stay exact. Units
+	// are counted by the minute in which they expire, so a key is counted
+	// until at most a minute after it expired. Under SpreadSlots each of
+	// the 256 shards gets MaxKeys/256 (rounded down). Default 1<<20.
+	MaxKeys int
+
+	// SketchWidth is the number of cells in each of the sketch's 4 rows
+	// (24 bytes a cell, so the default takes 1.5 MiB). The sketch keeps the
+	// dimensions the budget cannot: a count-min sketch whose cells hold
+	// failures, reservations, the last failure and the lock end, so that a
+	// dimension in it may be over-counted (it shares its cells with others)
+	// but never under-counted. Wider means fewer false lockouts when a
+	// spray fills the budget. Under SpreadSlots each shard gets
+	// SketchWidth/256 cells a row. Default 1<<14.
+	SketchWidth int
 
 	// MaxTTL bounds the TTL of every key. A lock with no end (axes.Forever)
 	// is kept this long. Default 365 days.
@@ -146,6 +176,8 @@ type Stats struct {
 	Fallbacks    uint64 // decisions made without Redis (by OnFailure)
 	RoundTrips   uint64 // round trips made for decisions
 	UndoRaces    uint64 // SpreadSlots: undos skipped because a dimension was written in between
+	Sketched     uint64 // dimension decisions kept in the sketch because the budget was spent
+	OutageLocks  uint64 // locks started during an outage and written to Redis on recovery
 }
 
 // Store is an axes.Store on Redis. Create it with New; its methods are
@@ -167,9 +199,31 @@ type Store struct {
 	wg       sync.WaitGroup
 	closed   bool
 
+	// base is the monotonic origin of offset; offset is the server's TIME
+	// minus the milliseconds since base, a lower bound taken from replies
+	// (see observe).
+	base     time.Time
+	offset   atomic.Int64
+	offsetAt atomic.Int64 // mono() when offset was last set
+	offsetOK atomic.Bool
+
+	omu     sync.Mutex                 // protects outage
+	outage  map[axes.Digest]outageLock // FallbackLocal: locks started while degraded
+	pending atomic.Int64               // len(outage)
+
+	maxKeys, width int // per shard
+
 	n struct {
-		degradations, recoveries, errors, fallbacks, trips, races atomic.Uint64
+		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64
 	}
+}
+
+// outageLock is a lock the local store started during an outage, to be
+// written to Redis on recovery.
+type outageLock struct {
+	dim      axes.Dim
+	end      time.Time // on the limiter's clock; zero for a lock with no end
+	identity axes.Identity
 }
 
 // ErrSecretMismatch is returned by New when Options.Secret does not match
@@ -222,10 +276,27 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.MaxKeys == 0 {
+		o.MaxKeys = 1 << 20
+	}
+	if o.MaxKeys < 0 {
+		return nil, fmt.Errorf("redisstore: MaxKeys must be positive, got %d", o.MaxKeys)
+	}
+	if o.SketchWidth == 0 {
+		o.SketchWidth = 1 << 14
+	}
+	if o.SketchWidth < 0 || o.SketchWidth > 1<<24 {
+		return nil, fmt.Errorf("redisstore: SketchWidth must be in [1, 1<<24], got %d", o.SketchWidth)
+	}
 	if err := checkContextTimeouts(c); err != nil {
 		return nil, err
 	}
-	s := &Store{c: c, o: o, log: o.Logger, stop: make(chan struct{})}
+	s := &Store{c: c, o: o, log: o.Logger, stop: make(chan struct{}), base: time.Now(),
+		outage: make(map[axes.Digest]outageLock), maxKeys: o.MaxKeys, width: o.SketchWidth}
+	if o.SpreadSlots {
+		s.maxKeys = o.MaxKeys / spreadShards
+		s.width = max((o.SketchWidth+spreadShards-1)/spreadShards, 1)
+	}
 	if o.SpreadSlots {
 		s.root = o.Prefix
 		s.tag = o.Prefix + "d:"
@@ -271,6 +342,14 @@ func checkContextTimeouts(c redis.UniversalClient) error {
 
 var errEvicting = errors.New("redisstore: maxmemory-policy may evict lockout keys")
 
+// spreadShards is the number of hash tags under SpreadSlots; each has its
+// own budget and sketch.
+const spreadShards = 256
+
+// budgetGrain is the granularity of the footprint count: units are counted
+// by the minute in which they expire.
+const budgetGrain = 60_000
+
 // startChecks checks the eviction policy and the secret verifier.
 func (s *Store) startChecks() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*s.o.Timeout)
@@ -285,11 +364,11 @@ func (s *Store) startChecks() error {
 			}
 			return err
 		}
-		if p := v["maxmemory-policy"]; strings.HasPrefix(p, "allkeys-") {
+		if p := v["maxmemory-policy"]; p != "noeviction" {
 			if s.o.RefuseEvictingPolicy {
-				return fmt.Errorf("%w: %s has %s (use volatile-* or noeviction)", errEvicting, c.Options().Addr, p)
+				return fmt.Errorf("%w: %s has %s (use noeviction and size maxmemory for Options.MaxKeys)", errEvicting, c.Options().Addr, p)
 			}
-			s.log.Warn("redisstore: maxmemory-policy may evict lockout keys; use volatile-* or noeviction", "addr", c.Options().Addr, "policy", p)
+			s.log.Warn("redisstore: maxmemory-policy may evict lockout keys (every axes key has a TTL, so volatile-* evicts them too); use noeviction and size maxmemory for Options.MaxKeys", "addr", c.Options().Addr, "policy", p)
 		}
 		return nil
 	}
@@ -303,6 +382,9 @@ func (s *Store) startChecks() error {
 		err = c.ForEachShard(ctx, check)
 	}
 	if err != nil {
+		return err
+	}
+	if err := s.ping(ctx); err != nil {
 		return err
 	}
 	if s.o.Secret == nil {
@@ -332,6 +414,13 @@ func (s *Store) Apply(req *axes.Request) error {
 	}
 	if s.degraded.Load() {
 		return s.fallback(req)
+	}
+	if s.pending.Load() > 0 {
+		if err := s.flushOutage(req.Now); err != nil {
+			s.n.errors.Add(1)
+			s.fail(err)
+			return s.fallback(req)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	err := s.apply(ctx, req)
@@ -376,7 +465,11 @@ func (s *Store) fallback(req *axes.Request) error {
 	s.n.fallbacks.Add(1)
 	switch s.o.OnFailure {
 	case FallbackLocal:
-		return s.local.Apply(req)
+		err := s.local.Apply(req)
+		if err == nil {
+			s.recordOutage(req)
+		}
+		return err
 	case FailOpen:
 		for i := range req.Dims {
 			req.Dims[i].Outcome = axes.Outcome{}
@@ -387,6 +480,72 @@ func (s *Store) fallback(req *axes.Request) error {
 }
 
 var errUnavailable = errors.New("redisstore: Redis is unavailable")
+
+// recordOutage keeps the locks the local store started (or extended) for
+// req, to write them to Redis on recovery.
+func (s *Store) recordOutage(req *axes.Request) {
+	for i := range req.Dims {
+		d := &req.Dims[i]
+		o := &d.Outcome
+		if !o.Locked {
+			continue
+		}
+		var end time.Time
+		if o.Remaining != axes.Indefinite {
+			end = req.Now.Add(o.Remaining)
+		}
+		s.omu.Lock()
+		old, ok := s.outage[d.Digest]
+		if o.Started || ok {
+			if ok && (old.end.IsZero() || (!end.IsZero() && old.end.After(end))) {
+				end = old.end
+			}
+			if ok || len(s.outage) < s.o.LocalMaxEntries {
+				id := req.Identity
+				id.Username = strings.Clone(id.Username)
+				id.UserAgent = strings.Clone(id.UserAgent)
+				dim := axes.Dim{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}
+				s.outage[d.Digest] = outageLock{dim: dim, end: end, identity: id}
+				s.pending.Store(int64(len(s.outage)))
+			}
+		}
+		s.omu.Unlock()
+	}
+}
+
+// flushOutage writes the locks started during an outage to Redis, each as
+// a failure that starts or extends the dimension's lock to the same end.
+// Concurrent decisions wait for it, so none is decided on Redis before
+// the locks are there.
+func (s *Store) flushOutage(now time.Time) error {
+	s.omu.Lock()
+	defer s.omu.Unlock()
+	for k, ol := range s.outage {
+		rem := axes.Indefinite
+		win := time.Hour
+		if !ol.end.IsZero() {
+			rem = ol.end.Sub(now)
+			win = max(rem, time.Second)
+		}
+		if rem <= 0 {
+			delete(s.outage, k)
+			continue
+		}
+		r := axes.Rule{Limit: 1, Window: win, Cooloff: rem, Extend: true, ReserveTimeout: axes.DefaultReserveTimeout}
+		req := axes.Request{Op: axes.OpFail, Now: now, Rule: &r, Dims: []axes.Dim{ol.dim}, Identity: ol.identity}
+		ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+		err := s.apply(ctx, &req)
+		cancel()
+		if err != nil {
+			s.pending.Store(int64(len(s.outage)))
+			return err
+		}
+		delete(s.outage, k)
+		s.n.outageLocks.Add(1)
+	}
+	s.pending.Store(int64(len(s.outage)))
+	return nil
+}
 
 // fail marks Redis unavailable and starts the probe.
 func (s *Store) fail(err error) {
@@ -450,12 +609,75 @@ func (s *Store) probe() {
 	}
 }
 
+// ping asks every master for its TIME, and takes the offset of the
+// servers' clocks from the replies.
 func (s *Store) ping(ctx context.Context) error {
-	if c, ok := s.c.(*redis.ClusterClient); ok {
-		return c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.Ping(ctx).Err() })
+	var mu sync.Mutex
+	lowest, seen := int64(math.MaxInt64), false
+	ask := func(ctx context.Context, c redis.Cmdable) error {
+		t, err := c.Time(ctx).Result()
+		if err != nil {
+			return err
+		}
+		off := t.UnixMilli() - s.mono()
+		mu.Lock()
+		lowest, seen = min(lowest, off), true
+		mu.Unlock()
+		return nil
 	}
-	return s.c.Ping(ctx).Err()
+	var err error
+	if c, ok := s.c.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return ask(ctx, c) })
+	} else {
+		err = ask(ctx, s.c)
+	}
+	if err == nil && seen {
+		s.observe(lowest)
+	}
+	return err
 }
+
+// mono returns the milliseconds since s.base on the monotonic clock.
+func (s *Store) mono() int64 { return time.Since(s.base).Milliseconds() }
+
+// observe records off, a server's TIME minus mono() taken after its
+// reply: a lower bound of the true offset, looser the longer the reply
+// took. The store keeps the tightest bound seen, let down by 1ms a second
+// so that a server clock set back is followed.
+func (s *Store) observe(off int64) {
+	now := s.mono()
+	for {
+		old := s.offset.Load()
+		v := off
+		if s.offsetOK.Load() {
+			v = max(off, old-(now-s.offsetAt.Load())/1000)
+		}
+		if s.offset.CompareAndSwap(old, v) {
+			s.offsetAt.Store(now)
+			s.offsetOK.Store(true)
+			return
+		}
+	}
+}
+
+// deadline returns the last instant, on the server's clock in
+// milliseconds, at which a script may start for the caller waiting on ctx,
+// or 0 if no offset has been observed yet: ctx's deadline less a fifth of
+// the timeout, and early by the time the best observed reply took to
+// arrive, so a script that starts before it started well before the store
+// gave up.
+func (s *Store) deadline(ctx context.Context) int64 {
+	dl, ok := ctx.Deadline()
+	if !ok || !s.offsetOK.Load() {
+		return 0
+	}
+	return dl.Sub(s.base).Milliseconds() - int64(s.o.Timeout/deadlineMargin/time.Millisecond) + s.offset.Load()
+}
+
+// deadlineMargin keeps the last fifth of Options.Timeout for the reply: a
+// script that starts later than that could not answer in time, and would
+// take effect for a caller that has given up.
+const deadlineMargin = 5
 
 // Close stops the probe and waits for it. It does not close the client,
 // which belongs to the caller. It is idempotent.
@@ -482,12 +704,15 @@ func (s *Store) Stats() Stats {
 		Fallbacks:    s.n.fallbacks.Load(),
 		RoundTrips:   s.n.trips.Load(),
 		UndoRaces:    s.n.races.Load(),
+		Sketched:     s.n.sketched.Load(),
+		OutageLocks:  s.n.outageLocks.Load(),
 	}
 }
 
 // StoreStats implements axes.StatsReporter, so that the limiter's Stats
 // shows the degradation. Entries counts the local fallback store's entries
-// only: counting Redis keys would need a scan.
+// only: counting Redis keys would need a scan. Overflows counts the
+// dimension decisions kept in the sketch (Stats.Sketched).
 func (s *Store) StoreStats() axes.StoreStats {
 	var st axes.StoreStats
 	if sr, ok := s.local.(axes.StatsReporter); ok {
@@ -495,21 +720,52 @@ func (s *Store) StoreStats() axes.StoreStats {
 	}
 	st.Degraded = s.degraded.Load()
 	st.Degradations = s.n.degradations.Load()
+	st.Overflows += s.n.sketched.Load()
 	return st
 }
 
 // Degraded reports whether Redis is unavailable now.
 func (s *Store) Degraded() bool { return s.degraded.Load() }
 
-// key returns the dimension key of d.
+// key returns the dimension key of d: under SpreadSlots it carries the
+// hash tag of d's shard.
 func (s *Store) key(d axes.Digest) string {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], d.Hi)
 	binary.BigEndian.PutUint64(b[8:], d.Lo)
 	if s.o.SpreadSlots {
-		return s.tag + "{" + hex.EncodeToString(b[:]) + "}"
+		return s.tag + s.shardTag(d) + hex.EncodeToString(b[:])
 	}
 	return s.tag + hex.EncodeToString(b[:])
+}
+
+// shardTag returns the hash tag of d's shard under SpreadSlots, such as
+// "{3f}".
+func (s *Store) shardTag(d axes.Digest) string {
+	const digits = "0123456789abcdef"
+	b := byte(d.Hi >> 56)
+	return string([]byte{'{', digits[b>>4], digits[b&15], '}'})
+}
+
+// budgetKeys returns the budget hash, the budget minutes and the sketch
+// in the slot of d's key.
+func (s *Store) budgetKeys(d axes.Digest) [3]string {
+	r := s.root
+	if s.o.SpreadSlots {
+		r = s.o.Prefix + s.shardTag(d)
+	}
+	return [3]string{r + "b", r + "bz", r + "s"}
+}
+
+// columns returns d's sketch cell in each of the 4 rows.
+func (s *Store) columns(d axes.Digest) [4]uint64 {
+	w := uint64(s.width)
+	return [4]uint64{
+		(d.Lo & 0xffffffff) % w,
+		(d.Lo >> 32) % w,
+		(d.Hi & 0xffffffff) % w,
+		((d.Hi >> 32) & 0xffffff) % w,
+	}
 }
 
 // indexKey returns the index set of field f with digest d (one-slot
@@ -548,8 +804,8 @@ func fromMS(v int64) time.Duration {
 	return time.Duration(v) * time.Millisecond
 }
 
-// ruleArgs appends the script's arguments 3..14 and the tiers.
-func (s *Store) header(req *axes.Request, now int64, n int, phase int, token string, ext int, applied bool) []any {
+// header returns the script's arguments up to the tiers.
+func (s *Store) header(req *axes.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
 	r := req.Rule
 	b := func(v bool) string {
 		if v {
@@ -566,11 +822,11 @@ func (s *Store) header(req *axes.Request, now int64, n int, phase int, token str
 	if id.IP.IsValid() {
 		ip = id.IP.String()
 	}
-	args := make([]any, 0, 23+2*len(r.Tiers)+6*n)
+	args := make([]any, 0, 27+2*len(r.Tiers)+10*n)
 	args = append(args, int(req.Op), now, r.Limit, ms(r.Window), ms(r.Cooloff), factor,
 		ms(r.MaxCooloff), r.JitterScale, ms(r.Decay), b(r.Extend), b(r.ObserveOnly),
 		b(r.ResetOnSuccess), ms(r.ReserveTimeout), ms(s.o.MaxTTL), n, ip, id.Username, id.UserAgent,
-		phase, token, ext, b(applied), len(r.Tiers))
+		phase, token, ext, b(applied), deadline, s.maxKeys, s.width, budgetGrain, len(r.Tiers))
 	for _, t := range r.Tiers {
 		args = append(args, t.Failures, ms(t.Cooloff))
 	}
@@ -605,7 +861,8 @@ func (s *Store) dimArgs(args []any, keys []string, d *axes.Dim, index bool) ([]a
 			uk = d.UserKey.String()
 		}
 	}
-	return append(args, d.Gen, int(d.Fields), ipPos, userPos, ik, uk), keys
+	c := s.columns(d.Digest)
+	return append(args, d.Gen, int(d.Fields), ipPos, userPos, ik, uk, c[0], c[1], c[2], c[3]), keys
 }
 
 // apply runs req on Redis.
@@ -620,11 +877,13 @@ func (s *Store) apply(ctx context.Context, req *axes.Request) error {
 		return s.applySpread(ctx, req)
 	}
 	n := len(req.Dims)
-	keys := make([]string, n, 3*n)
+	bk := s.budgetKeys(req.Dims[0].Digest)
+	keys := make([]string, 3+n, 3+3*n)
+	copy(keys, bk[:])
 	for i := range req.Dims {
-		keys[i] = s.key(req.Dims[i].Digest)
+		keys[3+i] = s.key(req.Dims[i].Digest)
 	}
-	args := s.header(req, s.now(req), n, 1, "", 0, false)
+	args := s.header(req, s.now(req), n, 1, "", 0, false, s.deadline(ctx))
 	for i := range req.Dims {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
@@ -633,8 +892,26 @@ func (s *Store) apply(ctx context.Context, req *axes.Request) error {
 	if err != nil {
 		return err
 	}
-	_, err = parseReply(v, req.Dims, nil)
+	info := make([]dimInfo, n)
+	_, err = parseReply(v, req.Dims, info)
+	if err == nil {
+		s.noteReply(info)
+	}
 	return err
+}
+
+// noteReply takes the clock offset from the server's TIME in a reply
+// just received, and counts the dimensions kept in the sketch.
+func (s *Store) noteReply(info []dimInfo) {
+	if len(info) == 0 {
+		return
+	}
+	s.observe(info[0].server - s.mono())
+	for i := range info {
+		if info[i].sketched {
+			s.n.sketched.Add(1)
+		}
+	}
 }
 
 // run runs a script with EVALSHA, loading it on NOSCRIPT.
@@ -649,15 +926,15 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args [
 
 // dimInfo is what the script reports of one dimension beyond its Outcome.
 type dimInfo struct {
-	lockedBefore, applied, raced bool
-	now                          int64
+	lockedBefore, applied, raced, sketched bool
+	now, server                            int64 // the script's timeline and the server's TIME
 }
 
 // parseReply fills the outcomes of dims from a script reply and, if info
 // is not nil, the extra flags. It reports whether the script refused.
 func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 2+10*len(dims) {
+	if !ok || len(a) != 3+11*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
 	}
 	iv := make([]int64, len(a))
@@ -670,7 +947,7 @@ func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 	}
 	refused := iv[1] == 1
 	for i := range dims {
-		r := iv[2+10*i:]
+		r := iv[3+11*i:]
 		o := &dims[i].Outcome
 		*o = axes.Outcome{
 			Failures: int(r[0]),
@@ -685,7 +962,7 @@ func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 		}
 		dims[i].Gen = uint32(r[6])
 		if info != nil {
-			info[i] = dimInfo{lockedBefore: r[7] == 1, applied: r[8] == 1, raced: r[9] == 1, now: iv[0]}
+			info[i] = dimInfo{lockedBefore: r[7] == 1, applied: r[8] == 1, raced: r[9] == 1, sketched: r[10] == 1, now: iv[0], server: iv[2]}
 		}
 	}
 	return refused, nil
@@ -706,8 +983,9 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 	info := make([]dimInfo, n)
 	call := func(pipe redis.Pipeliner, i int, phase, ext int, applied bool, now int64) *redis.Cmd {
 		d := &req.Dims[i]
-		args := s.header(req, now, 1, phase, token, ext, applied)
-		args, keys := s.dimArgs(args, []string{s.key(d.Digest)}, d, false)
+		args := s.header(req, now, 1, phase, token, ext, applied, s.deadline(ctx))
+		bk := s.budgetKeys(d.Digest)
+		args, keys := s.dimArgs(args, []string{bk[0], bk[1], bk[2], s.key(d.Digest)}, d, false)
 		return applyScript.EvalSha(ctx, pipe, keys, args...)
 	}
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
@@ -729,6 +1007,7 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 		anyRefused = anyRefused || refused
 		anyLocked = anyLocked || info[i].lockedBefore
 	}
+	s.noteSpread(info)
 	if token == "" || !anyRefused {
 		return nil
 	}
@@ -765,12 +1044,29 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 			if in[0].raced {
 				s.n.races.Add(1)
 			}
+			s.noteSpread(in[:])
 		}
 	}
 	for i := range req.Dims {
 		req.Dims[i].Outcome.Refused = true
 	}
 	return nil
+}
+
+// noteSpread is noteReply for the replies of a pipeline, possibly from
+// several servers: it keeps the lowest offset.
+func (s *Store) noteSpread(info []dimInfo) {
+	if len(info) == 0 {
+		return
+	}
+	lowest := info[0].server
+	for i := range info {
+		lowest = min(lowest, info[i].server)
+		if info[i].sketched {
+			s.n.sketched.Add(1)
+		}
+	}
+	s.observe(lowest - s.mono())
 }
 
 // pipeline runs the commands that fill adds in one round trip, loading the
@@ -803,12 +1099,15 @@ func (s *Store) pipeline(ctx context.Context, fill func(redis.Pipeliner) []*redi
 	}
 }
 
-// reset deletes the dimensions of req.
+// reset deletes the dimensions of req, and their units of the budget. It
+// cannot take them out of the sketch.
 func (s *Store) reset(ctx context.Context, req *axes.Request) error {
 	s.n.trips.Add(1)
 	_, err := s.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i := range req.Dims {
-			pipe.Del(ctx, s.key(req.Dims[i].Digest))
+			d := req.Dims[i].Digest
+			bk := s.budgetKeys(d)
+			deleteScript.Eval(ctx, pipe, []string{bk[0], bk[1], s.key(d)}, budgetGrain, ms(s.o.MaxTTL))
 			req.Dims[i].Outcome = axes.Outcome{}
 		}
 		return nil
