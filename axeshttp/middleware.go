@@ -25,6 +25,7 @@ type config struct {
 	maxBody     int64
 	status      int
 	lockout     func(http.ResponseWriter, *http.Request, axes.Verdict)
+	alwaysJSON  bool
 	success     func(int) bool
 	passThrough []string
 	rlName      string
@@ -80,6 +81,12 @@ func LockoutStatus(code int) Option {
 		c.status = code
 	}
 }
+
+// LockoutJSON makes the default lockout response JSON whatever the request
+// accepts, for APIs. Without it the response is JSON when the Accept header
+// ranks JSON at least as high as HTML or, when Accept names neither (absent,
+// or only "*/*"), when the request's body is JSON; HTML otherwise.
+func LockoutJSON() Option { return func(c *config) { c.alwaysJSON = true } }
 
 // LockoutHandler replaces the lockout response: h is called for every
 // refused attempt with its verdict, and writes the whole response. It should

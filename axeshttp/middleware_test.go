@@ -715,7 +715,11 @@ func TestWantsJSON(t *testing.T) {
 		{"", "application/problem+json; charset=utf-8", true},
 		{"application/json", "", true},
 		{"text/html", "application/json", false},
-		{"*/*", "application/json", false},
+		{"*/*", "application/json", true}, // curl's and fetch()'s default is no preference
+		{"*/*", "", false},
+		{"*/*", "application/x-www-form-urlencoded", false},
+		{"*/*;q=0.8, text/plain", "application/json", true},
+		{"*/*, text/html;q=0.1", "application/json", false},
 		{"text/html;q=0.5, application/json", "", true},
 		{"text/html, application/json;q=0.9", "", false},
 		{"application/json;q=0", "", false},
@@ -851,3 +855,21 @@ func BenchmarkMiddleware(b *testing.B) {
 }
 
 var sinkString string
+
+func TestLockoutJSONOption(t *testing.T) {
+	lim := axes.Must(axes.New(axes.Policy{Limit: 1}))
+	defer lim.Close()
+	h := Must(New(lim, LockoutJSON()))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	for i := range 2 {
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader("username=bob"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Accept", "text/html")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if i == 1 && (w.Code != http.StatusTooManyRequests || w.Header().Get("Content-Type") != "application/json") {
+			t.Errorf("lockout: %d %q", w.Code, w.Header().Get("Content-Type"))
+		}
+	}
+}

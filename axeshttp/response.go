@@ -48,7 +48,7 @@ func (c *config) defaultLockout(w http.ResponseWriter, r *http.Request, v axes.V
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if wantsJSON(r) {
+	if c.alwaysJSON || wantsJSON(r) {
 		h.Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		writeJSON(w, lockoutJSON{Error: code, Message: title + ". " + msg, RetryAfter: retry})
@@ -93,13 +93,17 @@ func humanSeconds(s int64) string {
 }
 
 // wantsJSON reports whether the client prefers JSON to HTML: its Accept
-// header ranks a JSON type at least as high as HTML, or, without Accept, it
-// sent JSON.
+// header ranks a JSON type at least as high as HTML, or, when Accept names
+// neither (absent, or only wildcards such as the "*/*" of curl and fetch),
+// it sent JSON.
 func wantsJSON(r *http.Request) bool {
 	accept := r.Header.Values("Accept")
-	if len(accept) == 0 {
+	sentJSON := func() bool {
 		ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		return isJSONType(ct)
+	}
+	if len(accept) == 0 {
+		return sentJSON()
 	}
 	var jsonQ, htmlQ float64
 	n := 0
@@ -116,6 +120,9 @@ func wantsJSON(r *http.Request) bool {
 				htmlQ = max(htmlQ, q)
 			}
 		}
+	}
+	if jsonQ == 0 && htmlQ == 0 {
+		return sentJSON()
 	}
 	return jsonQ > 0 && jsonQ >= htmlQ
 }
