@@ -4,16 +4,16 @@
 # $AXES_RELEASE_VERSION (default v0.1.0, the version the nested modules require
 # of the root) of each published module from a file-system proxy, then, outside
 # the workspace (GOWORK=off) and with an empty module cache:
-#   - a new module runs `go get` of the root and of redisstore, builds and runs a
-#     program that uses axes, axeshttp and redisstore, and its `go mod tidy`
-#     finds every module at a version a go.mod requires (no search for
-#     packages that no requirement provides);
+#   - a new module runs `go get` of redisstore alone, then of the root, and its
+#     `go mod tidy` finds every module at a version some go.mod requires (no
+#     search for a module providing a package); it then runs a program that
+#     uses axes, axeshttp and redisstore;
 #   - `go install github.com/axes-go/axes/cmd/axesdemo@VERSION` succeeds (it is
 #     refused if the command's go.mod has a replace directive) and the installed
 #     demo runs its simulated attack;
-#   - cmd/axesdemo, which has no replace directive, is tidy against the
-#     provisional versions (apart from go.sum lines for them, which can only be
-#     recorded once they are tagged: see RELEASING.md).
+#   - each workspace module without a replace directive (cmd/axesdemo) is tidy
+#     against the provisional versions, apart from go.sum lines for them, which
+#     can only be recorded once they are tagged (see RELEASING.md).
 # Third-party modules come from the local module cache, then the usual proxy;
 # only github.com/axes-go/axes/... skips the checksum database.
 set -euo pipefail
@@ -22,6 +22,12 @@ REPO=$PWD
 VERSION=${AXES_RELEASE_VERSION:-v0.1.0}
 MOD=github.com/axes-go/axes
 PUBLISHED=(. redisstore cmd/axesdemo) # module directories users fetch
+
+# Workspace modules, other than the root, that have no replace directive.
+NOREPLACE=()
+while read -r dir; do
+	if [ "$dir" != "$REPO" ] && ! grep -q '^replace' "$dir/go.mod"; then NOREPLACE+=("$dir"); fi
+done < <(go list -m -f '{{.Dir}}')
 
 tmp=$(mktemp -d)
 trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' EXIT
@@ -40,7 +46,9 @@ export GONOSUMDB=$MOD GOPRIVATE= GONOPROXY= GOTOOLCHAIN=local
 mkdir "$tmp/consumer"
 cd "$tmp/consumer"
 go mod init example.com/consumer >/dev/null 2>&1
-go get "$MOD@$VERSION" "$MOD/redisstore@$VERSION"
+# One at a time, as users do: redisstore alone must bring a root it can use.
+go get "$MOD/redisstore@$VERSION"
+go get "$MOD@$VERSION"
 cat >main.go <<'GO'
 package main
 
@@ -96,16 +104,21 @@ go install "$MOD/cmd/axesdemo@$VERSION"
 report=$("$GOBIN/axesdemo" -attack) # the simulated attack, on a loopback port
 printf '%s\n' "$report" | grep '^Limit held' || { printf '%s\n' "$report"; exit 1; }
 
-# 4. cmd/axesdemo resolves the root and redisstore through the provisional
-# proxy: its go.mod must be tidy; its go.sum may only lack their lines.
-cd "$REPO/cmd/axesdemo"
-if diff=$(go mod tidy -diff); then
-	diff=
-elif [ -z "$diff" ]; then
-	echo "go mod tidy failed in cmd/axesdemo"; exit 1
-fi
-extra=$(printf '%s\n' "$diff" | grep -E '^[-+][^-+]' | grep -vE "^\+$MOD(/redisstore)? $VERSION(/go\.mod)? h1:" || true)
-if [ -n "$extra" ]; then
-	echo "cmd/axesdemo is not tidy:"; printf '%s\n' "$diff"; exit 1
-fi
-echo "cmd/axesdemo: tidy"
+# 4. Workspace modules without a replace directive (cmd/axesdemo) resolve the
+# root and redisstore through the provisional proxy: their go.mod must be
+# tidy, and their go.sum may lack only the lines of the provisional versions.
+# .ci/run checks the root and the modules with a replace directive.
+for dir in "${NOREPLACE[@]}"; do
+	cd "$dir"
+	if diff=$(go mod tidy -diff); then
+		diff=
+	elif [ -z "$diff" ]; then
+		echo "go mod tidy failed in $dir"; exit 1
+	fi
+	extra=$(printf '%s\n' "$diff" | grep -E '^[-+][^-+]' |
+		grep -vE "^\+$MOD(/redisstore)? $VERSION(/go\.mod)? h1:" || true)
+	if [ -n "$extra" ]; then
+		echo "$dir is not tidy:"; printf '%s\n' "$diff"; exit 1
+	fi
+	echo "${dir#"$REPO"/}: tidy"
+done
