@@ -3,7 +3,7 @@ module github.com/axes-go/axes/benchmarks
 go 1.26.0
 
 require (
-	github.com/axes-go/axes v0.0.0-00010101000000-000000000000
+	github.com/axes-go/axes v0.1.0
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/maypok86/otter/v2 v2.4.0
 	github.com/patrickmn/go-cache v2.1.0+incompatible
@@ -19,4 +19,7 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 )
 
+// For development outside the workspace (GOWORK=off) only: builds that use
+// this module as a dependency ignore replace directives and take the root at
+// the version required above (see RELEASING.md).
 replace github.com/axes-go/axes => ..

@@ -3,7 +3,7 @@ module github.com/axes-go/axes/redisstore
 go 1.26.0
 
 require (
-	github.com/axes-go/axes v0.0.0-00010101000000-000000000000
+	github.com/axes-go/axes v0.1.0
 	github.com/redis/go-redis/v9 v9.23.0
 )
 
@@ -13,4 +13,7 @@ require (
 	golang.org/x/sys v0.48.0 // indirect
 )
 
+// For development outside the workspace (GOWORK=off) only: builds that use
+// this module as a dependency ignore replace directives and take the root at
+// the version required above (see RELEASING.md).
 replace github.com/axes-go/axes => ..

@@ -1,9 +1,9 @@
 module github.com/axes-go/axes/axeshttp/browsertest
 
-go 1.26
+go 1.25.0
 
 require (
-	github.com/axes-go/axes v0.0.0-00010101000000-000000000000
+	github.com/axes-go/axes v0.1.0
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
 )
@@ -14,4 +14,7 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6 // indirect
 )
 
+// For development outside the workspace (GOWORK=off) only: builds that use
+// this module as a dependency ignore replace directives and take the root at
+// the version required above (see RELEASING.md).
 replace github.com/axes-go/axes => ../..
