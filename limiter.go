@@ -649,6 +649,8 @@ func (l *Limiter) Lockouts() []Lockout {
 }
 
 // Stats are a limiter's running figures, cheap to read every second.
+// Failures counts failures the store recorded, exactly or, under storage
+// pressure, in the memory store's sketch.
 type Stats struct {
 	Entries         int    // entries the store holds now
 	Failures        uint64 // failed attempts counted
@@ -658,10 +660,15 @@ type Stats struct {
 	Resets          uint64 // Reset, ResetIP, ResetUsername and ResetAll calls
 	EvictedExpired  uint64 // entries dropped because they held nothing worth keeping
 	EvictedPressure uint64 // live entries evicted to make room under the entry cap
-	Overflows       uint64 // new keys not tracked: only locked or reserved entries remained
-	StoreErrors     uint64 // store calls that failed
-	Degraded        bool   // the store is deciding without its backend now (redisstore)
-	Degradations    uint64 // times the store lost its backend
+	Overflows       uint64 // writes of keys that found no slot (only locks remained), recorded in the sketch
+	SketchFolds     uint64 // evicted live entries folded into the sketch
+	SketchDecisions uint64 // decisions made from the sketch's estimate, which may over-count
+	// IdentitiesOverBudget counts locks kept without their identity (listed
+	// by digest) because the identity budget was spent.
+	IdentitiesOverBudget uint64
+	StoreErrors          uint64 // store calls that failed
+	Degraded             bool   // the store is deciding without its backend now (redisstore)
+	Degradations         uint64 // times the store lost its backend
 }
 
 // Stats returns the limiter's figures.
@@ -680,6 +687,9 @@ func (l *Limiter) Stats() Stats {
 		s.EvictedExpired = ss.EvictedExpired
 		s.EvictedPressure = ss.EvictedPressure
 		s.Overflows = ss.Overflows
+		s.SketchFolds = ss.SketchFolds
+		s.SketchDecisions = ss.SketchDecisions
+		s.IdentitiesOverBudget = ss.IdentitiesOverBudget
 		s.Degraded = ss.Degraded
 		s.Degradations = ss.Degradations
 	}
