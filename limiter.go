@@ -94,11 +94,24 @@ type config struct {
 // tests and simulations. The clock must be safe for concurrent use.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
 
-// WithMaxEntries caps the entries of the memory store (default 1<<20, about
-// 60 MB when full). When the cap is reached, expired entries go first, then
-// live unlocked entries with the fewest failures; locked and reserved
-// entries are never evicted. If only those remain, a new key is not tracked
-// (its failures are not counted) and Stats.Overflows counts it.
+// WithMaxEntries caps the entries of the memory store (default 1<<20).
+// Whatever clients send, the store's heap stays within about 130 bytes per
+// entry of the cap (about 130 MB at the default): about 60 for the table,
+// 4 for the sketch and the filter of locks, and at most 64 for the
+// identities of current locks. A lock that starts once the identity budget
+// is spent is enforced all the same and listed by digest only
+// (Stats.IdentitiesOverBudget). BenchmarkMemoryWorstCase measures 120 bytes
+// per entry for a store full of locks with 300-byte usernames and user
+// agents.
+//
+// When the cap is reached, expired entries go first, then live unlocked
+// entries with the fewest failures; locked and reserved entries are never
+// evicted. Nothing is forgotten: an evicted entry's state folds into a
+// fixed-size sketch, and a key that finds no slot because only locked or
+// reserved entries remain is decided on the sketch and recorded there
+// (Stats.Overflows, Stats.SketchDecisions). The sketch may over-count a key,
+// never under-count it, so storage pressure never grants an extra guess;
+// the README ("Under pressure") says how much it over-counts.
 func WithMaxEntries(n int) Option { return func(c *config) { c.maxEntries = n } }
 
 // WithSecret sets the key of the digests that identify dimensions. Without

@@ -96,16 +96,16 @@ type shard struct {
 }
 
 type shardFields struct {
-	mu     sync.Mutex       // protects everything below
-	ctrl   []uint64         // a control word per group of 8 slots
-	slots  []slot           // len(ctrl)*8
-	ids    map[key]string   // packed identities of locked entries (identity.go)
-	count  int              // full slots
-	tombs  int              // deleted control bytes
-	cursor int              // next group for the incremental sweep
-	writes uint32           // writes since the last incremental sweep step
-	moves  uint32           // bumped whenever a slot is freed or the table rebuilt
-	swept  time.Duration    // when a full sweep last found nothing to drop
+	mu     sync.Mutex     // protects everything below
+	ctrl   []uint64       // a control word per group of 8 slots
+	slots  []slot         // len(ctrl)*8
+	ids    map[key]string // packed identities of locked entries (identity.go)
+	count  int            // full slots
+	tombs  int            // deleted control bytes
+	cursor int            // next group for the incremental sweep
+	writes uint32         // writes since the last incremental sweep step
+	moves  uint32         // bumped whenever a slot is freed or the table rebuilt
+	swept  time.Duration  // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
 	evictedPressure uint64
