@@ -13,10 +13,16 @@ import (
 //
 //   - A reading more than timelineStepBack before the latest instant handed
 //     out (a clock stepped back, or the zero Time after real time) does not
-//     move the timeline back: the timeline re-anchors so that the reading
-//     stands for that latest instant, and time goes on from there. A lock
-//     keeps exactly the time it had left; no remaining time grows past
-//     the lock's length by more than timelineStepBack.
+//     move the timeline back: it stands for that latest instant. Once the
+//     clock has run on for timelineSettle from such a reading, without any
+//     reading in between that the timeline could take as it is, the step is
+//     taken as real: the timeline re-anchors so that the first reading of
+//     the step stands for the latest instant, and time goes on from there.
+//     A lock keeps the time it had left (plus at most timelineSettle), and
+//     no remaining time grows past the lock's length by more than
+//     timelineStepBack. A straggling reading from before a pause (racing
+//     goroutines) is one the timeline takes as the latest instant, and
+//     shifts nothing.
 //   - A reading beyond timelineSpan (a clock jumped far ahead, or a store
 //     anchored at the zero Time that then reads real time) does not move
 //     the timeline forward either: the jump counts as no time at all, so
@@ -35,6 +41,10 @@ const timelineSpan = time.Duration(1<<31) * time.Second
 // timeline re-anchors.
 const timelineStepBack = time.Minute
 
+// timelineSettle is how long the clock must run on after stepping back
+// before the timeline follows it.
+const timelineSettle = timelineStepBack / 2
+
 // epochMargin places a memory store's first instant well after instant 0,
 // so that restored snapshot times and racing clock readings fall after it.
 const epochMargin = 365 * 24 * time.Hour
@@ -43,6 +53,10 @@ type timeline struct {
 	anchor atomic.Pointer[anchor]
 	high   atomic.Int64 // the latest instant handed out, to the second
 	mu     sync.Mutex   // serialises re-anchoring
+	// step is the anchor the timeline takes if the clock has really
+	// stepped back: the first reading behind, at the latest instant. A
+	// reading the timeline takes as it is clears it.
+	step atomic.Pointer[anchor]
 }
 
 // anchor maps the clock reading at to the instant inst.
@@ -84,6 +98,9 @@ func (tl *timeline) instant(t time.Time) time.Duration {
 
 // raise moves the latest instant up to in.
 func (tl *timeline) raise(in time.Duration) {
+	if tl.step.Load() != nil {
+		tl.step.Store(nil)
+	}
 	for {
 		hi := tl.high.Load()
 		if int64(in) <= hi || tl.high.CompareAndSwap(hi, int64(in)) {
@@ -92,8 +109,7 @@ func (tl *timeline) raise(in time.Duration) {
 	}
 }
 
-// reanchor makes t stand for the latest instant handed out: a reading out
-// of bounds counts as no time at all.
+// reanchor maps a reading out of bounds: it counts as no time at all.
 //
 //go:noinline
 func (tl *timeline) reanchor(t time.Time) time.Duration {
@@ -101,13 +117,35 @@ func (tl *timeline) reanchor(t time.Time) time.Duration {
 	defer tl.mu.Unlock()
 	a := tl.anchor.Load()
 	hi := time.Duration(tl.high.Load())
-	if d := t.Sub(a.at); d > -timelineSpan && d < timelineSpan {
+	d := t.Sub(a.at)
+	if d > -timelineSpan && d < timelineSpan {
 		if in := a.inst + d; in >= hi-timelineStepBack && in <= timelineSpan {
 			return in // another caller re-anchored for this reading already
 		}
 	}
-	// The wall clock serves from here.
-	tl.anchor.Store(&anchor{at: detach(t), inst: hi})
+	if d > 0 {
+		// Ahead of the timeline's end: no straggler can be that far
+		// ahead, so follow the clock from here at once. The wall clock
+		// serves from here.
+		tl.anchor.Store(&anchor{at: detach(t), inst: hi})
+		tl.step.Store(nil)
+		return hi
+	}
+	// Behind. Follow the clock only once it has run on from the step.
+	if st := tl.step.Load(); st != nil {
+		ds := t.Sub(st.at)
+		if ds >= timelineSettle && ds < timelineSpan && st.inst+ds <= timelineSpan {
+			tl.anchor.Store(st)
+			tl.step.Store(nil)
+			in := st.inst + ds
+			tl.high.Store(int64(in))
+			return in
+		}
+		if ds > -timelineStepBack && ds < timelineSettle {
+			return hi
+		}
+	}
+	tl.step.Store(&anchor{at: detach(t), inst: hi})
 	return hi
 }
 

@@ -162,3 +162,34 @@ func TestClockJumps(t *testing.T) {
 		assert.Positive(t, until)
 	})
 }
+
+// TestTimeline steps the timeline through a straggling reading, a real
+// step back and jumps ahead, at named readings.
+func TestTimeline(t *testing.T) {
+	var tl timeline
+	tl.start(t0, epochMargin)
+	m := epochMargin
+	back := t0.Add(-time.Hour)
+	steps := []struct {
+		at   time.Time
+		want time.Duration
+	}{
+		{t0, m},
+		{t0.Add(2 * time.Minute), m + 2*time.Minute},
+		{t0.Add(90 * time.Second), m + 90*time.Second},                // within the tolerance: as it is
+		{t0, m + 2*time.Minute},                                       // a straggler stands for the latest instant
+		{t0.Add(2*time.Minute + 10*time.Second), m + 130*time.Second}, // and shifts nothing
+		{back, m + 130*time.Second},                                   // a step back stands still
+		{back.Add(20 * time.Second), m + 130*time.Second},             // while it settles
+		{back.Add(40 * time.Second), m + 170*time.Second},             // then time goes on from there
+		{back.Add(time.Minute), m + 190*time.Second},
+		{back.Add(200 * 365 * 24 * time.Hour), m + 190*time.Second}, // a jump past the end is no time
+		{back.Add(200*365*24*time.Hour + time.Minute), m + 250*time.Second},
+		{time.Time{}, m + 250*time.Second},
+	}
+	for i, s := range steps {
+		if got := tl.instant(s.at); got != s.want {
+			t.Errorf("step %d: got %v want %v", i, got-m, s.want-m)
+		}
+	}
+}
