@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,4 +237,36 @@ func TestIdentityBudget(t *testing.T) {
 	}
 	assert.Positive(t, named)
 	assert.Less(t, named, capN)
+}
+
+// TestLockFillBeginUnderRace: racing reservations on keys decided by the
+// sketch are bounded as well: at most Limit per key, however many race,
+// with other keys writing the same cells meanwhile.
+func TestLockFillBeginUnderRace(t *testing.T) {
+	l := lockFill(t, 1000)
+	var wg sync.WaitGroup
+	var admitted [8]atomic.Int64
+	for g := range 400 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			v := g % len(admitted)
+			k := Key{IP: ipN(g), Username: fmt.Sprintf("victim-%d", v)}
+			for range 5 {
+				a := l.Begin(k)
+				if a.Allowed() {
+					admitted[v].Add(1)
+					if g%2 == 0 {
+						a.Fail()
+					} else {
+						a.Succeed()
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for v := range admitted {
+		assert.LessOrEqual(t, admitted[v].Load(), int64(3), "victim %d", v)
+	}
 }
