@@ -5,6 +5,8 @@ import (
 	"math/rand"
 	"net/netip"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -14,7 +16,8 @@ import (
 //	go test -run '^$' -bench . -cpu 1,2 -benchtime 2s .
 //
 // The parallel Locked benchmark at -cpu 1 and -cpu 2 shows how reads scale;
-// heap-bytes/entry comes from BenchmarkMemoryPerEntry.
+// heap-B/entry comes from BenchmarkMemoryPerEntry, and the bound for any
+// input from BenchmarkMemoryWorstCase.
 
 const benchKeys = 1 << 20 // tracked keys in the zipf workloads (1M)
 
@@ -170,6 +173,34 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 			b.ReportMetric(perEntry, "heap-B/entry")
 		})
 	}
+}
+
+// BenchmarkMemoryWorstCase reports the heap bytes per entry of the cap
+// (heapB/entry) for the worst input: a store capped at 1<<20 filled with
+// locks, each with a 300-byte username and user agent (cut to
+// MaxIdentityBytes) that Lockouts must show, then sprayed with as many keys
+// again, which the sketch takes. WithMaxEntries documents the figure.
+func BenchmarkMemoryWorstCase(b *testing.B) {
+	const capN = 1 << 20
+	long := strings.Repeat("x", 300)
+	var perEntry float64
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		l := Must(New(Policy{Limit: 1, LockoutBy: []Fields{IP | Username}}, WithMaxEntries(capN)))
+		for i := range 2 * capN {
+			l.Fail(Key{IP: ipN(i), Username: long + strconv.Itoa(i), UserAgent: long})
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if got := l.Stats().Entries; got != capN {
+			b.Fatalf("%d entries tracked, want %d", got, capN)
+		}
+		perEntry = float64(after.HeapAlloc-before.HeapAlloc) / capN
+		runtime.KeepAlive(l)
+	}
+	b.ReportMetric(perEntry, "heapB/entry")
 }
 
 // BenchmarkDigest: the cost of deriving one dimension's digests from a key.

@@ -94,11 +94,24 @@ type config struct {
 // tests and simulations. The clock must be safe for concurrent use.
 func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
 
-// WithMaxEntries caps the entries of the memory store (default 1<<20, about
-// 60 MB when full). When the cap is reached, expired entries go first, then
-// live unlocked entries with the fewest failures; locked and reserved
-// entries are never evicted. If only those remain, a new key is not tracked
-// (its failures are not counted) and Stats.Overflows counts it.
+// WithMaxEntries caps the entries of the memory store (default 1<<20).
+// Whatever clients send, the store's heap stays within about 130 bytes per
+// entry of the cap (about 130 MB at the default): about 60 for the table,
+// 4 for the sketch and the filter of locks, and at most 64 for the
+// identities of current locks. A lock that starts once the identity budget
+// is spent is enforced all the same and listed by digest only
+// (Stats.IdentitiesOverBudget). BenchmarkMemoryWorstCase measures 120 bytes
+// per entry for a store full of locks with 300-byte usernames and user
+// agents.
+//
+// When the cap is reached, expired entries go first, then live unlocked
+// entries with the fewest failures; locked and reserved entries are never
+// evicted. Nothing is forgotten: an evicted entry's state folds into a
+// fixed-size sketch, and a key that finds no slot because only locked or
+// reserved entries remain is decided on the sketch and recorded there
+// (Stats.Overflows, Stats.SketchDecisions). The sketch may over-count a key,
+// never under-count it, so storage pressure never grants an extra guess;
+// the README ("Under pressure") says how much it over-counts.
 func WithMaxEntries(n int) Option { return func(c *config) { c.maxEntries = n } }
 
 // WithSecret sets the key of the digests that identify dimensions. Without
@@ -676,6 +689,8 @@ func (l *Limiter) Lockouts() []Lockout {
 }
 
 // Stats are a limiter's running figures, cheap to read every second.
+// Failures counts failures the store recorded, exactly or, under storage
+// pressure, in the memory store's sketch.
 type Stats struct {
 	Entries         int    // entries the store holds now
 	Failures        uint64 // failed attempts counted
@@ -685,10 +700,15 @@ type Stats struct {
 	Resets          uint64 // Reset, ResetIP, ResetUsername and ResetAll calls
 	EvictedExpired  uint64 // entries dropped because they held nothing worth keeping
 	EvictedPressure uint64 // live entries evicted to make room under the entry cap
-	Overflows       uint64 // new keys not tracked: only locked or reserved entries remained
-	StoreErrors     uint64 // store calls that failed
-	Degraded        bool   // the store is deciding without its backend now (redisstore)
-	Degradations    uint64 // times the store lost its backend
+	Overflows       uint64 // writes of keys that found no slot (only locks remained), recorded in the sketch
+	SketchFolds     uint64 // evicted live entries folded into the sketch
+	SketchDecisions uint64 // decisions made from the sketch's estimate, which may over-count
+	// IdentitiesOverBudget counts locks kept without their identity (listed
+	// by digest) because the identity budget was spent.
+	IdentitiesOverBudget uint64
+	StoreErrors          uint64 // store calls that failed
+	Degraded             bool   // the store is deciding without its backend now (redisstore)
+	Degradations         uint64 // times the store lost its backend
 }
 
 // Stats returns the limiter's figures.
@@ -707,6 +727,9 @@ func (l *Limiter) Stats() Stats {
 		s.EvictedExpired = ss.EvictedExpired
 		s.EvictedPressure = ss.EvictedPressure
 		s.Overflows = ss.Overflows
+		s.SketchFolds = ss.SketchFolds
+		s.SketchDecisions = ss.SketchDecisions
+		s.IdentitiesOverBudget = ss.IdentitiesOverBudget
 		s.Degraded = ss.Degraded
 		s.Degradations = ss.Degradations
 	}

@@ -5,7 +5,6 @@ import (
 	"math"
 	"math/bits"
 	mrand "math/rand/v2"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +20,11 @@ import (
 //
 // A lock-free filter of currently locked digests lets Locked answer "not
 // locked" with one atomic load per dimension: no mutex, no clock read.
+//
+// What the table cannot hold exactly goes to a sketch (sketch.go): live
+// entries evicted under the cap fold into it, and keys that find no slot
+// because only locked or reserved entries remain are decided on it. Times
+// are kept on the store's own timeline (timeline.go).
 
 // memStore is the default Store. Its methods are safe for concurrent use.
 type memStore struct {
@@ -31,12 +35,19 @@ type memStore struct {
 	capPerShard int          // the average shard's share of maxEntries
 	maxPer      int          // most entries one shard may hold (its share plus slack)
 	maxGroups   int          // the largest table of a shard
-	epoch       time.Time    // instant 0 of the store's timeline
+	tl          timeline     // clock readings to instants
 	base        Rule         // the limiter's base rule, for expiry during sweeps
 	baseOnce    sync.Once    // sets base from the first request when not given
-	epochOnce   sync.Once    // sets epoch from the first call when not given
+	timeOnce    sync.Once    // starts the timeline at the first call when not started
 	filter      []atomic.Uint32
 	filterShift uint
+	sk          *sketch
+	idBudget    int          // bytes of lock identities the store may hold
+	idBytes     atomic.Int64 // bytes of lock identities held, as identityCost counts them
+	// fullUntil is the instant (in nanoseconds) until which a store at its
+	// cap does not look for entries to evict again, because the last look
+	// found none: only locked or reserved entries remained.
+	fullUntil atomic.Int64
 }
 
 // key is a digest as stored: four 32-bit words, so that slots need only
@@ -85,20 +96,23 @@ type shard struct {
 }
 
 type shardFields struct {
-	mu     sync.Mutex       // protects everything below
-	ctrl   []uint64         // a control word per group of 8 slots
-	slots  []slot           // len(ctrl)*8
-	ids    map[key]Identity // identities of locked entries
-	count  int              // full slots
-	tombs  int              // deleted control bytes
-	cursor int              // next group for the incremental sweep
-	writes uint32           // writes since the last incremental sweep step
-	moves  uint32           // bumped whenever a slot is freed or the table rebuilt
-	swept  time.Duration    // when a full sweep last found nothing to drop
+	mu     sync.Mutex     // protects everything below
+	ctrl   []uint64       // a control word per group of 8 slots
+	slots  []slot         // len(ctrl)*8
+	ids    map[key]string // packed identities of locked entries (identity.go)
+	count  int            // full slots
+	tombs  int            // deleted control bytes
+	cursor int            // next group for the incremental sweep
+	writes uint32         // writes since the last incremental sweep step
+	moves  uint32         // bumped whenever a slot is freed or the table rebuilt
+	swept  time.Duration  // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
 	evictedPressure uint64
 	overflows       uint64
+	sketchFolds     uint64
+	sketchDecisions uint64
+	idsOverBudget   uint64
 }
 
 const (
@@ -139,6 +153,10 @@ func NewMemoryStore(maxEntries int) (Store, error) {
 	return newMemStore(maxEntries, time.Time{}, Rule{}), nil
 }
 
+// newMemStore returns a memory store. A non-zero epoch is a clock reading
+// less epochMargin: instant 0 of the timeline (an unusable reading, such as
+// the zero Time, is corrected at the first request); a zero epoch starts the
+// timeline at the first request.
 func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
 	nshards := 256
 	for nshards > 1 && maxEntries/nshards < 64 {
@@ -156,14 +174,18 @@ func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
 		capPerShard: per,
 		maxPer:      maxPer,
 		maxGroups:   (maxPer+6)/7 + 1,
-		epoch:       epoch,
 		base:        base,
+		sk:          newSketch(maxEntries),
+		idBudget:    maxEntries * identityBytesPerEntry,
+	}
+	if !epoch.IsZero() {
+		st.tl.start(epoch, 0)
 	}
 	fbits := bits.Len(uint(max(maxEntries/4, 256)) - 1)
 	st.filter = make([]atomic.Uint32, 1<<fbits)
 	st.filterShift = uint(64 - fbits)
 	for i := range st.shards {
-		st.shards[i].ids = make(map[key]Identity)
+		st.shards[i].ids = make(map[key]string)
 	}
 	return st
 }
@@ -174,19 +196,14 @@ func (st *memStore) shardOf(d Digest) int { return int(d.Hi & st.shardMask) }
 // table position use.
 func (st *memStore) filterIndex(d Digest) uint64 { return (d.Lo << 17) >> st.filterShift }
 
-// mayBeLocked reports whether d might be locked; false is certain.
+// mayBeLocked reports whether d might be locked, in the table or in the
+// sketch; false is certain.
 func (st *memStore) mayBeLocked(d Digest) bool {
-	return st.filter[st.filterIndex(d)].Load() != 0
+	return st.filter[st.filterIndex(d)].Load() != 0 || st.sk.mayBeLocked(d)
 }
 
 // instant converts a clock reading to the store's timeline.
-func (st *memStore) instant(t time.Time) time.Duration {
-	d := t.Sub(st.epoch)
-	if d < 0 {
-		return 0
-	}
-	return d
-}
+func (st *memStore) instant(t time.Time) time.Duration { return st.tl.instant(t) }
 
 func toSec(d time.Duration) uint32 {
 	if d <= 0 {
@@ -292,9 +309,7 @@ func (st *memStore) remove(sh *shard, i int) {
 	if sl.flags&flagFiltered != 0 {
 		st.filter[st.filterIndex(sl.k.digest())].Add(^uint32(0))
 	}
-	if sl.flags&flagIdentity != 0 {
-		delete(sh.ids, sl.k)
-	}
+	st.dropIdentity(sh, i)
 	g, j := i/8, i%8
 	if matchEmpty(sh.ctrl[g]) != 0 {
 		setCtrl(&sh.ctrl[g], j, ctrlEmpty)
@@ -398,16 +413,25 @@ func (st *memStore) sweep(sh *shard, from, n int, now time.Duration) int {
 // makeRoom ensures sh can take one more entry, sweeping, growing or
 // evicting as needed, and reserves the entry in the store's total. It
 // reports false when only locked or reserved entries remain and the entry
-// cap is reached. sh.mu must be held.
+// cap is reached: the caller records the key in the sketch instead. sh.mu
+// must be held.
 func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 	if len(sh.ctrl) == 0 {
 		sh.resize(1)
 	}
 	for try := 0; ; try++ {
-		if sh.count < st.maxPer && st.total.Add(1) <= int64(st.maxEntries) {
-			break
-		} else if sh.count < st.maxPer {
+		if sh.count < st.maxPer {
+			if st.total.Add(1) <= int64(st.maxEntries) {
+				break
+			}
 			st.total.Add(-1)
+			// The store is at its cap. If a look within the last second
+			// found nothing to drop anywhere, do not look again (it visits
+			// every shard): a store full of locks must answer an attacker's
+			// new keys in constant time.
+			if try == 0 && now < time.Duration(st.fullUntil.Load()) {
+				return false
+			}
 		}
 		// Full: drop what has expired first, then evict live entries. A
 		// full sweep that found nothing is not repeated within a second,
@@ -424,7 +448,9 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 		// shard that happens to hold few entries.
 		if try >= 3 || !(st.evict(sh, now, cheapScore) || st.evictElsewhere(sh, now, cheapScore) ||
 			st.evict(sh, now, maxScore) || st.evictElsewhere(sh, now, maxScore)) {
-			sh.overflows++
+			if st.total.Load() >= int64(st.maxEntries) {
+				st.fullUntil.Store(int64(now + time.Second))
+			}
 			return false
 		}
 	}
@@ -482,9 +508,10 @@ const (
 
 // evict removes a batch of live, unlocked, unreserved entries whose score
 // is at most upTo, fewest failures first (entries that remember a back-off
-// level after all plain counts), so that an attacker spraying new keys
-// cannot flush a lock or a larger partial count. It reports whether it
-// freed anything. sh.mu must be held.
+// level after all plain counts), and folds their state into the sketch, so
+// that an attacker spraying new keys cannot flush a lock or a partial
+// count: an evicted key comes back with at least what it had. It reports
+// whether it freed anything. sh.mu must be held.
 func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 	want := max(st.capPerShard/16, 1)
 	var hist [maxScore + 1]int
@@ -525,6 +552,12 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 			if sc == threshold {
 				atThreshold--
 			}
+			s := sl.state()
+			st.base.Refresh(&s, now)
+			if !s.IsZero() {
+				st.sk.record(sl.k.digest(), &s, now, st.base.Window, st.base.Decay)
+				sh.sketchFolds++
+			}
 			st.remove(sh, i)
 			removed++
 		}
@@ -536,20 +569,15 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 // sweepEvery is how many writes to a shard pay for sweeping one group.
 const sweepEvery = 8
 
-// epochMargin places a memory store's instant 0 well before its creation,
-// so that restored snapshot times and racing clock readings fall after it.
-// Times are kept in uint32 seconds, which leaves 135 years ahead.
-const epochMargin = 365 * 24 * time.Hour
-
 // init completes a store made by NewMemoryStore at its first use: its
-// timeline starts then (less epochMargin, and rebuilt
-// from an integer so that nothing of the caller's values is retained), and
-// its base rule for sweeps is the first rule it sees.
-// A nil base sets only the timeline (for reads before any write).
+// timeline starts then (rebuilt from integers so that nothing of the
+// caller's values is retained), and its base rule for sweeps is the first
+// rule it sees. A nil base sets only the timeline (for reads before any
+// write).
 func (st *memStore) init(now time.Time, base *Rule) {
-	st.epochOnce.Do(func() {
-		if st.epoch.IsZero() {
-			st.epoch = time.Unix(0, now.UnixNano()).Add(-epochMargin)
+	st.timeOnce.Do(func() {
+		if !st.tl.started() {
+			st.tl.start(detach(now), epochMargin)
 		}
 	})
 	if base == nil {
@@ -583,6 +611,7 @@ func (st *memStore) apply(req *Request) {
 	var states [8]State
 	var outs [8]Outcome
 	var gens [8]uint32
+	var sketched uint8 // bit i: the state of dims[i] was estimated from the sketch
 	// Lock the distinct shards in ascending order.
 	m := 0
 	for i := range dims {
@@ -615,6 +644,16 @@ func (st *memStore) apply(req *Request) {
 			// that a settle arriving after its entry was forgotten and
 			// made anew almost never matches a new reservation.
 			states[i] = State{Gen: uint32(uint8(mrand.Uint32()))}
+			// A key the table does not hold starts from what the sketch
+			// vouches for it.
+			if req.Op != OpReset && st.sk.live.Load() != 0 {
+				if est, ok := st.sk.estimate(d.Digest, now, req.Rule.Window); ok {
+					est.Gen = states[i].Gen
+					states[i] = est
+					sketched |= 1 << i
+					sh.sketchDecisions++
+				}
+			}
 		}
 		gens[i] = d.Gen
 	}
@@ -647,8 +686,12 @@ func (st *memStore) apply(req *Request) {
 				continue
 			}
 			if j < 0 {
+				if sketched&(1<<i) != 0 && !d.Outcome.Counted && !d.Outcome.Started && s.Pending == 0 {
+					continue // nothing the sketch does not hold already
+				}
 				if !st.makeRoom(sh, now) {
-					continue // not tracked: counted in overflows
+					st.overflow(sh, req, i, s, sketched&(1<<i) != 0, now)
+					continue
 				}
 				j = sh.place(keys[i], d.Digest)
 				sl := &sh.slots[j]
@@ -673,11 +716,9 @@ func (st *memStore) apply(req *Request) {
 			}
 			switch {
 			case locked && req.Identity != (Identity{}) && (d.Outcome.Started || sl.flags&flagIdentity == 0):
-				sh.ids[keys[i]] = cloneIdentity(&req.Identity)
-				sl.flags |= flagIdentity
-			case !locked && sl.flags&flagIdentity != 0:
-				delete(sh.ids, keys[i])
-				sl.flags &^= flagIdentity
+				st.setIdentity(sh, j, &req.Identity)
+			case !locked:
+				st.dropIdentity(sh, j)
 			}
 		}
 		// A little incremental sweeping, one group every sweepEvery
@@ -701,30 +742,26 @@ func (st *memStore) apply(req *Request) {
 	}
 }
 
-// cloneIdentity copies id, cut to MaxIdentityBytes, so that the store never
-// retains the caller's (possibly huge) strings. It rebuilds the prefix from
-// its bytes so that nothing of the request is retained at all, which also
-// lets the request stay on its caller's stack.
-func cloneIdentity(id *Identity) Identity {
-	c := Identity{Username: cloneString(truncate(id.Username)), UserAgent: cloneString(truncate(id.UserAgent))}
-	if id.IP.IsValid() {
-		a := id.IP.Addr()
-		if a.Is4() {
-			c.IP = netip.PrefixFrom(netip.AddrFrom4(a.As4()), id.IP.Bits())
-		} else {
-			c.IP = netip.PrefixFrom(netip.AddrFrom16(a.As16()), id.IP.Bits())
+// overflow decides dimension i of req on the sketch, because it found no
+// slot in the table: its new state, states of req.Dims[i] as Rule.Apply
+// left it in s, is recorded there. A reservation cannot be held by the
+// sketch, so it counts as a failure at once (locking if it reaches the
+// limit), and a later settle does not count it again: a Begin decided
+// here is a failure whatever its outcome. sh.mu must be held.
+func (st *memStore) overflow(sh *shard, req *Request, i int, s *State, sketched bool, now time.Duration) {
+	sh.overflows++
+	if !sketched {
+		sh.sketchDecisions++
+	}
+	if s.Pending > 0 {
+		s.Failures = min(s.Failures+s.Pending, MaxFailures)
+		s.Pending = 0
+		s.LastFail = max(s.LastFail, now)
+		if !req.Rule.ObserveOnly && !s.LockedAt(now) && s.Failures >= req.Rule.Limit {
+			req.Rule.startLock(s, now)
 		}
 	}
-	return c
-}
-
-func cloneString(s string) string {
-	if s == "" {
-		return ""
-	}
-	b := make([]byte, len(s))
-	copy(b, s)
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	st.sk.record(req.Dims[i].Digest, s, now, req.Rule.Window, req.Rule.Decay)
 }
 
 func truncate(s string) string {
@@ -755,8 +792,9 @@ func (st *memStore) ResetField(f Fields, k Digest) (int, error) {
 	return removed, nil
 }
 
-// ResetAll implements Store.
+// ResetAll implements Store. It forgets the sketch too.
 func (st *memStore) ResetAll() (int, error) {
+	st.sk.clear()
 	removed := 0
 	st.eachShard(func(sh *shard) {
 		removed += sh.count
@@ -781,7 +819,7 @@ func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
 			if !s.LockedAt(now) {
 				return
 			}
-			id := sh.ids[sl.k]
+			id := unpackIdentity(sh.ids[sl.k])
 			lo := Lockout{
 				IP: id.IP, Username: id.Username, UserAgent: id.UserAgent,
 				By: Fields(sl.flags & 7), Failures: s.Failures, Digest: sl.k.digest(),
@@ -805,6 +843,9 @@ func (st *memStore) StoreStats() StoreStats {
 		s.EvictedExpired += sh.evictedExpired
 		s.EvictedPressure += sh.evictedPressure
 		s.Overflows += sh.overflows
+		s.SketchFolds += sh.sketchFolds
+		s.SketchDecisions += sh.sketchDecisions
+		s.IdentitiesOverBudget += sh.idsOverBudget
 		sh.mu.Unlock()
 	}
 	return s

@@ -97,13 +97,14 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 	}
 	now := l.clock()
 	st.init(now, &l.rule)
+	nowInst := st.instant(now)
 	var entries []snapEntry
 	st.eachShard(func(sh *shard) {
 		sh.eachFull(func(i int) {
 			sl := sh.slots[i]
 			e := snapEntry{sl: sl}
 			if sl.flags&flagIdentity != 0 && !c.noIdentities {
-				id := sh.ids[sl.k]
+				id := unpackIdentity(sh.ids[sl.k])
 				e.id = &id
 			}
 			entries = append(entries, e)
@@ -127,7 +128,7 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 		if s == 0 {
 			return 0
 		}
-		return st.epoch.Add(fromSec(s)).UnixMilli()
+		return wall(now, nowInst, fromSec(s)).UnixMilli()
 	}
 	var buf [snapEntryLen + 2 + 16 + 4 + 2*MaxIdentityBytes]byte
 	for i := range entries {
@@ -334,7 +335,11 @@ func (st *memStore) restore(entries []snapEntry, t time.Time) {
 		if ms == 0 {
 			return 0
 		}
-		return max(toSec(time.UnixMilli(ms).Sub(st.epoch)), 1)
+		d := time.UnixMilli(ms).Sub(t)
+		if d > maxFinite-now {
+			return secMax
+		}
+		return max(toSec(now+d), 1)
 	}
 	for i := range entries {
 		e := &entries[i]
@@ -369,10 +374,19 @@ func (st *memStore) restore(entries []snapEntry, t time.Time) {
 				st.filter[st.filterIndex(d)].Add(1)
 				sh.slots[j].flags |= flagFiltered
 				if locked && hasID && e.id != nil {
-					sh.ids[sl.k] = cloneIdentity(e.id)
-					sh.slots[j].flags |= flagIdentity
+					st.setIdentity(sh, j, e.id)
 				}
 			}
+		} else {
+			// No slot: the sketch keeps it, reservations as failures.
+			s := sl.state()
+			s.Failures = min(s.Failures+s.Pending, MaxFailures)
+			s.Pending = 0
+			if s.Failures > 0 {
+				s.LastFail = max(s.LastFail, s.LastBegin)
+			}
+			st.sk.record(d, &s, now, st.base.Window, st.base.Decay)
+			sh.overflows++
 		}
 		sh.mu.Unlock()
 	}

@@ -80,14 +80,31 @@ type StatsReporter interface {
 	StoreStats() StoreStats
 }
 
-// StoreStats are a store's own figures, part of Stats.
+// StoreStats are a store's own figures, part of Stats. The memory store's
+// degraded mode under storage pressure (see WithMaxEntries) shows in
+// EvictedPressure, Overflows, SketchFolds and SketchDecisions: while they
+// stay at 0, every decision was exact.
 type StoreStats struct {
 	Entries         int    // entries held now
 	EvictedExpired  uint64 // entries dropped because they held nothing worth keeping
 	EvictedPressure uint64 // live entries evicted to make room under the entry cap
-	Overflows       uint64 // new keys not tracked because only locked or reserved entries remained
-	Degraded        bool   // a networked store is deciding without its backend now
-	Degradations    uint64 // times a networked store lost its backend
+	// Overflows counts writes of keys that found no slot because only
+	// locked or reserved entries remained; the memory store records them
+	// in its sketch instead.
+	Overflows uint64
+	// SketchFolds counts evicted live entries whose state folded into the
+	// sketch.
+	SketchFolds uint64
+	// SketchDecisions counts decisions on a dimension made from the
+	// sketch's estimate (the key was not in the table and the sketch held
+	// something for it, or the key found no slot): such decisions may
+	// over-count, never under-count.
+	SketchDecisions uint64
+	// IdentitiesOverBudget counts locks kept without their identity
+	// because the identity budget was spent; Lockouts lists them by digest.
+	IdentitiesOverBudget uint64
+	Degraded             bool   // a networked store is deciding without its backend now
+	Degradations         uint64 // times a networked store lost its backend
 }
 
 // Lockout is one current lock, as Limiter.Lockouts lists it, with the
