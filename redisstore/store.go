@@ -711,8 +711,8 @@ func (s *Store) Stats() Stats {
 
 // StoreStats implements axes.StatsReporter, so that the limiter's Stats
 // shows the degradation. Entries counts the local fallback store's entries
-// only: counting Redis keys would need a scan. Overflows counts the
-// dimension decisions kept in the sketch (Stats.Sketched).
+// only: counting Redis keys would need a scan. SketchDecisions adds the
+// dimension decisions kept in Redis's sketch (Stats.Sketched).
 func (s *Store) StoreStats() axes.StoreStats {
 	var st axes.StoreStats
 	if sr, ok := s.local.(axes.StatsReporter); ok {
@@ -720,7 +720,7 @@ func (s *Store) StoreStats() axes.StoreStats {
 	}
 	st.Degraded = s.degraded.Load()
 	st.Degradations = s.n.degradations.Load()
-	st.Overflows += s.n.sketched.Load()
+	st.SketchDecisions += s.n.sketched.Load()
 	return st
 }
 
