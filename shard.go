@@ -364,26 +364,9 @@ func (sh *shard) resize(ngroups int) {
 }
 
 // expired reports whether sl holds nothing worth keeping at now under the
-// base rule: the fields-level equivalent of Refresh leaving a zero State.
+// base rule: its Horizon has passed.
 func (st *memStore) expired(sl *slot, now time.Duration) bool {
-	if sl.pending != 0 {
-		s := sl.state()
-		_, _ = st.base.Refresh(&s, now)
-		return s.IsZero()
-	}
-	if sl.fails != 0 && now < satAdd(fromSec(sl.lastFail), st.base.Window) {
-		return false
-	}
-	if sl.lockEnd != 0 {
-		if sl.lockEnd == secForever {
-			return false
-		}
-		end := fromSec(sl.lockEnd)
-		if now < end || (sl.level != 0 && now < satAdd(end, st.base.Decay)) {
-			return false
-		}
-	}
-	return true
+	return st.base.Horizon(sl.state()) <= now
 }
 
 // lockedOrReserved reports whether sl may not be evicted at now.

@@ -1,0 +1,358 @@
+package axes
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// The policy's state transition: what a store remembers of one dimension
+// (State), the numbers of the policy for one attempt (Rule), and the one
+// transition every store applies (Rule.Apply, with Refresh for the passage
+// of time and Horizon for how long a state must be kept). The memory store
+// runs it in Go; redisstore runs the same steps in its Lua script, in the
+// same order, and a differential test proves the two agree.
+
+// MaxFailures is the highest failure count a dimension remembers; counts
+// saturate there, and Limit may not exceed it.
+const MaxFailures = 1<<16 - 1
+
+// Indefinite is the RetryAfter of a lock with no end (Forever, a Tier with
+// an Indefinite Cooloff, or a denied IP).
+const Indefinite time.Duration = 1<<63 - 1
+
+// maxFinite is the longest finite lock; durations saturate there.
+const maxFinite = Indefinite - 1
+
+// Rule is a policy as a store applies it to one attempt: the numbers of the
+// state transition, resolved from the Policy and, for LimitFunc, CooloffFunc
+// and Backoff jitter, from the attempt. Stores written outside this package
+// (such as redisstore) mirror Apply in their own language; the storetest
+// suite checks that they agree.
+type Rule struct {
+	Limit          int           // lock at Failures >= Limit
+	Window         time.Duration // failures forgotten Window after the last one
+	Cooloff        time.Duration // lock duration (level 1 under back-off); Indefinite for none
+	Factor         float64       // back-off growth per level; <= 1 means none
+	MaxCooloff     time.Duration // back-off cap; 0 means none
+	JitterScale    float64       // multiplier drawn for this attempt; 0 or 1 means none
+	Decay          time.Duration // back-off level forgotten after this long without a lock
+	Tiers          []Tier        // lock duration by failure count, when not empty
+	Extend         bool          // refused attempts count and extend the lock
+	ObserveOnly    bool          // never lock
+	ResetOnSuccess bool          // success forgets failures and level
+	ReserveTimeout time.Duration // unsettled reservations count as failures after this
+
+	jitter float64 // Backoff.Jitter, drawn into JitterScale per attempt
+}
+
+// Op is an operation a store applies to the dimensions of one attempt.
+type Op uint8
+
+// The operations of Request.Op.
+const (
+	OpCheck         Op = iota // report, counting nothing
+	OpFail                    // record a failed attempt (refused if locked)
+	OpBegin                   // reserve one attempt in every dimension
+	OpSettleFail              // settle a reservation as a failure
+	OpSettleSuccess           // settle a reservation as a success
+	OpSuccess                 // record a success without a reservation
+	OpReset                   // forget the dimensions entirely
+)
+
+var opNames = [...]string{"check", "fail", "begin", "settle-fail", "settle-success", "success", "reset"}
+
+// String returns the operation's name, such as "fail".
+func (o Op) String() string {
+	if int(o) < len(opNames) {
+		return opNames[o]
+	}
+	return fmt.Sprintf("Op(%d)", uint8(o))
+}
+
+// State is what a store remembers of one dimension. Instants are durations
+// on the store's own timeline (the memory store counts from its creation,
+// a Redis store from the Unix epoch); Indefinite as LockEnd means a lock
+// with no end. The zero State is a dimension never seen.
+type State struct {
+	Failures  int           // remembered failures, saturating at MaxFailures
+	Pending   int           // reservations in flight
+	Level     int           // consecutive locks (back-off level), saturating at 255
+	Gen       uint32        // reservation generation, bumped when reservations time out
+	LastFail  time.Duration // instant of the last failure
+	LastBegin time.Duration // instant of the last reservation
+	LockEnd   time.Duration // end of the current or last lock; 0 if none
+}
+
+// Outcome is what an operation did to one dimension and how the dimension
+// stands after it.
+type Outcome struct {
+	Failures  int           // remembered failures after the operation
+	Locked    bool          // the dimension is locked after the operation
+	Started   bool          // this operation started the lock
+	Counted   bool          // this operation recorded a failure here
+	Busy      bool          // Begin: every remaining attempt is in flight
+	Refused   bool          // the attempt was refused (set on every dimension)
+	TimedOut  int           // reservations that timed out into failures here (counted too)
+	Remaining time.Duration // time left on the lock, Indefinite for none; 0 if not locked
+}
+
+// IsZero reports whether s holds nothing worth keeping: no failures, no
+// reservation, no lock and no back-off level.
+func (s *State) IsZero() bool {
+	return s.Failures == 0 && s.Pending == 0 && s.Level == 0 && s.LockEnd == 0
+}
+
+// LockedAt reports whether s is locked at now.
+func (s *State) LockedAt(now time.Duration) bool {
+	return s.LockEnd == Indefinite || (s.LockEnd != 0 && now < s.LockEnd)
+}
+
+func satAdd(t, d time.Duration) time.Duration {
+	if d >= Indefinite || t > maxFinite-d {
+		return maxFinite
+	}
+	return t + d
+}
+
+// Refresh applies the passage of time to s at now: reservations older than
+// the reserve timeout become failures (possibly starting a lock at that
+// instant), remembered failures older than the window are forgotten, and a
+// back-off level older than the decay is dropped. It reports whether a lock
+// started and how many reservations timed out into failures. Stores call
+// it, through Apply, before every operation.
+func (r *Rule) Refresh(s *State, now time.Duration) (started bool, timedOut int) {
+	if s.Pending > 0 && r.ReserveTimeout > 0 && now >= satAdd(s.LastBegin, r.ReserveTimeout) {
+		at := satAdd(s.LastBegin, r.ReserveTimeout)
+		timedOut = s.Pending
+		if s.Failures > 0 && at >= satAdd(s.LastFail, r.Window) {
+			s.Failures = 0
+		}
+		s.Failures = min(s.Failures+s.Pending, MaxFailures)
+		s.Pending = 0
+		s.Gen++
+		s.LastFail = max(s.LastFail, at)
+		if !r.ObserveOnly && !s.LockedAt(at) && s.Failures >= r.Limit {
+			r.startLock(s, at)
+			started = s.LockedAt(now)
+		}
+	}
+	if s.Failures > 0 && now >= satAdd(s.LastFail, r.Window) {
+		s.Failures = 0
+	}
+	if s.Level > 0 && !s.LockedAt(now) && now >= satAdd(s.LockEnd, r.Decay) {
+		s.Level = 0
+	}
+	if s.LockEnd != 0 && s.LockEnd != Indefinite && s.Level == 0 && now >= s.LockEnd {
+		s.LockEnd = 0 // nothing left to remember of the lock
+	}
+	return started, timedOut
+}
+
+// Horizon returns the instant from which s holds nothing worth keeping
+// under r, if time passes without another operation: Refresh at that
+// instant or later leaves s zero. Its reservations time out into failures
+// (which may start a lock), its failures are forgotten Window after the
+// last one, its lock ends, and its back-off level decays Decay after that.
+// Indefinite means never. Every store derives its expiry from it: the
+// memory store's sweep, snapshot restore and redisstore's key TTLs.
+func (r *Rule) Horizon(s State) time.Duration {
+	if s.LockEnd == Indefinite {
+		return Indefinite
+	}
+	if s.Pending > 0 {
+		at := satAdd(s.LastBegin, r.ReserveTimeout)
+		if r.ReserveTimeout <= 0 {
+			return Indefinite // reservations that never time out
+		}
+		r.Refresh(&s, at)
+		return max(at, r.Horizon(s))
+	}
+	var h time.Duration
+	if s.Failures > 0 {
+		h = max(h, satAdd(s.LastFail, r.Window))
+	}
+	if s.LockEnd != 0 {
+		h = max(h, s.LockEnd)
+	}
+	if s.Level > 0 {
+		h = max(h, satAdd(s.LockEnd, r.Decay))
+	}
+	return h
+}
+
+func (r *Rule) startLock(s *State, at time.Duration) {
+	s.Level = min(s.Level+1, 255)
+	d := r.LockDuration(s.Level, s.Failures)
+	if d == Indefinite {
+		s.LockEnd = Indefinite
+	} else {
+		s.LockEnd = satAdd(at, d)
+	}
+}
+
+func (r *Rule) count(s *State, now time.Duration) {
+	s.Failures = min(s.Failures+1, MaxFailures)
+	s.LastFail = max(s.LastFail, now)
+}
+
+// Apply is the one state transition of the policy: it applies op at now to
+// the states of one attempt's dimensions, which the caller must hold
+// exclusively for the whole call (the memory store holds their shard
+// locks), and fills out (len(out) == len(st)). gens carries the reservation
+// generations: Begin writes them, the settle operations read them. It
+// reports whether the attempt was refused (a dimension is locked, or, for
+// Begin, busy). OpReset is not a transition: the store deletes the states.
+func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []Outcome) (refused bool) {
+	for i := range st {
+		started, timedOut := r.Refresh(&st[i], now)
+		out[i] = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
+	}
+	locked := false
+	for i := range st {
+		if st[i].LockedAt(now) {
+			locked = true
+		}
+	}
+	switch op {
+	case OpFail, OpBegin:
+		if locked {
+			refused = true
+			if r.Extend {
+				for i := range st {
+					s := &st[i]
+					r.count(s, now)
+					out[i].Counted = true
+					if s.LockedAt(now) {
+						if s.LockEnd != Indefinite {
+							d := r.LockDuration(max(s.Level, 1), s.Failures)
+							if d == Indefinite {
+								s.LockEnd = Indefinite
+							} else {
+								s.LockEnd = max(s.LockEnd, satAdd(now, d))
+							}
+						}
+					} else if !r.ObserveOnly && s.Failures >= r.Limit {
+						r.startLock(s, now)
+						out[i].Started = true
+					}
+				}
+			}
+			break
+		}
+		if op == OpBegin {
+			for i := range st {
+				s := &st[i]
+				if r.ObserveOnly {
+					continue
+				}
+				if s.Failures+s.Pending >= r.Limit && !(s.Failures >= r.Limit && s.Pending == 0) {
+					out[i].Busy = true
+					refused = true
+				}
+			}
+			if refused {
+				break
+			}
+			for i := range st {
+				s := &st[i]
+				s.Pending = min(s.Pending+1, MaxFailures)
+				s.LastBegin = max(s.LastBegin, now)
+				gens[i] = s.Gen
+			}
+			break
+		}
+		for i := range st {
+			s := &st[i]
+			r.count(s, now)
+			out[i].Counted = true
+			if !r.ObserveOnly && s.Failures >= r.Limit {
+				r.startLock(s, now)
+				out[i].Started = true
+			}
+		}
+	case OpSettleFail:
+		for i := range st {
+			s := &st[i]
+			if s.Gen != gens[i] || s.Pending == 0 {
+				continue // timed out (already counted) or forgiven by a reset
+			}
+			s.Pending--
+			r.count(s, now)
+			out[i].Counted = true
+			if !r.ObserveOnly && !s.LockedAt(now) && s.Failures >= r.Limit {
+				r.startLock(s, now)
+				out[i].Started = true
+			}
+		}
+	case OpSettleSuccess, OpSuccess:
+		for i := range st {
+			s := &st[i]
+			if op == OpSettleSuccess && s.Gen == gens[i] && s.Pending > 0 {
+				s.Pending--
+			}
+			if r.ResetOnSuccess && !s.LockedAt(now) {
+				s.Failures, s.Level, s.LockEnd = 0, 0, 0
+			}
+		}
+	}
+	for i := range st {
+		s := &st[i]
+		o := &out[i]
+		o.Refused = refused
+		o.Failures = s.Failures
+		if s.LockedAt(now) {
+			o.Locked = true
+			if s.LockEnd == Indefinite {
+				o.Remaining = Indefinite
+			} else {
+				o.Remaining = s.LockEnd - now
+			}
+		} else {
+			o.Started = false
+		}
+	}
+	return refused
+}
+
+// LockDuration returns how long a lock that starts at back-off level (1 for
+// a first lock) with failures remembered failures lasts under r, or
+// Indefinite.
+func (r *Rule) LockDuration(level, failures int) time.Duration {
+	if len(r.Tiers) > 0 {
+		d := r.Tiers[0].Cooloff
+		for _, t := range r.Tiers {
+			if failures >= t.Failures {
+				d = t.Cooloff
+			}
+		}
+		return d
+	}
+	d := r.Cooloff
+	if d == Indefinite || r.Factor <= 1 || level <= 1 {
+		return r.scale(d)
+	}
+	f := float64(d) * math.Pow(r.Factor, float64(level-1))
+	if r.MaxCooloff > 0 && f > float64(r.MaxCooloff) {
+		return r.scale(r.MaxCooloff)
+	}
+	if f >= float64(maxFinite) {
+		return maxFinite
+	}
+	return r.scale(time.Duration(f))
+}
+
+// scale applies the jitter drawn for this attempt.
+func (r *Rule) scale(d time.Duration) time.Duration {
+	if r.JitterScale == 0 || r.JitterScale == 1 || d == Indefinite {
+		return d
+	}
+	f := float64(d) * r.JitterScale
+	if f >= float64(maxFinite) {
+		return maxFinite
+	}
+	if f < float64(time.Second) {
+		return time.Second
+	}
+	return time.Duration(f)
+}
