@@ -122,8 +122,6 @@ type row struct {
 	ip, user, ua    string
 }
 
-const eventColumns = 14
-
 func (w *writer) write(ctx context.Context, batch []entry) error {
 	t := w.t
 	tx, err := t.db.BeginTx(ctx, nil)
@@ -262,8 +260,6 @@ func (a *attemptAgg) lock(until time.Time) {
 	}
 }
 
-const attemptColumns = 13
-
 // flushAttempts upserts the pending aggregates, in the order of their
 // client digests so that concurrent writers to one database lock rows in
 // the same order and cannot deadlock.
@@ -358,17 +354,26 @@ func (w *writer) capUsernames(ctx context.Context, tx *sql.Tx, rows []row) error
 	}
 	slices.SortFunc(names, bytes.Compare)
 	names = slices.CompactFunc(names, bytes.Equal)
-	stmt, err := tx.PrepareContext(ctx, w.t.d.rebind(`DELETE FROM axes_audit_events WHERE id IN (
-		SELECT id FROM axes_audit_events WHERE username_h = ? AND kind IN (`+cappedKinds+`)
-		ORDER BY at DESC, id DESC LIMIT ? OFFSET ?)`))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for _, h := range names {
-		if _, err := stmt.ExecContext(ctx, h, w.t.cfg.BatchSize, limit); err != nil {
+	// One statement per chunk of usernames, a UNION ALL of one bounded
+	// subquery each: a round trip per chunk rather than per username.
+	const chunk = 100 // SQLite allows 500 terms in a compound SELECT
+	for len(names) > 0 {
+		n := min(len(names), chunk)
+		var b strings.Builder
+		b.WriteString("DELETE FROM axes_audit_events WHERE id IN (")
+		w.args = w.args[:0]
+		for i, h := range names[:n] {
+			if i > 0 {
+				b.WriteString(" UNION ALL ")
+			}
+			fmt.Fprintf(&b, "SELECT id FROM (SELECT id FROM axes_audit_events WHERE username_h = ? AND kind IN (%s) ORDER BY at DESC, id DESC LIMIT ? OFFSET ?) AS u%d", cappedKinds, i)
+			w.args = append(w.args, h, w.t.cfg.BatchSize, limit)
+		}
+		b.WriteByte(')')
+		if _, err := tx.ExecContext(ctx, w.t.d.rebind(b.String()), w.args...); err != nil {
 			return err
 		}
+		names = names[n:]
 	}
 	return nil
 }
