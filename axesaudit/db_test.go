@@ -39,6 +39,8 @@ type testDB struct {
 	db      *sql.DB
 	// path is the SQLite file; empty for PostgreSQL.
 	path string
+	// gate holds SQLite transactions at their start; nil for PostgreSQL.
+	gate *gate
 	// block makes the Trail's writes wait until release is called.
 	block func(t *testing.T) (release func())
 }
@@ -69,7 +71,7 @@ func openSQLite(t *testing.T) *testDB {
 	require.NoError(t, db.Close())
 	db = sql.OpenDB(gateConnector{dsn: path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate", g: g})
 	t.Cleanup(func() { db.Close() })
-	return &testDB{name: "sqlite", dialect: SQLite, db: db, path: path, block: func(*testing.T) func() {
+	return &testDB{name: "sqlite", dialect: SQLite, db: db, path: path, gate: g, block: func(*testing.T) func() {
 		g.block()
 		return g.release
 	}}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -204,4 +205,26 @@ func TestCloseDeadline(t *testing.T) {
 		assert.Len(t, errs, int(s.Errors))
 		assert.Equal(t, before, writerGoroutines())
 	})
+}
+
+// TestOnEventAllocs: queueing an event allocates nothing, whether it is
+// queued or dropped.
+func TestOnEventAllocs(t *testing.T) {
+	if testing.CoverMode() != "" {
+		t.Skip("coverage instrumentation allocates")
+	}
+	tdb := openSQLite(t)
+	tr := newTrail(t, tdb, Config{QueueSize: 300})
+	release := tdb.block(t)
+	defer release()
+	e := failure(1, "grace")
+	e.Key.UserAgent = "Mozilla/5.0"
+	// Park the writer at the gate, so that only OnEvent runs.
+	tr.OnEvent(e)
+	for tdb.gate.waiting.Load() == 0 {
+		runtime.Gosched()
+	}
+	assert.Zero(t, testing.AllocsPerRun(200, func() { tr.OnEvent(e) }), "queued")
+	assert.Zero(t, testing.AllocsPerRun(200, func() { tr.OnEvent(e) }), "dropped")
+	assert.Positive(t, tr.Stats().Dropped)
 }
