@@ -13,6 +13,10 @@ set -euo pipefail
 
 PORT=${AXES_POSTGRES_PORT:-5490}
 DIR=${AXES_POSTGRES_DIR:-/tmp/axes-postgres}
+case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
+# The server runs as the postgres user, who may not enter the caller's
+# directory.
+cd /
 DB=axes
 DSN="postgres://postgres@127.0.0.1:$PORT/$DB?sslmode=disable"
 
