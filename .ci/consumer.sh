@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 REPO=$PWD
 VERSION=${AXES_RELEASE_VERSION:-v0.1.0}
 MOD=github.com/axes-go/axes
-PUBLISHED=(. redisstore axesgrpc axesmetrics cmd/axesdemo cmd/axesctl) # module directories users fetch
+PUBLISHED=(. redisstore axesaudit axesgrpc axesmetrics cmd/axesdemo cmd/axesctl) # module directories users fetch
 
 # Workspace modules, other than the root, that have no replace directive.
 NOREPLACE=()
@@ -49,11 +49,12 @@ go mod init example.com/consumer >/dev/null 2>&1
 # One at a time, as users do: redisstore alone must bring a root it can use.
 go get "$MOD/redisstore@$VERSION"
 go get "$MOD@$VERSION"
-go get "$MOD/axesgrpc@$VERSION" "$MOD/axesmetrics@$VERSION"
+go get "$MOD/axesgrpc@$VERSION" "$MOD/axesmetrics@$VERSION" "$MOD/axesaudit@$VERSION"
 cat >main.go <<'GO'
 package main
 
 import (
+	"database/sql"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -61,6 +62,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/axesaudit"
 	"github.com/axes-go/axes/axesgrpc"
 	"github.com/axes-go/axes/axeshttp"
 	"github.com/axes-go/axes/axesmetrics"
@@ -73,6 +75,7 @@ import (
 // integrations must build against the released root.
 var (
 	_ axes.Store                     = (*redisstore.Store)(nil)
+	_ func(string) (*sql.DB, error)  = axesaudit.OpenSQLite
 	_ axesmetrics.Observer           = (*axesprom.DecisionObserver)(nil)
 	_ axesmetrics.Observer           = (*axesotel.DecisionObserver)(nil)
 	_ func(*axes.Limiter, ...axesgrpc.Option) (*axesgrpc.Interceptor, error) = axesgrpc.New
