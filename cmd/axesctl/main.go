@@ -1,7 +1,8 @@
 // Command axesctl administers axes lockouts from a shell: it lists current
 // lockouts, resets them by IP, by username, by both or all, and shows
 // figures, either through a running process's admin API or directly on the
-// Redis servers that many processes share. Its output suits scripts: a
+// Redis servers that many processes share; and it deletes old rows of an
+// axesaudit trail. Its output suits scripts: a
 // table for people, -json for programs, and exit codes 0 (done), 1 (the
 // server or Redis failed) and 2 (bad usage).
 //
@@ -15,6 +16,7 @@
 //	lockouts [-json]                      list current lockouts
 //	reset -ip IP | -username NAME | -ip IP -username NAME | -all
 //	stats [-json]                         show figures
+//	audit-prune -db DSN -older-than AGE   delete audit rows (axesaudit) older than AGE
 //
 // The admin token is read from $AXESCTL_ADMIN_TOKEN or the file named by
 // -token-file; the digest secret that the servers give axes.WithSecret,
@@ -64,6 +66,8 @@ commands:
   lockouts [-json]                              list current lockouts
   reset -ip IP | -username NAME | -ip IP -username NAME | -all
   stats [-json]                                 show figures
+  audit-prune -db DSN -older-than AGE [-json]   delete axesaudit rows older than AGE
+                                                (DSN: sqlite:PATH or postgres://...; AGE: 30d, 12h)
 
 The admin token comes from $AXESCTL_ADMIN_TOKEN or -token-file; the digest
 secret the servers share (axes.WithSecret) from $AXES_SECRET or -secret-file.
@@ -115,6 +119,14 @@ func runErr(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	}
 	if fs.NArg() == 0 {
 		return usagef("no command")
+	}
+	if fs.Arg(0) == "audit-prune" {
+		if *adminURL != "" || *redisAddr != "" {
+			return usagef("audit-prune works on the audit database: give -db, not -admin or -redis")
+		}
+		ctx, cancel := context.WithTimeout(ctx, *timeout)
+		defer cancel()
+		return cmdAuditPrune(ctx, fs.Args()[1:], stdout, stderr)
 	}
 	if (*adminURL == "") == (*redisAddr == "") {
 		return usagef("give exactly one of -admin and -redis")
