@@ -1,6 +1,11 @@
 package axes
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/axes-go/axes/store"
+)
 
 // Attempt is a reservation made by Limiter.Begin: one attempt reserved in
 // every dimension of a key. It is a plain value (Begin allocates nothing);
@@ -43,6 +48,13 @@ const (
 // not settled within the reserve timeout (WithReserveTimeout) counts as a
 // failure, as if the handler had crashed mid-check.
 func (l *Limiter) Begin(k Key) Attempt {
+	return l.BeginContext(context.Background(), k)
+}
+
+// BeginContext is Begin with the caller's context, which a networked store
+// gives up on when it is done: the attempt is then refused with
+// ReasonUnavailable (the memory store ignores the context).
+func (l *Limiter) BeginContext(ctx context.Context, k Key) Attempt {
 	a := Attempt{l: l, key: k}
 	if lr, reason := l.listed(&k); lr != listNone {
 		if lr == listRefused {
@@ -55,17 +67,17 @@ func (l *Limiter) Begin(k Key) Attempt {
 		return a
 	}
 	rule := l.forAttempt(&k)
-	var dims [8]Dim
+	var dims [8]store.Dim
 	now := l.clock()
 	id := l.identity(&k)
-	req := Request{Op: OpBegin, Rule: &rule, Now: now, Identity: id}
+	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Identity: id}
 	n := l.digests(&k, &dims, true)
 	req.Dims = dims[:n]
-	if err := l.run(&req, now, id); err != nil {
+	if err := l.run(ctx, &req, now, id); err != nil {
 		a.verdict = Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 		return a
 	}
-	a.verdict = l.finish(OpBegin, &k, &req, now)
+	a.verdict = l.finish(store.OpBegin, &k, &req, now)
 	if a.verdict.Locked {
 		return a
 	}
@@ -97,50 +109,59 @@ func (a *Attempt) Verdict() Verdict { return a.verdict }
 
 // Fail settles the attempt as a failed login and returns the verdict,
 // locked if this failure reached the limit.
-func (a *Attempt) Fail() Verdict {
+func (a *Attempt) Fail() Verdict { return a.FailContext(context.Background()) }
+
+// FailContext is Fail with the caller's context.
+func (a *Attempt) FailContext(ctx context.Context) Verdict {
 	if a.state != attemptPending {
 		return a.verdict
 	}
-	a.verdict = a.settle(OpSettleFail)
+	a.verdict = a.settle(ctx, store.OpSettleFail)
 	return a.verdict
 }
 
 // Succeed settles the attempt as a successful login.
-func (a *Attempt) Succeed() {
+func (a *Attempt) Succeed() { a.SucceedContext(context.Background()) }
+
+// SucceedContext is Succeed with the caller's context.
+func (a *Attempt) SucceedContext(ctx context.Context) {
 	if a.state != attemptPending {
 		return
 	}
-	a.verdict = a.settle(OpSettleSuccess)
+	a.verdict = a.settle(ctx, store.OpSettleSuccess)
 }
 
 // Cancel releases the reservation without an outcome, for a request whose
 // password was never checked (its backend failed first). It counts nothing
 // and, unlike Succeed, never resets anything under ResetOnSuccess. Never
 // cancel after a failed check: that would give the client a free guess.
-func (a *Attempt) Cancel() {
+func (a *Attempt) Cancel() { a.CancelContext(context.Background()) }
+
+// CancelContext is Cancel with the caller's context.
+func (a *Attempt) CancelContext(ctx context.Context) {
 	if a.state != attemptPending {
 		return
 	}
-	a.verdict = a.settle(opCancel)
+	a.verdict = a.settle(ctx, opCancel)
 }
 
-// opCancel is a settle that releases the reservation only: OpSettleSuccess
+// opCancel is a settle that releases the reservation only: store.OpSettleSuccess
 // under a rule without ResetOnSuccess, neither counted nor reported.
-const opCancel = Op(255)
+const opCancel = store.Op(255)
 
-func (a *Attempt) settle(op Op) Verdict {
+func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 	a.state = attemptSettled
 	l := a.l
 	rule := l.rule
 	report := op
 	if op == opCancel {
-		op, report = OpSettleSuccess, OpCheck
+		op, report = store.OpSettleSuccess, store.OpCheck
 		rule.ResetOnSuccess = false
 	}
 	rule.Limit = int(a.limit)
 	rule.JitterScale = a.jitter
 	rule.Cooloff = time.Duration(a.cooloff)
-	var dims [8]Dim
+	var dims [8]store.Dim
 	for i := range int(a.n) {
 		d := &dims[i]
 		d.Fields = a.fields[i]
@@ -155,8 +176,8 @@ func (a *Attempt) settle(op Op) Verdict {
 	}
 	now := l.clock()
 	id := l.identity(&a.key)
-	req := Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
-	if err := l.run(&req, now, id); err != nil {
+	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
+	if err := l.run(ctx, &req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}
 	return l.finish(report, &a.key, &req, now)

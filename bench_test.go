@@ -2,6 +2,7 @@ package axes
 
 import (
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"math/rand"
 	"net/netip"
 	"runtime"
@@ -207,7 +208,7 @@ func BenchmarkMemoryWorstCase(b *testing.B) {
 func BenchmarkDigest(b *testing.B) {
 	l := Must(New(Policy{LockoutBy: []Fields{IP, IP | Username}}))
 	k := Key{IP: benchIP(1), Username: "Alice@Example.com"}
-	var dims [8]Dim
+	var dims [8]store.Dim
 	b.ReportAllocs()
 	for b.Loop() {
 		l.digests(&k, &dims, false)

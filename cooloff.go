@@ -2,6 +2,7 @@ package axes
 
 import (
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"math"
 	"time"
 )
@@ -11,7 +12,7 @@ import (
 // Fixed(15 * time.Minute).
 type Cooloff interface {
 	// resolve fills the lock-duration fields of r and checks them.
-	resolve(r *Rule) error
+	resolve(r *resolved) error
 }
 
 type fixed time.Duration
@@ -20,7 +21,7 @@ type fixed time.Duration
 // positive.
 func Fixed(d time.Duration) Cooloff { return fixed(d) }
 
-func (f fixed) resolve(r *Rule) error {
+func (f fixed) resolve(r *resolved) error {
 	if f <= 0 {
 		return fmt.Errorf("axes: Fixed cooloff must be positive, got %v", time.Duration(f))
 	}
@@ -35,7 +36,7 @@ type forever struct{}
 // with no AXES_COOLOFF_TIME. RetryAfter of such a lock is Indefinite.
 var Forever Cooloff = forever{}
 
-func (forever) resolve(r *Rule) error {
+func (forever) resolve(r *resolved) error {
 	r.Cooloff = Indefinite
 	return nil
 }
@@ -53,7 +54,7 @@ type Backoff struct {
 	Decay  time.Duration // quiet period that forgets the level; 0 means 24 hours
 }
 
-func (b Backoff) resolve(r *Rule) error {
+func (b Backoff) resolve(r *resolved) error {
 	switch {
 	case b.Base <= 0:
 		return fmt.Errorf("axes: Backoff.Base must be positive, got %v", b.Base)
@@ -99,7 +100,7 @@ type Tier struct {
 // explicit Window that is not longer than every finite tier Cooloff.
 type Tiers []Tier
 
-func (t Tiers) resolve(r *Rule) error {
+func (t Tiers) resolve(r *resolved) error {
 	if len(t) == 0 {
 		return fmt.Errorf("axes: Tiers is empty")
 	}
@@ -114,7 +115,10 @@ func (t Tiers) resolve(r *Rule) error {
 			return fmt.Errorf("axes: tiers must have increasing Failures (tier %d has %d after %d)", i, x.Failures, t[i-1].Failures)
 		}
 	}
-	r.Tiers = append([]Tier(nil), t...)
+	r.Tiers = make([]store.Tier, len(t))
+	for i, x := range t {
+		r.Tiers[i] = store.Tier{Failures: x.Failures, Cooloff: x.Cooloff}
+	}
 	r.Cooloff = t[0].Cooloff
 	return nil
 }
@@ -124,10 +128,10 @@ func (t Tiers) resolve(r *Rule) error {
 // guesser for a day.
 const tiersMinWindow = 24 * time.Hour
 
-// longestTier returns the longest finite tier Cooloff, 0 if none.
-func (r *Rule) longestTier() time.Duration {
+// longestTier returns the longest finite Cooloff of tiers, 0 if none.
+func longestTier(tiers []store.Tier) time.Duration {
 	var d time.Duration
-	for _, t := range r.Tiers {
+	for _, t := range tiers {
 		if t.Cooloff != Indefinite {
 			d = max(d, t.Cooloff)
 		}
@@ -141,7 +145,7 @@ func (r *Rule) longestTier() time.Duration {
 // default 15 minutes, and Indefinite means a lock with no end.
 type CooloffFunc func(Key) time.Duration
 
-func (f CooloffFunc) resolve(r *Rule) error {
+func (f CooloffFunc) resolve(r *resolved) error {
 	if f == nil {
 		return fmt.Errorf("axes: CooloffFunc is nil")
 	}

@@ -1,6 +1,7 @@
 package axes
 
 import (
+	"github.com/axes-go/axes/store"
 	"net/netip"
 	"unsafe"
 )
@@ -30,7 +31,7 @@ func identityCost(p string) int { return packedCost(len(p)) }
 func packedCost(n int) int { return n + n/8 + identityOverhead }
 
 // packedLen returns the length of id packed.
-func packedLen(id *Identity) int {
+func packedLen(id *store.Identity) int {
 	n := 4 + len(truncate(id.Username)) + len(truncate(id.UserAgent))
 	if id.IP.IsValid() {
 		if id.IP.Addr().Is4() {
@@ -44,7 +45,7 @@ func packedLen(id *Identity) int {
 
 // packIdentity returns id, cut to MaxIdentityBytes, as one new string, so
 // that the store never retains the caller's (possibly huge) strings.
-func packIdentity(id *Identity) string {
+func packIdentity(id *store.Identity) string {
 	u, ua := truncate(id.Username), truncate(id.UserAgent)
 	b := make([]byte, 0, packedLen(id))
 	var fam, nbits byte
@@ -69,30 +70,30 @@ func packIdentity(id *Identity) string {
 }
 
 // unpackIdentity returns the identity packIdentity packed, with strings of
-// its own. A malformed p (never stored) gives the zero Identity.
-func unpackIdentity(p string) Identity {
+// its own. A malformed p (never stored) gives the zero store.Identity.
+func unpackIdentity(p string) store.Identity {
 	if len(p) < 4 {
-		return Identity{}
+		return store.Identity{}
 	}
 	fam, nbits, ul := p[0], int(p[1]), int(p[2])|int(p[3])<<8
 	rest := p[4:]
-	var id Identity
+	var id store.Identity
 	switch fam {
 	case 4:
 		if len(rest) < 4 {
-			return Identity{}
+			return store.Identity{}
 		}
 		id.IP = netip.PrefixFrom(netip.AddrFrom4([4]byte([]byte(rest[:4]))), nbits)
 		rest = rest[4:]
 	case 6:
 		if len(rest) < 16 {
-			return Identity{}
+			return store.Identity{}
 		}
 		id.IP = netip.PrefixFrom(netip.AddrFrom16([16]byte([]byte(rest[:16]))), nbits)
 		rest = rest[16:]
 	}
 	if ul > len(rest) {
-		return Identity{}
+		return store.Identity{}
 	}
 	id.Username = string(rest[:ul])
 	id.UserAgent = string(rest[ul:])
@@ -101,7 +102,7 @@ func unpackIdentity(p string) Identity {
 
 // setIdentity gives slot i of sh the identity id, within the budget, or
 // no identity when the budget is spent. sh.mu must be held.
-func (st *memStore) setIdentity(sh *shard, i int, id *Identity) {
+func (st *memStore) setIdentity(sh *shard, i int, id *store.Identity) {
 	sl := &sh.slots[i]
 	st.dropIdentity(sh, i)
 	cost := packedCost(packedLen(id))

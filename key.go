@@ -2,56 +2,35 @@ package axes
 
 import (
 	"encoding/binary"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"math/bits"
 	"net/netip"
 	"strings"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/axes-go/axes/store"
 	"github.com/cespare/xxhash/v2"
 )
 
 // Fields says which parts of a Key a dimension counts. Combine them with |:
-// axes.IP|axes.Username counts each (IP, username) pair separately.
-type Fields uint8
+// axes.IP|axes.Username counts each (IP, username) pair separately. Its
+// String method gives names such as "ip+username".
+type Fields = store.Fields
 
 // The fields of a Key that a dimension can count.
 const (
-	IP        Fields = 1 << iota // the client IP, grouped by Policy.IPv6Prefix for IPv6
-	Username                     // the username, after Policy.NormalizeUsername
-	UserAgent                    // the User-Agent header as sent
+	IP        = store.IP        // the client IP, grouped by Policy.IPv6Prefix for IPv6
+	Username  = store.Username  // the username, after Policy.NormalizeUsername
+	UserAgent = store.UserAgent // the User-Agent header as sent
 
 	allFields = IP | Username | UserAgent
 )
 
-// String returns the fields joined by "+", such as "ip+username", or "none".
-func (f Fields) String() string {
-	if f == 0 {
-		return "none"
-	}
-	var b strings.Builder
-	for _, x := range [...]struct {
-		f    Fields
-		name string
-	}{{IP, "ip"}, {Username, "username"}, {UserAgent, "user_agent"}} {
-		if f&x.f != 0 {
-			if b.Len() > 0 {
-				b.WriteByte('+')
-			}
-			b.WriteString(x.name)
-		}
-	}
-	if f&^allFields != 0 {
-		if b.Len() > 0 {
-			b.WriteByte('+')
-		}
-		b.WriteString("unknown")
-	}
-	return b.String()
-}
+// Digest is a keyed 128-bit digest of one dimension of a Key: the fields the
+// dimension counts, each tagged and length-prefixed, hashed with the
+// limiter's secret. Lockout.Digest names a lock by it (see
+// Limiter.ResetLockout); its String form is 32 hexadecimal digits.
+type Digest = store.Digest
 
 // Key identifies the client of one login attempt. The zero IP is a valid
 // value: every attempt whose address is unknown shares one "unknown address"
@@ -64,34 +43,6 @@ type Key struct {
 	Username  string
 	UserAgent string
 }
-
-// Digest is a keyed 128-bit digest of one dimension of a Key: the fields the
-// dimension counts, each tagged and length-prefixed, hashed with the
-// limiter's secret. Stores index entries by it and compare it whole.
-type Digest struct{ Hi, Lo uint64 }
-
-// String returns the digest as 32 hexadecimal digits.
-func (d Digest) String() string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], d.Hi)
-	binary.BigEndian.PutUint64(b[8:], d.Lo)
-	return hex.EncodeToString(b[:])
-}
-
-// ParseDigest parses the 32 hexadecimal digits of Digest.String.
-func ParseDigest(s string) (Digest, error) {
-	var b [16]byte
-	if len(s) != 32 {
-		return Digest{}, errors.New("axes: a digest is 32 hexadecimal digits")
-	}
-	if _, err := hex.Decode(b[:], []byte(s)); err != nil {
-		return Digest{}, fmt.Errorf("axes: bad digest: %w", err)
-	}
-	return Digest{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}, nil
-}
-
-// IsZero reports whether d is the zero digest.
-func (d Digest) IsZero() bool { return d.Hi == 0 && d.Lo == 0 }
 
 // Field tags: each field is hashed under its own tag so that a username
 // spelling an IP address never meets that address.
@@ -171,7 +122,7 @@ func (h *hasher) fieldDigest(tag byte, s string) Digest {
 	d.ResetWithSeed(h.k[1])
 	d.Write(hdr[:])
 	d.WriteString(s)
-	return Digest{hi, d.Sum64()}
+	return Digest{Hi: hi, Lo: d.Sum64()}
 }
 
 // Fields of at most shortField bytes (most usernames and user agents) are
@@ -192,7 +143,7 @@ func (h *hasher) shortDigest(tag byte, b []byte) Digest {
 	binary.LittleEndian.PutUint64(b[:8], h.k[0])
 	hi := xxhash.Sum64(b)
 	binary.LittleEndian.PutUint64(b[:8], h.k[1])
-	return Digest{hi, xxhash.Sum64(b)}
+	return Digest{Hi: hi, Lo: xxhash.Sum64(b)}
 }
 
 // usernameDigest hashes the default normal form of s (see
@@ -244,7 +195,7 @@ func (h *hasher) usernameDigest(s string) Digest {
 		d0.Write(out)
 		d1.Write(out)
 	}
-	return Digest{d0.Sum64(), d1.Sum64()}
+	return Digest{Hi: d0.Sum64(), Lo: d1.Sum64()}
 }
 
 func isASCII(s string) bool {
@@ -407,7 +358,7 @@ func (h *hasher) mix(words []uint64) Digest {
 	if a == 0 && b == 0 {
 		b = 1
 	}
-	return Digest{a, b}
+	return Digest{Hi: a, Lo: b}
 }
 
 // ipDigest is the digest of the IP field alone, used to index entries for

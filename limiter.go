@@ -2,9 +2,11 @@ package axes
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/axes-go/axes/store"
 	mrand "math/rand/v2"
 	"net/netip"
 	"slices"
@@ -29,7 +31,8 @@ import (
 // password check before any of their failures is counted, so a burst of N
 // parallel requests can get up to N guesses past a limit.
 type Limiter struct {
-	rule        Rule
+	rule        store.Rule
+	jitter      float64 // Backoff.Jitter, drawn into each attempt's rule
 	dims        []Fields
 	needUser    bool
 	needUA      bool
@@ -45,7 +48,7 @@ type Limiter struct {
 	neverUser   func(Key) bool
 	onEvent     func(Event)
 	clock       func() time.Time
-	store       Store
+	store       store.Store
 	mem         *memStore // the store, when it is the memory store
 	closeOnce   sync.Once
 
@@ -86,7 +89,7 @@ type config struct {
 	maxEntries     int
 	secret         []byte
 	secretSet      bool
-	store          Store
+	store          store.Store
 	reserveTimeout time.Duration
 }
 
@@ -124,7 +127,7 @@ func WithSecret(secret []byte) Option {
 
 // WithStore makes the limiter keep its state in s instead of the memory
 // store. The limiter closes s in Close.
-func WithStore(s Store) Option { return func(c *config) { c.store = s } }
+func WithStore(s store.Store) Option { return func(c *config) { c.store = s } }
 
 // WithReserveTimeout sets how long a reservation from Begin may stay
 // unsettled before it counts as a failure (default DefaultReserveTimeout).
@@ -162,7 +165,8 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 		rand.Read(c.secret)
 	}
 	l := &Limiter{
-		rule:      r,
+		rule:      r.Rule,
+		jitter:    r.jitter,
 		dims:      dims,
 		h:         newHasher(c.secret),
 		v6bits:    cmp.Or(p.IPv6Prefix, 64),
@@ -185,7 +189,7 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 		l.needUA = l.needUA || f&UserAgent != 0
 	}
 	if l.store == nil {
-		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r)
+		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r.Rule)
 		l.store = l.mem
 	}
 	return l, nil
@@ -255,18 +259,34 @@ type Verdict struct {
 // locked (then the attempt is refused and, with ExtendLockOnRefused, counted
 // and extends the lock).
 func (l *Limiter) Fail(k Key) Verdict {
-	return l.plain(OpFail, &k)
+	return l.plain(context.Background(), store.OpFail, &k)
+}
+
+// FailContext is Fail with the caller's context, which a networked store
+// gives up on when it is done (the memory store ignores it).
+func (l *Limiter) FailContext(ctx context.Context, k Key) Verdict {
+	return l.plain(ctx, store.OpFail, &k)
 }
 
 // Check returns the verdict for k without counting anything.
 func (l *Limiter) Check(k Key) Verdict {
-	return l.plain(OpCheck, &k)
+	return l.plain(context.Background(), store.OpCheck, &k)
+}
+
+// CheckContext is Check with the caller's context.
+func (l *Limiter) CheckContext(ctx context.Context, k Key) Verdict {
+	return l.plain(ctx, store.OpCheck, &k)
 }
 
 // Locked reports whether an attempt of k would be refused now. The common
 // "no" answer on the memory store costs the key's digests and one atomic
 // load per dimension: no lock and no clock read.
 func (l *Limiter) Locked(k Key) bool {
+	return l.LockedContext(context.Background(), k)
+}
+
+// LockedContext is Locked with the caller's context.
+func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 	if r, _ := l.listed(&k); r != listNone {
 		return r == listRefused
 	}
@@ -284,15 +304,20 @@ func (l *Limiter) Locked(k Key) bool {
 			return false
 		}
 	}
-	return l.plain(OpCheck, &k).Locked
+	return l.plain(ctx, store.OpCheck, &k).Locked
 }
 
 // Success records a successful login of k. Under ResetOnSuccess it forgets
 // the failures and back-off level of each of k's dimensions that is not
 // locked; otherwise it only counts and reports the success.
 func (l *Limiter) Success(k Key) {
+	l.SuccessContext(context.Background(), k)
+}
+
+// SuccessContext is Success with the caller's context.
+func (l *Limiter) SuccessContext(ctx context.Context, k Key) {
 	if l.rule.ResetOnSuccess {
-		l.plain(OpSuccess, &k)
+		l.plain(ctx, store.OpSuccess, &k)
 		return
 	}
 	if r, _ := l.listed(&k); r == listRefused {
@@ -307,7 +332,12 @@ func (l *Limiter) Success(k Key) {
 // Reset forgets every dimension of k: its failures, lock and back-off
 // level.
 func (l *Limiter) Reset(k Key) {
-	l.plain(OpReset, &k)
+	l.plain(context.Background(), store.OpReset, &k)
+}
+
+// ResetContext is Reset with the caller's context.
+func (l *Limiter) ResetContext(ctx context.Context, k Key) {
+	l.plain(ctx, store.OpReset, &k)
 }
 
 type listResult uint8
@@ -356,7 +386,7 @@ func (l *Limiter) fieldsOf(k *Key, fs *fieldSet) {
 // digests fills dims with the digests of k's dimensions and returns how
 // many there are. With index it also fills the index keys that writes
 // need.
-func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
+func (l *Limiter) digests(k *Key, dims *[8]store.Dim, index bool) int {
 	var fs fieldSet
 	l.fieldsOf(k, &fs)
 	var ipKey Digest
@@ -365,7 +395,7 @@ func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
 	}
 	for i, f := range l.dims {
 		d := &dims[i]
-		*d = Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
+		*d = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
 		if index {
 			if f&IP != 0 {
 				d.IPKey = ipKey
@@ -378,8 +408,8 @@ func (l *Limiter) digests(k *Key, dims *[8]Dim, index bool) int {
 	return len(l.dims)
 }
 
-func (l *Limiter) identity(k *Key) Identity {
-	id := Identity{Username: truncate(k.Username), UserAgent: truncate(k.UserAgent)}
+func (l *Limiter) identity(k *Key) store.Identity {
+	id := store.Identity{Username: truncate(k.Username), UserAgent: truncate(k.UserAgent)}
 	if k.IP.IsValid() {
 		id.IP = canonicalIP(k.IP, l.v6bits)
 	}
@@ -387,16 +417,16 @@ func (l *Limiter) identity(k *Key) Identity {
 }
 
 // plain runs one operation without a reservation.
-func (l *Limiter) plain(op Op, k *Key) Verdict {
+func (l *Limiter) plain(ctx context.Context, op store.Op, k *Key) Verdict {
 	if lr, reason := l.listed(k); lr != listNone {
 		if lr == listRefused {
-			if op == OpFail {
+			if op == store.OpFail {
 				l.refusedByList(k, reason)
 			}
 			return listVerdict(reason, l.rule.Limit)
 		}
-		if op != OpReset {
-			if op == OpSuccess {
+		if op != store.OpReset {
+			if op == store.OpSuccess {
 				l.n.c().successes.Add(1)
 			}
 			return Verdict{Limit: l.rule.Limit}
@@ -405,17 +435,17 @@ func (l *Limiter) plain(op Op, k *Key) Verdict {
 	// Every operation but a reset gets the attempt's own rule and identity:
 	// even a Check may find reservations that timed out and start a lock.
 	rule := l.rule
-	var id Identity
-	if op != OpReset {
+	var id store.Identity
+	if op != store.OpReset {
 		rule = l.forAttempt(k)
 		id = l.identity(k)
 	}
-	var dims [8]Dim
+	var dims [8]store.Dim
 	now := l.clock()
-	req := Request{Op: op, Rule: &rule, Now: now, Identity: id}
-	n := l.digests(k, &dims, op == OpFail)
+	req := store.Request{Op: op, Rule: &rule, Now: now, Identity: id}
+	n := l.digests(k, &dims, op == store.OpFail)
 	req.Dims = dims[:n]
-	if err := l.run(&req, now, id); err != nil {
+	if err := l.run(ctx, &req, now, id); err != nil {
 		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
 	}
 	return l.finish(op, k, &req, now)
@@ -434,25 +464,25 @@ func (l *Limiter) refusedByList(k *Key, r Reason) {
 
 // run hands req to the store. now and id repeat req.Now and req.Identity:
 // the interface path takes them from here rather than from req, so that
-// escape analysis keeps req, its Rule and its Dims on the caller's stack.
-func (l *Limiter) run(req *Request, now time.Time, id Identity) error {
+// escape analysis keeps req, its store.Rule and its Dims on the caller's stack.
+func (l *Limiter) run(ctx context.Context, req *store.Request, now time.Time, id store.Identity) error {
 	if l.mem != nil {
 		l.mem.apply(req)
 		return nil
 	}
-	return l.runStore(req, now, id)
+	return l.runStore(ctx, req, now, id)
 }
 
 // runStore calls a store through the interface with a copy of the request
 // on the heap.
 //
 //go:noinline
-func (l *Limiter) runStore(req *Request, now time.Time, id Identity) error {
-	rule := new(Rule)
+func (l *Limiter) runStore(ctx context.Context, req *store.Request, now time.Time, id store.Identity) error {
+	rule := new(store.Rule)
 	*rule = *req.Rule
-	r := &Request{Op: req.Op, Now: now, Rule: rule, Identity: id, Dims: make([]Dim, len(req.Dims))}
+	r := &store.Request{Op: req.Op, Now: now, Rule: rule, Identity: id, Dims: make([]store.Dim, len(req.Dims))}
 	copy(r.Dims, req.Dims)
-	err := l.store.Apply(r)
+	err := l.store.Apply(ctx, r)
 	if err != nil {
 		l.n.c().storeErrors.Add(1)
 		return err
@@ -463,7 +493,7 @@ func (l *Limiter) runStore(req *Request, now time.Time, id Identity) error {
 
 // finish builds the verdict of a completed request, counts it and emits
 // its events.
-func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
+func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time) Verdict {
 	v := Verdict{Limit: req.Rule.Limit}
 	refused := false
 	busy := -1
@@ -501,18 +531,18 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 			v.WouldLock = true
 		}
 	}
-	if op == OpReset {
+	if op == store.OpReset {
 		v = Verdict{Limit: req.Rule.Limit}
 	}
 	// Counters and events.
 	switch op {
-	case OpFail, OpSettleFail:
+	case store.OpFail, store.OpSettleFail:
 		if !refused {
 			l.n.c().failures.Add(1)
 		}
-	case OpSuccess, OpSettleSuccess:
+	case store.OpSuccess, store.OpSettleSuccess:
 		l.n.c().successes.Add(1)
-	case OpReset:
+	case store.OpReset:
 		l.n.c().resets.Add(1)
 	}
 	if refused {
@@ -548,9 +578,9 @@ func (l *Limiter) finish(op Op, k *Key, req *Request, now time.Time) Verdict {
 	switch {
 	case refused:
 		l.onEvent(Event{Kind: EventRefused, Time: now, Key: *k, By: v.By, Reason: v.Reason, Failures: v.Failures, Limit: v.Limit, Until: until(now, v.RetryAfter)})
-	case op == OpSuccess || op == OpSettleSuccess:
+	case op == store.OpSuccess || op == store.OpSettleSuccess:
 		l.onEvent(Event{Kind: EventSuccess, Time: now, Key: *k, Limit: v.Limit})
-	case op == OpReset:
+	case op == store.OpReset:
 		l.onEvent(Event{Kind: EventReset, Time: now, Key: *k, Count: len(req.Dims)})
 	}
 	return v
@@ -569,41 +599,62 @@ func until(now time.Time, remaining time.Duration) time.Time {
 // tag of the IP, so in very rare cases it also forgets an unrelated entry
 // that shares the tag; it never misses one.
 func (l *Limiter) ResetIP(ip netip.Addr) int {
+	n, _ := l.ResetIPContext(context.Background(), ip)
+	return n
+}
+
+// ResetIPContext is ResetIP with the caller's context, and the store's
+// error, if any.
+func (l *Limiter) ResetIPContext(ctx context.Context, ip netip.Addr) (int, error) {
 	b := encodeIP(canonicalIP(ip, l.v6bits))
-	n, err := l.store.ResetField(IP, l.h.ipDigest(&b))
+	n, err := l.store.ResetField(ctx, IP, l.h.ipDigest(&b))
 	if err != nil {
 		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{IP: ip}, n)
-	return n
+	return n, err
 }
 
 // ResetUsername forgets every entry whose dimension counts name (after
 // normalisation), for every combination, IP and user agent, and returns how
 // many it forgot. The same caveat on tags as ResetIP applies.
 func (l *Limiter) ResetUsername(name string) int {
+	n, _ := l.ResetUsernameContext(context.Background(), name)
+	return n
+}
+
+// ResetUsernameContext is ResetUsername with the caller's context, and the
+// store's error, if any.
+func (l *Limiter) ResetUsernameContext(ctx context.Context, name string) (int, error) {
 	var d Digest
 	if l.normalize == nil {
 		d = l.h.usernameDigest(name)
 	} else {
 		d = l.h.fieldDigest(tagUsername, l.normalize(name))
 	}
-	n, err := l.store.ResetField(Username, d)
+	n, err := l.store.ResetField(ctx, Username, d)
 	if err != nil {
 		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{Username: name}, n)
-	return n
+	return n, err
 }
 
 // ResetAll forgets everything and returns how many entries it forgot.
 func (l *Limiter) ResetAll() int {
-	n, err := l.store.ResetAll()
+	n, _ := l.ResetAllContext(context.Background())
+	return n
+}
+
+// ResetAllContext is ResetAll with the caller's context, and the store's
+// error, if any.
+func (l *Limiter) ResetAllContext(ctx context.Context) (int, error) {
+	n, err := l.store.ResetAll(ctx)
 	if err != nil {
 		l.n.c().storeErrors.Add(1)
 	}
 	l.resetEvent(Key{}, n)
-	return n
+	return n, err
 }
 
 func (l *Limiter) resetEvent(k Key, n int) {
@@ -620,8 +671,15 @@ func (l *Limiter) resetEvent(k Key, n int) {
 // ResetUsername forget those too). It returns how many dimensions it
 // reset.
 func (l *Limiter) ResetClient(ip netip.Addr, username string) int {
+	n, _ := l.ResetClientContext(context.Background(), ip, username)
+	return n
+}
+
+// ResetClientContext is ResetClient with the caller's context, and the
+// store's error, if any.
+func (l *Limiter) ResetClientContext(ctx context.Context, ip netip.Addr, username string) (int, error) {
 	k := Key{IP: ip, Username: username}
-	var dims [8]Dim
+	var dims [8]store.Dim
 	n := l.digests(&k, &dims, false)
 	j := 0
 	for i := range n {
@@ -632,40 +690,64 @@ func (l *Limiter) ResetClient(ip netip.Addr, username string) int {
 	}
 	now := l.clock()
 	rule := l.rule
-	req := Request{Op: OpReset, Now: now, Rule: &rule, Dims: dims[:j]}
-	if err := l.run(&req, now, Identity{}); err != nil {
-		return 0
+	req := store.Request{Op: store.OpReset, Now: now, Rule: &rule, Dims: dims[:j]}
+	if err := l.run(ctx, &req, now, store.Identity{}); err != nil {
+		return 0, err
 	}
 	l.resetEvent(k, j)
-	return j
+	return j, nil
 }
 
 // ResetLockout lifts exactly the lock lo, as listed by Lockouts: it
 // forgets dimension lo.By of that client, by its digest, and leaves the
 // client's other dimensions as they are.
 func (l *Limiter) ResetLockout(lo Lockout) {
-	dims := [1]Dim{{Fields: lo.By, Digest: lo.Digest}}
+	_ = l.ResetLockoutContext(context.Background(), lo)
+}
+
+// ResetLockoutContext is ResetLockout with the caller's context, and the
+// store's error, if any.
+func (l *Limiter) ResetLockoutContext(ctx context.Context, lo Lockout) error {
+	dims := [1]store.Dim{{Fields: lo.By, Digest: lo.Digest}}
 	now := l.clock()
 	rule := l.rule
-	req := Request{Op: OpReset, Now: now, Rule: &rule, Dims: dims[:]}
-	if err := l.run(&req, now, Identity{}); err != nil {
-		return
+	req := store.Request{Op: store.OpReset, Now: now, Rule: &rule, Dims: dims[:]}
+	if err := l.run(ctx, &req, now, store.Identity{}); err != nil {
+		return err
 	}
 	l.resetEvent(Key{Username: lo.Username, UserAgent: lo.UserAgent, IP: lo.IP.Addr()}, 1)
+	return nil
 }
+
+// Lockout is one current lock, as Lockouts lists it, with the client of the
+// attempt that started it: its grouped IP, and its username and user agent
+// as sent, cut to MaxIdentityBytes (empty, with only the digest, for a lock
+// that started once the identity budget was spent).
+type Lockout = store.Lockout
+
+// MaxIdentityBytes bounds the username and user agent kept for each current
+// lock.
+const MaxIdentityBytes = store.MaxIdentityBytes
 
 // Lockouts lists the current locks, soonest end first (locks with no end
 // last), with who they are about as seen when each lock began. It returns
 // nil if the store cannot list locks.
 func (l *Limiter) Lockouts() []Lockout {
-	ll, ok := l.store.(LockLister)
+	out, _ := l.LockoutsContext(context.Background())
+	return out
+}
+
+// LockoutsContext is Lockouts with the caller's context, and the store's
+// error, if any.
+func (l *Limiter) LockoutsContext(ctx context.Context) ([]Lockout, error) {
+	ll, ok := l.store.(store.LockLister)
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	out, err := ll.Lockouts(l.clock())
+	out, err := ll.Lockouts(ctx, l.clock())
 	if err != nil {
 		l.n.c().storeErrors.Add(1)
-		return nil
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b Lockout) int {
 		switch {
@@ -685,7 +767,7 @@ func (l *Limiter) Lockouts() []Lockout {
 		}
 		return cmp.Compare(a.By, b.By)
 	})
-	return out
+	return out, nil
 }
 
 // Stats are a limiter's running figures, cheap to read every second.
@@ -721,7 +803,7 @@ func (l *Limiter) Stats() Stats {
 		Resets:      l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.resets }),
 		StoreErrors: l.n.sum(func(c *counterStripe) *atomic.Uint64 { return &c.storeErrors }),
 	}
-	if sr, ok := l.store.(StatsReporter); ok {
+	if sr, ok := l.store.(store.StatsReporter); ok {
 		ss := sr.StoreStats()
 		s.Entries = ss.Entries
 		s.EvictedExpired = ss.EvictedExpired

@@ -2,6 +2,7 @@ package axes
 
 import (
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"net/netip"
 	"strings"
 	"sync"
@@ -342,7 +343,7 @@ func TestBackoffJitterAndSaturation(t *testing.T) {
 		assert.GreaterOrEqual(t, v.RetryAfter, 30*time.Minute)
 		assert.LessOrEqual(t, v.RetryAfter, 90*time.Minute+time.Second)
 	}
-	r := Rule{Cooloff: time.Hour, Factor: 10}
+	r := store.Rule{Cooloff: time.Hour, Factor: 10}
 	assert.Equal(t, maxFinite, r.LockDuration(255, 1))
 	assert.Positive(t, r.LockDuration(40, 1))
 }
@@ -353,9 +354,9 @@ func TestFieldsString(t *testing.T) {
 	assert.Equal(t, "ip+unknown", (IP | 64).String())
 	assert.Equal(t, "busy", ReasonBusy.String())
 	assert.Equal(t, "lockout", EventLockout.String())
-	assert.Equal(t, "settle-fail", OpSettleFail.String())
+	assert.Equal(t, "settle-fail", store.OpSettleFail.String())
 	assert.Equal(t, "unknown", Reason(99).String())
-	assert.Equal(t, fmt.Sprint(Op(99)), "Op(99)")
+	assert.Equal(t, fmt.Sprint(store.Op(99)), "Op(99)")
 }
 
 func TestCancelAndResetLockout(t *testing.T) {
@@ -379,10 +380,10 @@ func TestCancelAndResetLockout(t *testing.T) {
 	lo = l.Lockouts()
 	require.Len(t, lo, 1)
 	assert.Equal(t, IP, lo[0].By)
-	d, err := ParseDigest(lo[0].Digest.String())
+	d, err := store.ParseDigest(lo[0].Digest.String())
 	require.NoError(t, err)
 	assert.Equal(t, lo[0].Digest, d)
-	_, err = ParseDigest("xyz")
+	_, err = store.ParseDigest("xyz")
 	assert.Error(t, err)
 }
 
@@ -393,7 +394,7 @@ func TestEvictionCrossesShards(t *testing.T) {
 	l, _ := newTest(t, Policy{}, WithMaxEntries(capN))
 	st := l.mem
 	victim := Key{IP: ipN(1 << 20)}
-	var dims [8]Dim
+	var dims [8]store.Dim
 	l.digests(&victim, &dims, false)
 	vs := st.shardOf(dims[0].Digest)
 	for i := 0; st.total.Load() < capN; i++ {

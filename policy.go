@@ -2,6 +2,7 @@ package axes
 
 import (
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"math/rand/v2"
 	"time"
 )
@@ -97,13 +98,38 @@ type Policy struct {
 	OnEvent func(Event)
 }
 
+// MaxFailures is the highest failure count a dimension remembers; counts
+// saturate there, and Limit may not exceed it.
+const MaxFailures = store.MaxFailures
+
+// Indefinite is the RetryAfter of a lock with no end (Forever, a Tier with
+// an Indefinite Cooloff, or a denied IP).
+const Indefinite = store.Indefinite
+
+// maxFinite is the longest finite lock; durations saturate there.
+const maxFinite = Indefinite - 1
+
+// satAdd is t+d, saturating at maxFinite (and Indefinite d gives maxFinite).
+func satAdd(t, d time.Duration) time.Duration {
+	if d >= Indefinite || t > maxFinite-d {
+		return maxFinite
+	}
+	return t + d
+}
+
 // DefaultReserveTimeout is how long a reservation from Limiter.Begin may
 // stay unsettled before it is taken as a failure (a handler that crashed or
 // forgot to settle).
 const DefaultReserveTimeout = time.Minute
 
-func (p *Policy) rule() (Rule, []Fields, error) {
-	r := Rule{ReserveTimeout: DefaultReserveTimeout}
+// resolved is a Policy's base rule and what the limiter draws per attempt.
+type resolved struct {
+	store.Rule
+	jitter float64 // Backoff.Jitter, drawn into JitterScale per attempt
+}
+
+func (p *Policy) rule() (resolved, []Fields, error) {
+	r := resolved{Rule: store.Rule{ReserveTimeout: DefaultReserveTimeout}}
 	if p.Limit < 0 || p.Limit > MaxFailures {
 		return r, nil, fmt.Errorf("axes: Limit must be in 0..%d, got %d", MaxFailures, p.Limit)
 	}
@@ -131,15 +157,15 @@ func (p *Policy) rule() (Rule, []Fields, error) {
 	if r.Window == 0 {
 		switch {
 		case len(r.Tiers) > 0:
-			r.Window = max(tiersMinWindow, satAdd(r.longestTier(), r.longestTier()))
+			r.Window = max(tiersMinWindow, satAdd(longestTier(r.Tiers), longestTier(r.Tiers)))
 		case r.Cooloff == Indefinite:
 			r.Window = defaultCooloff
 		default:
 			r.Window = r.Cooloff
 		}
 	}
-	if len(r.Tiers) > 0 && r.Window <= r.longestTier() {
-		return r, nil, fmt.Errorf("axes: Window (%v) must be longer than the longest finite tier Cooloff (%v), or failures are forgotten when that tier's lock ends and the tiers above it cannot be reached", r.Window, r.longestTier())
+	if len(r.Tiers) > 0 && r.Window <= longestTier(r.Tiers) {
+		return r, nil, fmt.Errorf("axes: Window (%v) must be longer than the longest finite tier Cooloff (%v), or failures are forgotten when that tier's lock ends and the tiers above it cannot be reached", r.Window, longestTier(r.Tiers))
 	}
 	r.Extend = p.ExtendLockOnRefused
 	r.ObserveOnly = p.ObserveOnly
@@ -170,7 +196,7 @@ func (p *Policy) rule() (Rule, []Fields, error) {
 
 // forAttempt returns the rule for one attempt: base with LimitFunc,
 // CooloffFunc and jitter applied.
-func (l *Limiter) forAttempt(k *Key) Rule {
+func (l *Limiter) forAttempt(k *Key) store.Rule {
 	r := l.rule
 	if l.limitFunc != nil {
 		n := l.limitFunc(*k)
@@ -182,8 +208,8 @@ func (l *Limiter) forAttempt(k *Key) Rule {
 			r.Cooloff = d
 		}
 	}
-	if r.jitter > 0 {
-		r.JitterScale = 1 + r.jitter*(2*rand.Float64()-1)
+	if l.jitter > 0 {
+		r.JitterScale = 1 + l.jitter*(2*rand.Float64()-1)
 	}
 	return r
 }

@@ -2,6 +2,7 @@ package axes
 
 import (
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"net/netip"
 	"strings"
 	"sync"
@@ -179,7 +180,7 @@ func TestSketchLockedFastPath(t *testing.T) {
 	var other Key
 	for i := 0; ; i++ {
 		other = Key{Username: fmt.Sprintf("someone-%d", i)}
-		var dims [8]Dim
+		var dims [8]store.Dim
 		l.digests(&other, &dims, false)
 		if l.mem.filter[l.mem.filterIndex(dims[0].Digest)].Load() == 0 {
 			break

@@ -1,7 +1,10 @@
 package axes
 
 import (
+	"context"
 	"fmt"
+	"github.com/axes-go/axes/internal/memhook"
+	"github.com/axes-go/axes/store"
 	"math"
 	"math/bits"
 	mrand "math/rand/v2"
@@ -26,7 +29,7 @@ import (
 // because only locked or reserved entries remain are decided on it. Times
 // are kept on the store's own timeline (timeline.go).
 
-// memStore is the default Store. Its methods are safe for concurrent use.
+// memStore is the default store.Store. Its methods are safe for concurrent use.
 type memStore struct {
 	shards      []shard
 	shardMask   uint64
@@ -36,7 +39,7 @@ type memStore struct {
 	maxPer      int          // most entries one shard may hold (its share plus slack)
 	maxGroups   int          // the largest table of a shard
 	tl          timeline     // clock readings to instants
-	base        Rule         // the limiter's base rule, for expiry during sweeps
+	base        store.Rule   // the limiter's base rule, for expiry during sweeps
 	baseOnce    sync.Once    // sets base from the first request when not given
 	timeOnce    sync.Once    // starts the timeline at the first call when not started
 	filter      []atomic.Uint32
@@ -59,7 +62,7 @@ func toKey(d Digest) key {
 }
 
 func (k key) digest() Digest {
-	return Digest{uint64(k[0]) | uint64(k[1])<<32, uint64(k[2]) | uint64(k[3])<<32}
+	return Digest{Hi: uint64(k[0]) | uint64(k[1])<<32, Lo: uint64(k[2]) | uint64(k[3])<<32}
 }
 
 // slot is one entry: 44 bytes, no pointers, so the garbage collector never
@@ -142,22 +145,20 @@ func fastrange(h uint64, n int) int {
 	return int(hi)
 }
 
-// NewMemoryStore returns a new in-memory Store holding at most maxEntries
-// entries (see WithMaxEntries for what happens at the cap). A Limiter
-// without WithStore makes its own; this constructor is for stores that
-// build on it, such as a networked store's local fallback.
-func NewMemoryStore(maxEntries int) (Store, error) {
-	if maxEntries < 1 {
-		return nil, fmt.Errorf("axes: NewMemoryStore needs a positive entry cap, got %d", maxEntries)
+func init() {
+	memhook.New = func(maxEntries int, rule any) (any, error) {
+		if maxEntries < 1 {
+			return nil, fmt.Errorf("axes: store.NewMemory needs a positive entry cap, got %d", maxEntries)
+		}
+		return newMemStore(maxEntries, time.Time{}, rule.(store.Rule)), nil
 	}
-	return newMemStore(maxEntries, time.Time{}, Rule{}), nil
 }
 
 // newMemStore returns a memory store. A non-zero epoch is a clock reading
 // less epochMargin: instant 0 of the timeline (an unusable reading, such as
 // the zero Time, is corrected at the first request); a zero epoch starts the
 // timeline at the first request.
-func newMemStore(maxEntries int, epoch time.Time, base Rule) *memStore {
+func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 	nshards := 256
 	for nshards > 1 && maxEntries/nshards < 64 {
 		nshards /= 2
@@ -218,8 +219,8 @@ func toSec(d time.Duration) uint32 {
 
 func fromSec(s uint32) time.Duration { return time.Duration(s) * time.Second }
 
-func (sl *slot) state() State {
-	s := State{
+func (sl *slot) state() store.State {
+	s := store.State{
 		Failures:  int(sl.fails),
 		Pending:   int(sl.pending),
 		Level:     int(sl.level),
@@ -237,7 +238,7 @@ func (sl *slot) state() State {
 	return s
 }
 
-func (sl *slot) setState(s *State) {
+func (sl *slot) setState(s *store.State) {
 	sl.fails = uint16(min(s.Failures, MaxFailures))
 	sl.pending = uint16(min(s.Pending, MaxFailures))
 	sl.level = uint8(min(s.Level, 255))
@@ -557,7 +558,7 @@ const sweepEvery = 8
 // caller's values is retained), and its base rule for sweeps is the first
 // rule it sees. A nil base sets only the timeline (for reads before any
 // write).
-func (st *memStore) init(now time.Time, base *Rule) {
+func (st *memStore) init(now time.Time, base *store.Rule) {
 	st.timeOnce.Do(func() {
 		if !st.tl.started() {
 			st.tl.start(detach(now), epochMargin)
@@ -575,15 +576,15 @@ func (st *memStore) init(now time.Time, base *Rule) {
 	})
 }
 
-// Apply implements Store.
-func (st *memStore) Apply(req *Request) error {
+// Apply implements store.Store.
+func (st *memStore) Apply(_ context.Context, req *store.Request) error {
 	st.apply(req)
 	return nil
 }
 
 // apply is Apply without the interface, so that the limiter's calls on the
 // default store are direct and allocation-free.
-func (st *memStore) apply(req *Request) {
+func (st *memStore) apply(req *store.Request) {
 	st.init(req.Now, req.Rule)
 	dims := req.Dims
 	n := len(dims)
@@ -591,9 +592,7 @@ func (st *memStore) apply(req *Request) {
 	var keys [8]key
 	var idx [8]int
 	var moves [8]uint32
-	var states [8]State
-	var outs [8]Outcome
-	var gens [8]uint32
+	var ds [8]store.DimState // the dimensions as Rule.Apply transforms them
 	var sketched uint8 // bit i: the state of dims[i] was estimated from the sketch
 	// Lock the distinct shards in ascending order.
 	m := 0
@@ -621,41 +620,41 @@ func (st *memStore) apply(req *Request) {
 		idx[i] = sh.find(keys[i], d.Digest)
 		moves[i] = sh.moves
 		if idx[i] >= 0 {
-			states[i] = sh.slots[idx[i]].state()
+			ds[i].State = sh.slots[idx[i]].state()
 		} else {
 			// A new entry starts at a random reservation generation, so
 			// that a settle arriving after its entry was forgotten and
 			// made anew almost never matches a new reservation.
-			states[i] = State{Gen: uint32(uint8(mrand.Uint32()))}
+			ds[i].State = store.State{Gen: uint32(uint8(mrand.Uint32()))}
 			// A key the table does not hold starts from what the sketch
 			// vouches for it.
-			if req.Op != OpReset && st.sk.live.Load() != 0 {
+			if req.Op != store.OpReset && st.sk.live.Load() != 0 {
 				if est, ok := st.sk.estimate(d.Digest, now, req.Rule.Window); ok {
-					est.Gen = states[i].Gen
-					states[i] = est
+					est.Gen = ds[i].State.Gen
+					ds[i].State = est
 					sketched |= 1 << i
 					sh.sketchDecisions++
 				}
 			}
 		}
-		gens[i] = d.Gen
+		ds[i].Gen = d.Gen
 	}
-	if req.Op == OpReset {
+	if req.Op == store.OpReset {
 		for i := range dims {
 			sh := &st.shards[st.shardOf(dims[i].Digest)]
 			if j := sh.find(keys[i], dims[i].Digest); j >= 0 {
 				st.remove(sh, j)
 			}
-			dims[i].Outcome = Outcome{}
+			dims[i].Outcome = store.Outcome{}
 		}
 	} else {
-		req.Rule.Apply(req.Op, states[:n], gens[:n], now, outs[:n])
+		req.Rule.Apply(req.Op, ds[:n], now)
 		for i := range dims {
 			d := &dims[i]
 			sh := &st.shards[st.shardOf(d.Digest)]
-			d.Outcome = outs[i]
-			d.Gen = uint32(uint8(gens[i])) // the generation as the slot keeps it
-			s := &states[i]
+			d.Outcome = ds[i].Outcome
+			d.Gen = uint32(uint8(ds[i].Gen)) // the generation as the slot keeps it
+			s := &ds[i].State
 			j := idx[i]
 			if sh.moves != moves[i] {
 				// An earlier dimension's insert swept, evicted or rebuilt
@@ -698,7 +697,7 @@ func (st *memStore) apply(req *Request) {
 				sl.flags &^= flagFiltered
 			}
 			switch {
-			case locked && req.Identity != (Identity{}) && (d.Outcome.Started || sl.flags&flagIdentity == 0):
+			case locked && req.Identity != (store.Identity{}) && (d.Outcome.Started || sl.flags&flagIdentity == 0):
 				st.setIdentity(sh, j, &req.Identity)
 			case !locked:
 				st.dropIdentity(sh, j)
@@ -707,7 +706,7 @@ func (st *memStore) apply(req *Request) {
 		// A little incremental sweeping, one group every sweepEvery
 		// writes, keeps expired entries from lingering in shards that never
 		// fill, at little cost per write.
-		if req.Op != OpCheck {
+		if req.Op != store.OpCheck {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
 				if sh.writes++; sh.writes >= sweepEvery {
@@ -726,12 +725,12 @@ func (st *memStore) apply(req *Request) {
 }
 
 // overflow decides dimension i of req on the sketch, because it found no
-// slot in the table: its new state, states of req.Dims[i] as Rule.Apply
+// slot in the table: its new state, states of req.Dims[i] as store.Rule.Apply
 // left it in s, is recorded there. A reservation cannot be held by the
 // sketch, so it counts as a failure at once (locking if it reaches the
 // limit), and a later settle does not count it again: a Begin decided
 // here is a failure whatever its outcome. sh.mu must be held.
-func (st *memStore) overflow(sh *shard, req *Request, i int, s *State, sketched bool, now time.Duration) {
+func (st *memStore) overflow(sh *shard, req *store.Request, i int, s *store.State, sketched bool, now time.Duration) {
 	sh.overflows++
 	if !sketched {
 		sh.sketchDecisions++
@@ -741,7 +740,7 @@ func (st *memStore) overflow(sh *shard, req *Request, i int, s *State, sketched 
 		s.Pending = 0
 		s.LastFail = max(s.LastFail, now)
 		if !req.Rule.ObserveOnly && !s.LockedAt(now) && s.Failures >= req.Rule.Limit {
-			req.Rule.startLock(s, now)
+			req.Rule.StartLock(s, now)
 		}
 	}
 	st.sk.record(req.Dims[i].Digest, s, now, req.Rule.Window, req.Rule.Decay)
@@ -759,8 +758,8 @@ func truncate(s string) string {
 	return s[:n]
 }
 
-// ResetField implements Store.
-func (st *memStore) ResetField(f Fields, k Digest) (int, error) {
+// ResetField implements store.Store.
+func (st *memStore) ResetField(_ context.Context, f Fields, k Digest) (int, error) {
 	tag := uint32(k.Lo)
 	removed := 0
 	st.eachShard(func(sh *shard) {
@@ -775,8 +774,8 @@ func (st *memStore) ResetField(f Fields, k Digest) (int, error) {
 	return removed, nil
 }
 
-// ResetAll implements Store. It forgets the sketch too.
-func (st *memStore) ResetAll() (int, error) {
+// ResetAll implements store.Store. It forgets the sketch too.
+func (st *memStore) ResetAll(context.Context) (int, error) {
 	st.sk.clear()
 	removed := 0
 	st.eachShard(func(sh *shard) {
@@ -787,11 +786,11 @@ func (st *memStore) ResetAll() (int, error) {
 	return removed, nil
 }
 
-// Close implements Store. The memory store holds no goroutine or file.
+// Close implements store.Store. The memory store holds no goroutine or file.
 func (st *memStore) Close() error { return nil }
 
-// Lockouts implements LockLister.
-func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
+// Lockouts implements store.LockLister.
+func (st *memStore) Lockouts(_ context.Context, t time.Time) ([]Lockout, error) {
 	st.init(t, nil)
 	now := st.instant(t)
 	var out []Lockout
@@ -816,9 +815,9 @@ func (st *memStore) Lockouts(t time.Time) ([]Lockout, error) {
 	return out, nil
 }
 
-// StoreStats implements StatsReporter.
-func (st *memStore) StoreStats() StoreStats {
-	var s StoreStats
+// StoreStats implements store.StatsReporter.
+func (st *memStore) StoreStats() store.Stats {
+	var s store.Stats
 	for si := range st.shards {
 		sh := &st.shards[si]
 		sh.mu.Lock()

@@ -1,6 +1,7 @@
 package axes
 
 import (
+	"github.com/axes-go/axes/store"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -116,9 +117,9 @@ func (sk *sketch) mayBeLocked(d Digest) bool {
 // estimate returns the state the sketch vouches for d at now under a
 // policy with the given window: never below d's true state. ok is false
 // when it vouches for nothing.
-func (sk *sketch) estimate(d Digest, now, window time.Duration) (s State, ok bool) {
+func (sk *sketch) estimate(d Digest, now, window time.Duration) (s store.State, ok bool) {
 	if !sk.active(now) {
-		return State{}, false
+		return store.State{}, false
 	}
 	sk.noteLocksEnded(now)
 	idx := sk.index(d)
@@ -156,7 +157,7 @@ func (sk *sketch) estimate(d Digest, now, window time.Duration) (s State, ok boo
 
 // record folds s, d's state at now, into the sketch: every cell of d ends
 // up holding at least s. window and decay are the policy's.
-func (sk *sketch) record(d Digest, s *State, now, window, decay time.Duration) {
+func (sk *sketch) record(d Digest, s *store.State, now, window, decay time.Duration) {
 	if s.IsZero() {
 		return
 	}

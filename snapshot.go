@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/axes-go/axes/store"
 	"hash/crc32"
 	"io"
 	"net/netip"
@@ -70,7 +71,7 @@ type snapEntry struct {
 	lastFail int64
 	lastBeg  int64
 	lockEnd  int64
-	id       *Identity
+	id       *store.Identity
 }
 
 func (l *Limiter) fingerprint() [16]byte {
@@ -175,7 +176,7 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 	return nil
 }
 
-func appendIdentity(b []byte, id *Identity) []byte {
+func appendIdentity(b []byte, id *store.Identity) []byte {
 	var fam, nbits byte
 	var a16 [16]byte
 	if id.IP.IsValid() {
@@ -257,7 +258,7 @@ func (l *Limiter) decodeSnapshot(r io.Reader) ([]snapEntry, error) {
 		}
 		var e snapEntry
 		sl := &e.sl
-		d := Digest{binary.LittleEndian.Uint64(b[0:]), binary.LittleEndian.Uint64(b[8:])}
+		d := Digest{Hi: binary.LittleEndian.Uint64(b[0:]), Lo: binary.LittleEndian.Uint64(b[8:])}
 		if d.IsZero() || b[16] == 0 || b[16]&^7 != 0 || b[19] > 1 {
 			return nil, fmt.Errorf("axes: snapshot entry %d is malformed", i)
 		}
@@ -285,7 +286,7 @@ func (l *Limiter) decodeSnapshot(r io.Reader) ([]snapEntry, error) {
 			if ul > MaxIdentityBytes || al > MaxIdentityBytes {
 				return nil, fmt.Errorf("axes: snapshot entry %d has an identity over %d bytes", i, MaxIdentityBytes)
 			}
-			id := &Identity{}
+			id := &store.Identity{}
 			switch fam {
 			case 0:
 			case 4:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/axes-go/axes/store"
 	"hash/crc32"
 	"math/rand/v2"
 	"net/netip"
@@ -151,8 +152,8 @@ func TestRestoreRejectsBadInput(t *testing.T) {
 	// Garbage.
 	require.Error(t, fresh().Restore(strings.NewReader("not a snapshot at all, not at all, no, not at all, really not one")))
 	// A store that cannot snapshot.
-	s, _ := NewMemoryStore(10)
-	viaIface := Must(New(Policy{}, WithStore(struct{ Store }{s})))
+	s, _ := store.NewMemory(10, store.Rule{})
+	viaIface := Must(New(Policy{}, WithStore(struct{ store.Store }{s})))
 	require.Error(t, viaIface.Snapshot(&bytes.Buffer{}))
 	require.Error(t, viaIface.Restore(bytes.NewReader(good)))
 }

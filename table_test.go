@@ -1,6 +1,7 @@
 package axes
 
 import (
+	"github.com/axes-go/axes/store"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 // collide: few home groups and few control tags, so that probes run long,
 // wrap around the end of the table and cross tombstones.
 func TestShardTableMatchesMap(t *testing.T) {
-	st := newMemStore(1<<12, time.Time{}, Rule{})
+	st := newMemStore(1<<12, time.Time{}, store.Rule{})
 	sh := &st.shards[0]
 	sh.resize(8)
 	rng := rand.New(rand.NewPCG(3, 4))

@@ -1,6 +1,7 @@
 package axes
 
 import (
+	"github.com/axes-go/axes/store"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -46,7 +47,7 @@ func TestClockZeroAtFirstUse(t *testing.T) {
 	var now atomic.Pointer[time.Time]
 	zero := time.Time{}
 	now.Store(&zero)
-	s, err := NewMemoryStore(1 << 10)
+	s, err := store.NewMemory(1<<10, store.Rule{})
 	require.NoError(t, err)
 	l := Must(New(Policy{}, WithStore(s), WithClock(func() time.Time { return *now.Load() })))
 	k := Key{IP: netip.MustParseAddr("192.0.2.1")}

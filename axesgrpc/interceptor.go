@@ -71,7 +71,7 @@ func (ic *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 	case ic.c.mdUsername != nil:
 		name = ic.c.mdUsername(ctx)
 	}
-	st := &attemptState{a: ic.lim.Begin(ic.key(ctx, name)), begun: true}
+	st := &attemptState{a: ic.lim.BeginContext(ctx, ic.key(ctx, name)), begun: true, ctx: context.WithoutCancel(ctx)}
 	if !st.a.Allowed() {
 		return nil, LockoutError(st.a.Verdict())
 	}
@@ -112,7 +112,7 @@ func (ic *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 		if ic.c.mdUsername != nil {
 			name = ic.c.mdUsername(ctx)
 		}
-		st.a, st.begun = ic.lim.Begin(ic.key(ctx, name)), true
+		st.a, st.begun, st.ctx = ic.lim.BeginContext(ctx, ic.key(ctx, name)), true, context.WithoutCancel(ctx)
 		if !st.a.Allowed() {
 			return LockoutError(st.a.Verdict())
 		}
@@ -158,8 +158,8 @@ func (s *serverStream) RecvMsg(m any) error {
 	}
 	s.got = true
 	ctx := s.ServerStream.Context()
-	a := s.ic.lim.Begin(s.ic.key(ctx, s.ic.c.username(ctx, m)))
-	return s.st.begin(a)
+	a := s.ic.lim.BeginContext(ctx, s.ic.key(ctx, s.ic.c.username(ctx, m)))
+	return s.st.begin(ctx, a)
 }
 
 func (s *serverStream) SendMsg(m any) error {

@@ -26,14 +26,18 @@ type attemptState struct {
 	begun   bool  // a holds an attempt from Begin
 	settled bool  // a was settled, or refused
 	refusal error // the lockout status, once a stream's attempt is refused
+	// ctx is the call's context without its cancellation, for the
+	// settle: a client that hangs up after its password was checked must
+	// not keep its failure from being recorded.
+	ctx context.Context
 }
 
 // begin records the attempt a stream reserved at its first message, and
 // returns its refusal if it is not allowed.
-func (s *attemptState) begin(a axes.Attempt) error {
+func (s *attemptState) begin(ctx context.Context, a axes.Attempt) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.a, s.begun = a, true
+	s.a, s.begun, s.ctx = a, true, context.WithoutCancel(ctx)
 	if !s.a.Allowed() {
 		s.settled = true
 		s.refusal = LockoutError(s.a.Verdict())
@@ -60,11 +64,11 @@ func (s *attemptState) settle(o outcome) axes.Verdict {
 		s.settled = true
 		switch o {
 		case outcomeFailure:
-			s.a.Fail()
+			s.a.FailContext(s.ctx)
 		case outcomeSuccess:
-			s.a.Succeed()
+			s.a.SucceedContext(s.ctx)
 		default:
-			s.a.Cancel()
+			s.a.CancelContext(s.ctx)
 		}
 	}
 	return s.a.Verdict()

@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 //go:embed admin/admin.html admin/admin.css
@@ -533,7 +534,7 @@ func (a *admin) resetRow(row string) (int, error) {
 	case axes.Username:
 		return a.lim.ResetUsername(k.Username), nil
 	default:
-		d, err := axes.ParseDigest(parts[4])
+		d, err := store.ParseDigest(parts[4])
 		if err != nil {
 			return 0, errors.New("malformed row")
 		}

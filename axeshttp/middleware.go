@@ -220,8 +220,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { _ = mf.RemoveAll() }()
 	}
 	if err != nil {
-		ref, ok := errors.AsType[*refusal](err)
-		if !ok {
+		var ref *refusal
+		if !errors.As(err, &ref) {
 			ref = errBroken
 		}
 		if ref.close {
@@ -231,7 +231,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := axes.Key{IP: m.c.resolver.ClientIP(r), Username: name, UserAgent: r.UserAgent()}
-	st := &attemptState{a: m.lim.Begin(key)}
+	// The reservation gives up with the request; its settle does not (see
+	// attemptState.ctx).
+	st := &attemptState{a: m.lim.BeginContext(r.Context(), key), ctx: context.WithoutCancel(r.Context())}
 	if !st.a.Allowed() {
 		v := st.a.Verdict()
 		m.c.rateLimit(w.Header(), v, false)
@@ -264,6 +266,10 @@ type attemptState struct {
 	mu      sync.Mutex // protects a and settled
 	a       axes.Attempt
 	settled bool
+	// ctx is the request's context without its cancellation: a client
+	// that hangs up after its password was checked must not keep its
+	// failure from being recorded.
+	ctx context.Context
 }
 
 // settle settles the attempt unless it already is, and returns its verdict.
@@ -272,9 +278,9 @@ func (s *attemptState) settle(success bool) axes.Verdict {
 	defer s.mu.Unlock()
 	s.settled = true
 	if success {
-		s.a.Succeed()
+		s.a.SucceedContext(s.ctx)
 	} else {
-		s.a.Fail()
+		s.a.FailContext(s.ctx)
 	}
 	return s.a.Verdict()
 }

@@ -2,6 +2,7 @@ package axeshttp
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 // fakeClock is a settable clock, safe for concurrent use.
@@ -379,15 +381,17 @@ func TestLockoutDenied(t *testing.T) {
 	}
 }
 
-// failingStore is an axes.Store whose every call fails.
+// failingStore is a store.Store whose every call fails.
 type failingStore struct{}
 
 var errStore = errors.New("store down")
 
-func (failingStore) Apply(*axes.Request) error                        { return errStore }
-func (failingStore) ResetField(axes.Fields, axes.Digest) (int, error) { return 0, errStore }
-func (failingStore) ResetAll() (int, error)                           { return 0, errStore }
-func (failingStore) Close() error                                     { return nil }
+func (failingStore) Apply(context.Context, *store.Request) error { return errStore }
+func (failingStore) ResetField(context.Context, store.Fields, store.Digest) (int, error) {
+	return 0, errStore
+}
+func (failingStore) ResetAll(context.Context) (int, error) { return 0, errStore }
+func (failingStore) Close() error                          { return nil }
 
 func TestLockoutUnavailable(t *testing.T) {
 	lim, err := axes.New(axes.Policy{}, axes.WithStore(failingStore{}))

@@ -224,7 +224,8 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	orig := r.Body
 	data, err := io.ReadAll(http.MaxBytesReader(w, orig, max))
 	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
 			return nil, errTooLarge
 		}
 		return nil, errBroken

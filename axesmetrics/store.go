@@ -15,9 +15,10 @@
 package axesmetrics
 
 import (
+	"context"
 	"time"
 
-	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 // Observer receives the duration of every call an instrumented store makes.
@@ -27,26 +28,26 @@ type Observer interface {
 	// ObserveDecision reports one call: op is the operation (OpReset for
 	// ResetField and ResetAll), store the name given to InstrumentStore,
 	// d how long the call took, and err what it returned.
-	ObserveDecision(op axes.Op, store string, d time.Duration, err error)
+	ObserveDecision(op store.Op, storeName string, d time.Duration, err error)
 }
 
 // ObserverFunc adapts a func to Observer.
-type ObserverFunc func(op axes.Op, store string, d time.Duration, err error)
+type ObserverFunc func(op store.Op, storeName string, d time.Duration, err error)
 
 // ObserveDecision calls f.
-func (f ObserverFunc) ObserveDecision(op axes.Op, store string, d time.Duration, err error) {
-	f(op, store, d, err)
+func (f ObserverFunc) ObserveDecision(op store.Op, storeName string, d time.Duration, err error) {
+	f(op, storeName, d, err)
 }
 
 // InstrumentStore returns a store that passes every call to s and reports
 // its duration to each observer under the given store name. The result
-// keeps s's optional abilities (axes.LockLister and axes.StatsReporter): a
+// keeps s's optional abilities (store.LockLister and store.StatsReporter): a
 // Limiter sees the same store, only timed. It applies exactly s's
 // transitions; the storetest suite runs on it.
-func InstrumentStore(s axes.Store, name string, observers ...Observer) axes.Store {
+func InstrumentStore(s store.Store, name string, observers ...Observer) store.Store {
 	t := timed{s: s, name: name, obs: observers, now: time.Now}
-	ll, lists := s.(axes.LockLister)
-	sr, reports := s.(axes.StatsReporter)
+	ll, lists := s.(store.LockLister)
+	sr, reports := s.(store.StatsReporter)
 	switch {
 	case lists && reports:
 		return &listingReporting{timed: t, ll: ll, sr: sr}
@@ -60,13 +61,13 @@ func InstrumentStore(s axes.Store, name string, observers ...Observer) axes.Stor
 
 // timed is the instrumented store.
 type timed struct {
-	s    axes.Store
+	s    store.Store
 	name string
 	obs  []Observer
 	now  func() time.Time // the clock that times calls; a var for tests
 }
 
-func (t *timed) observe(op axes.Op, start time.Time, err error) {
+func (t *timed) observe(op store.Op, start time.Time, err error) {
 	d := max(t.now().Sub(start), 0)
 	for _, o := range t.obs {
 		o.ObserveDecision(op, t.name, d, err)
@@ -74,28 +75,28 @@ func (t *timed) observe(op axes.Op, start time.Time, err error) {
 }
 
 // Apply passes req to the wrapped store and reports its duration.
-func (t *timed) Apply(req *axes.Request) error {
+func (t *timed) Apply(ctx context.Context, req *store.Request) error {
 	start := t.now()
-	err := t.s.Apply(req)
+	err := t.s.Apply(ctx, req)
 	t.observe(req.Op, start, err)
 	return err
 }
 
 // ResetField passes the reset to the wrapped store and reports its
 // duration as OpReset.
-func (t *timed) ResetField(f axes.Fields, key axes.Digest) (int, error) {
+func (t *timed) ResetField(ctx context.Context, f store.Fields, key store.Digest) (int, error) {
 	start := t.now()
-	n, err := t.s.ResetField(f, key)
-	t.observe(axes.OpReset, start, err)
+	n, err := t.s.ResetField(ctx, f, key)
+	t.observe(store.OpReset, start, err)
 	return n, err
 }
 
 // ResetAll passes the reset to the wrapped store and reports its duration
 // as OpReset.
-func (t *timed) ResetAll() (int, error) {
+func (t *timed) ResetAll(ctx context.Context) (int, error) {
 	start := t.now()
-	n, err := t.s.ResetAll()
-	t.observe(axes.OpReset, start, err)
+	n, err := t.s.ResetAll(ctx)
+	t.observe(store.OpReset, start, err)
 	return n, err
 }
 
@@ -104,38 +105,40 @@ func (t *timed) Close() error { return t.s.Close() }
 
 type listing struct {
 	timed
-	ll axes.LockLister
+	ll store.LockLister
 }
 
 // Lockouts lists the wrapped store's locks.
-func (l *listing) Lockouts(now time.Time) ([]axes.Lockout, error) { return l.ll.Lockouts(now) }
+func (l *listing) Lockouts(ctx context.Context, now time.Time) ([]store.Lockout, error) {
+	return l.ll.Lockouts(ctx, now)
+}
 
 type reporting struct {
 	timed
-	sr axes.StatsReporter
+	sr store.StatsReporter
 }
 
 // StoreStats returns the wrapped store's figures.
-func (r *reporting) StoreStats() axes.StoreStats { return r.sr.StoreStats() }
+func (r *reporting) StoreStats() store.Stats { return r.sr.StoreStats() }
 
 type listingReporting struct {
 	timed
-	ll axes.LockLister
-	sr axes.StatsReporter
+	ll store.LockLister
+	sr store.StatsReporter
 }
 
 // Lockouts lists the wrapped store's locks.
-func (l *listingReporting) Lockouts(now time.Time) ([]axes.Lockout, error) {
-	return l.ll.Lockouts(now)
+func (l *listingReporting) Lockouts(ctx context.Context, now time.Time) ([]store.Lockout, error) {
+	return l.ll.Lockouts(ctx, now)
 }
 
 // StoreStats returns the wrapped store's figures.
-func (l *listingReporting) StoreStats() axes.StoreStats { return l.sr.StoreStats() }
+func (l *listingReporting) StoreStats() store.Stats { return l.sr.StoreStats() }
 
 var (
-	_ axes.Store         = (*timed)(nil)
-	_ axes.LockLister    = (*listing)(nil)
-	_ axes.StatsReporter = (*reporting)(nil)
-	_ axes.LockLister    = (*listingReporting)(nil)
-	_ axes.StatsReporter = (*listingReporting)(nil)
+	_ store.Store         = (*timed)(nil)
+	_ store.LockLister    = (*listing)(nil)
+	_ store.StatsReporter = (*reporting)(nil)
+	_ store.LockLister    = (*listingReporting)(nil)
+	_ store.StatsReporter = (*listingReporting)(nil)
 )

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 var (
@@ -25,12 +26,12 @@ const (
 	min = time.Minute
 )
 
-func harness(t *testing.T, newStore func() axes.Store, p axes.Policy, opts ...axes.Option) *Harness {
+func harness(t *testing.T, newStore func() store.Store, p axes.Policy, opts ...axes.Option) *Harness {
 	return NewHarness(t, newStore(), p, opts...)
 }
 
 func init() {
-	add("LimitAndCooloff", func(t *testing.T, ns func() axes.Store) {
+	add("LimitAndCooloff", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1, By: axes.IP}},
@@ -48,7 +49,7 @@ func init() {
 			{17 * min, "fail", kA, V{Failures: 1}},
 		})
 	})
-	add("InactivityWindow", func(t *testing.T, ns func() axes.Store) {
+	add("InactivityWindow", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * min)})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -70,7 +71,7 @@ func init() {
 			{116 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * min}},
 		})
 	})
-	add("RefusedAttempts", func(t *testing.T, ns func() axes.Store) {
+	add("RefusedAttempts", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -90,7 +91,7 @@ func init() {
 			{25 * min, "check", kA, V{}},
 		})
 	})
-	add("OrAcrossDimensions", func(t *testing.T, ns func() axes.Store) {
+	add("OrAcrossDimensions", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: ip1, Username: "bob"}, V{Failures: 1}},
@@ -104,7 +105,7 @@ func init() {
 			{1 * min, "check", axes.Key{IP: ip5, Username: "u9"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
 		})
 	})
-	add("AndWithinCombination", func(t *testing.T, ns func() axes.Store) {
+	add("AndWithinCombination", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP | axes.Username}})
 		bob1 := axes.Key{IP: ip1, Username: "bob"}
 		h.Steps([]Step{
@@ -116,7 +117,7 @@ func init() {
 			{0, "check", axes.Key{IP: ip1, Username: "bob", UserAgent: "other"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
 		})
 	})
-	add("ResetOnSuccess", func(t *testing.T, ns func() axes.Store) {
+	add("ResetOnSuccess", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -137,7 +138,7 @@ func init() {
 			{1 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 14 * min}},
 		})
 	})
-	add("NeverLockout", func(t *testing.T, ns func() axes.Store) {
+	add("NeverLockout", func(t *testing.T, ns func() store.Store) {
 		p := axes.Policy{
 			NeverLockout:     axes.MustParseIPSet("192.0.2.0/28", "2001:db8::/32"),
 			NeverLockoutUser: func(k axes.Key) bool { return k.Username == "svc" },
@@ -156,7 +157,7 @@ func init() {
 		)
 		h.Steps(steps)
 	})
-	add("DenyAndOnlyAllow", func(t *testing.T, ns func() axes.Store) {
+	add("DenyAndOnlyAllow", func(t *testing.T, ns func() store.Store) {
 		p := axes.Policy{
 			Deny:         axes.MustParseIPSet("203.0.113.0/24"),
 			OnlyAllow:    axes.MustParseIPSet("192.0.2.0/24", "203.0.113.0/24"),
@@ -174,7 +175,7 @@ func init() {
 			{0, "fail", kA, V{Failures: 1}},
 		})
 	})
-	add("ObserveOnly", func(t *testing.T, ns func() axes.Store) {
+	add("ObserveOnly", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{ObserveOnly: true})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -190,7 +191,7 @@ func init() {
 		}
 		a.Fail()
 	})
-	add("IPGrouping", func(t *testing.T, ns func() axes.Store) {
+	add("IPGrouping", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: Addr("::ffff:192.0.2.1")}, V{Failures: 1}},
@@ -207,7 +208,7 @@ func init() {
 			{0, "fail", axes.Key{IP: Addr("2001:db8::2")}, V{Failures: 1}},
 		})
 	})
-	add("UnknownAddress", func(t *testing.T, ns func() axes.Store) {
+	add("UnknownAddress", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", axes.Key{}, V{Failures: 1}},
@@ -217,7 +218,7 @@ func init() {
 			{0, "check", axes.Key{IP: Addr("::")}, V{}},
 		})
 	})
-	add("UsernameNormalisation", func(t *testing.T, ns func() axes.Store) {
+	add("UsernameNormalisation", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.Username}})
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: ip1, Username: " Bob "}, V{Failures: 1}},
@@ -232,7 +233,7 @@ func init() {
 			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 1}},
 		})
 	})
-	add("KeySeparation", func(t *testing.T, ns func() axes.Store) {
+	add("KeySeparation", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP | axes.Username}})
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: Addr("2.3.4.5"), Username: "bob1"}, V{Failures: 1}},
@@ -269,7 +270,7 @@ func init() {
 			}
 		}
 	})
-	add("Backoff", func(t *testing.T, ns func() axes.Store) {
+	add("Backoff", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Limit: 2, Cooloff: axes.Backoff{Base: min, Factor: 2, Max: 5 * min, Decay: time.Hour}})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -287,7 +288,7 @@ func init() {
 			{17*min + time.Hour, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * min}},
 		})
 	})
-	add("Tiers", func(t *testing.T, ns func() axes.Store) {
+	add("Tiers", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Cooloff: axes.Tiers{{Failures: 3, Cooloff: min}, {Failures: 5, Cooloff: 10 * min}}})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -304,7 +305,7 @@ func init() {
 			{12*min + 24*time.Hour, "check", kA, V{}},
 		})
 	})
-	add("TiersClimbedByPatientGuesser", func(t *testing.T, ns func() axes.Store) {
+	add("TiersClimbedByPatientGuesser", func(t *testing.T, ns func() store.Store) {
 		// A guesser who waits out every lock, then guesses again, climbs
 		// every tier under the default Window, up to the last one.
 		tables := []axes.Tiers{
@@ -342,7 +343,7 @@ func init() {
 			}
 		}
 	})
-	add("Forever", func(t *testing.T, ns func() axes.Store) {
+	add("Forever", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Cooloff: axes.Forever})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
@@ -354,7 +355,7 @@ func init() {
 			{1000 * time.Hour, "check", kA, V{}},
 		})
 	})
-	add("CooloffFuncAndLimitFunc", func(t *testing.T, ns func() axes.Store) {
+	add("CooloffFuncAndLimitFunc", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{
 			LockoutBy: []axes.Fields{axes.Username},
 			Cooloff: axes.CooloffFunc(func(k axes.Key) time.Duration {
@@ -378,7 +379,7 @@ func init() {
 			{0, "fail", axes.Key{Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
 		})
 	})
-	add("Reservations", func(t *testing.T, ns func() axes.Store) {
+	add("Reservations", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		a1, a2, a3 := h.L.Begin(kA), h.L.Begin(kA), h.L.Begin(kA)
 		for i, a := range []*axes.Attempt{&a1, &a2, &a3} {
@@ -416,7 +417,7 @@ func init() {
 		b2.Succeed()
 		Expect(t, "success", h.L.Check(kB), V{Failures: 1})
 	})
-	add("ReservationsTimeOutIntoLock", func(t *testing.T, ns func() axes.Store) {
+	add("ReservationsTimeOutIntoLock", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{})
 		for range 3 {
 			if a := h.L.Begin(kA); !a.Allowed() {
@@ -426,7 +427,7 @@ func init() {
 		h.At(axes.DefaultReserveTimeout)
 		Expect(t, "crashed handlers", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
 	})
-	add("ParallelReservations", func(t *testing.T, ns func() axes.Store) {
+	add("ParallelReservations", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Limit: 5, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
 		for round := range 3 {
 			var admitted sync.WaitGroup
@@ -458,7 +459,7 @@ func init() {
 			h.L.ResetAll()
 		}
 	})
-	add("Resets", func(t *testing.T, ns func() axes.Store) {
+	add("Resets", func(t *testing.T, ns func() store.Store) {
 		p := axes.Policy{Limit: 10, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username, axes.Username | axes.UserAgent, axes.IP | axes.UserAgent}}
 		h := harness(t, ns, p)
 		bob := axes.Key{IP: ip1, Username: "Bob", UserAgent: "ua"}
@@ -486,7 +487,7 @@ func init() {
 		}
 		Expect(t, "alice after ResetAll", h.L.Check(alice), V{})
 	})
-	add("Lockouts", func(t *testing.T, ns func() axes.Store) {
+	add("Lockouts", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
 		long := strings.Repeat("é", 300)
 		h.L.Fail(axes.Key{IP: ip1, Username: "Bob", UserAgent: long})
@@ -514,7 +515,7 @@ func init() {
 			t.Errorf("after the first lock ends: %+v", got)
 		}
 	})
-	add("Events", func(t *testing.T, ns func() axes.Store) {
+	add("Events", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
 		h.L.Fail(kA)
 		h.L.Fail(kA)

@@ -1,4 +1,4 @@
-// Package storetest checks that an axes.Store honours the semantics of
+// Package storetest checks that an store.Store honours the semantics of
 // axes.Policy, in the manner of testing/fstest: a store passes when every
 // decision a limiter makes on it matches the contract, step by step, at
 // named instants of a fake clock.
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 // T0 is the instant at which every scenario starts.
@@ -28,7 +29,7 @@ var Secret = []byte("storetest-secret-0123456789abcdef")
 
 // Run runs the conformance suite against stores made by newStore. A
 // factory that returns nil tests the limiter's default memory store.
-func Run(t *testing.T, newStore func() axes.Store) {
+func Run(t *testing.T, newStore func() store.Store) {
 	t.Helper()
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
@@ -48,7 +49,7 @@ type Harness struct {
 
 // NewHarness returns a limiter on store with policy p and a fake clock at T0.
 // Events are recorded for Events.
-func NewHarness(t testing.TB, store axes.Store, p axes.Policy, opts ...axes.Option) *Harness {
+func NewHarness(t testing.TB, store store.Store, p axes.Policy, opts ...axes.Option) *Harness {
 	t.Helper()
 	h := &Harness{T: t}
 	user := p.OnEvent
@@ -150,11 +151,11 @@ func (h *Harness) Steps(steps []Step) {
 
 type scenario struct {
 	name string
-	run  func(t *testing.T, newStore func() axes.Store)
+	run  func(t *testing.T, newStore func() store.Store)
 }
 
 var scenarios []scenario
 
-func add(name string, run func(t *testing.T, newStore func() axes.Store)) {
+func add(name string, run func(t *testing.T, newStore func() store.Store)) {
 	scenarios = append(scenarios, scenario{name, run})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axesmetrics/internal/figures"
+	"github.com/axes-go/axes/store"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -113,10 +114,10 @@ func NewDecisionObserver(mp metric.MeterProvider, attrs ...attribute.KeyValue) (
 // ObserveDecision records one store call. The error's type is reported as
 // "store" (the store returned an error) or, when the call was cut short,
 // "timeout" or "canceled".
-func (o *DecisionObserver) ObserveDecision(op axes.Op, store string, d time.Duration, err error) {
+func (o *DecisionObserver) ObserveDecision(op store.Op, storeName string, d time.Duration, err error) {
 	var buf [8]attribute.KeyValue
 	kv := append(buf[:0], o.attrs...)
-	kv = append(kv, attribute.String("axes.operation", op.String()), attribute.String("axes.store", store))
+	kv = append(kv, attribute.String("axes.operation", op.String()), attribute.String("axes.store", storeName))
 	if err != nil {
 		kv = append(kv, attribute.String("error.type", errorType(err)))
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axesmetrics"
 	"github.com/axes-go/axes/axesmetrics/axesotel"
+	"github.com/axes-go/axes/store"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -88,7 +89,7 @@ func TestManualReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mem, err := axes.NewMemoryStore(1000)
+	mem, err := store.NewMemory(1000, store.Rule{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,8 +155,8 @@ func TestErrorType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	obs.ObserveDecision(axes.OpBegin, "redis", time.Millisecond, context.DeadlineExceeded)
-	obs.ObserveDecision(axes.OpBegin, "redis", time.Millisecond, nil)
+	obs.ObserveDecision(store.OpBegin, "redis", time.Millisecond, context.DeadlineExceeded)
+	obs.ObserveDecision(store.OpBegin, "redis", time.Millisecond, nil)
 	m := collect(t, reader)["axes.decision.duration"]
 	if n := point(t, m, attribute.String("error.type", "timeout")); n != 1 {
 		t.Errorf("timeouts = %v", n)

@@ -7,6 +7,7 @@ import (
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axesmetrics"
 	"github.com/axes-go/axes/axesmetrics/axesprom"
+	"github.com/axes-go/axes/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -14,7 +15,7 @@ func Example() {
 	// The decision latency needs a timed store; a networked store such as
 	// redisstore is where it tells something. The memory store stands in.
 	obs := axesprom.NewDecisionObserver()
-	mem, _ := axes.NewMemoryStore(1 << 16)
+	mem, _ := store.NewMemory(1<<16, store.Rule{})
 	lim := axes.Must(axes.New(axes.Policy{Limit: 2}, axes.WithStore(axesmetrics.InstrumentStore(mem, "memory", obs))))
 	defer lim.Close()
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axesmetrics/internal/figures"
+	"github.com/axes-go/axes/store"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -129,12 +130,12 @@ func NewDecisionObserver(opts ...Option) *DecisionObserver {
 }
 
 // ObserveDecision records one store call.
-func (o *DecisionObserver) ObserveDecision(op axes.Op, store string, d time.Duration, err error) {
+func (o *DecisionObserver) ObserveDecision(op store.Op, storeName string, d time.Duration, err error) {
 	result := "ok"
 	if err != nil {
 		result = "error"
 	}
-	o.h.WithLabelValues(op.String(), store, result).Observe(d.Seconds())
+	o.h.WithLabelValues(op.String(), storeName, result).Observe(d.Seconds())
 }
 
 // Describe sends the histogram's descriptor.

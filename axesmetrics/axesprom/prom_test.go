@@ -14,6 +14,7 @@ import (
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axesmetrics"
 	"github.com/axes-go/axes/axesmetrics/axesprom"
+	"github.com/axes-go/axes/store"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -88,7 +89,7 @@ next:
 func TestScrapeStatsAndDecisionLatency(t *testing.T) {
 	var c clock
 	obs := axesprom.NewDecisionObserver(axesprom.ConstLabels(prometheus.Labels{"limiter": "login"}))
-	mem := must(axes.NewMemoryStore(1000))
+	mem := must(store.NewMemory(1000, store.Rule{}))
 	lim := must(axes.New(axes.Policy{Limit: 3, LockoutBy: []axes.Fields{axes.IP, axes.Username}},
 		axes.WithClock(c.now), axes.WithStore(axesmetrics.InstrumentStore(mem, "memory", obs))))
 	defer lim.Close()
@@ -155,7 +156,7 @@ func TestLint(t *testing.T) {
 	lim := must(axes.New(axes.Policy{}))
 	defer lim.Close()
 	obs := axesprom.NewDecisionObserver()
-	obs.ObserveDecision(axes.OpFail, "redis", time.Millisecond, nil)
+	obs.ObserveDecision(store.OpFail, "redis", time.Millisecond, nil)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(axesprom.NewStatsCollector(lim), obs)
 	problems, err := testutil.GatherAndLint(reg)
@@ -169,8 +170,8 @@ func TestLint(t *testing.T) {
 
 func TestErrorsAreLabelled(t *testing.T) {
 	obs := axesprom.NewDecisionObserver(axesprom.Namespace("login"))
-	obs.ObserveDecision(axes.OpBegin, "redis", 3*time.Millisecond, errors.New("timeout"))
-	obs.ObserveDecision(axes.OpBegin, "redis", time.Millisecond, nil)
+	obs.ObserveDecision(store.OpBegin, "redis", 3*time.Millisecond, errors.New("timeout"))
+	obs.ObserveDecision(store.OpBegin, "redis", time.Millisecond, nil)
 	want := `
 # HELP login_decision_duration_seconds Duration of the store calls that decide attempts, by operation, store and result.
 # TYPE login_decision_duration_seconds histogram

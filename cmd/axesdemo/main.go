@@ -21,6 +21,7 @@ import (
 
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/cmd/axesdemo/internal/demo"
+	"github.com/axes-go/axes/store"
 )
 
 func main() {
@@ -58,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	var store axes.Store
+	var store store.Store
 	if *redisAddr != "" {
 		o := demo.RedisOptions([]byte(*secret), *attack, logger)
 		client, st, err := demo.RedisStore(ctx, *redisAddr, o)

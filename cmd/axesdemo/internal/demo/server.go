@@ -16,6 +16,7 @@ import (
 
 	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/axeshttp"
+	"github.com/axes-go/axes/store"
 )
 
 // DefaultSecret is the digest secret the demo uses when none is given. Two
@@ -53,7 +54,7 @@ type Config struct {
 	Now func() time.Time
 
 	// Store keeps the limiter's state; nil means the memory store.
-	Store axes.Store
+	Store store.Store
 
 	// Secret keys the limiter's digests; default DefaultSecret. Processes
 	// that share a Store must use the same secret.

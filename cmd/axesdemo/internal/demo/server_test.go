@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 // testServer starts a demo server on a free loopback port with the given
 // clock and store, and stops it when the test ends.
-func testServer(t *testing.T, clock *Clock, store axes.Store, secret string) *Server {
+func testServer(t *testing.T, clock *Clock, store store.Store, secret string) *Server {
 	t.Helper()
 	cfg := Config{Addr: "127.0.0.1:0", Now: clock.Now, Store: store, MaxLedger: 1000}
 	if secret != "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 )
 
 // SimStart is the simulated instant at which the attack begins.
@@ -21,7 +22,7 @@ const ledgerCap = 1 << 16
 // SimConfig configures Simulate.
 type SimConfig struct {
 	Addr        string       // listen address; default "127.0.0.1:8080"
-	Store       axes.Store   // nil: the memory store; otherwise it is emptied first (ResetAll)
+	Store       store.Store  // nil: the memory store; otherwise it is emptied first (ResetAll)
 	Secret      []byte       // default DefaultSecret
 	Progress    io.Writer    // progress lines and the start banner; nil for none
 	Logger      *slog.Logger // the limiter's lockouts, if set

@@ -1,4 +1,4 @@
-package axes
+package store
 
 import (
 	"fmt"
@@ -43,7 +43,13 @@ type Rule struct {
 	ResetOnSuccess bool          // success forgets failures and level
 	ReserveTimeout time.Duration // unsettled reservations count as failures after this
 
-	jitter float64 // Backoff.Jitter, drawn into JitterScale per attempt
+}
+
+// Tier is one step of axes.Tiers: from Failures remembered failures on, a lock
+// lasts Cooloff (Indefinite for a lock with no end).
+type Tier struct {
+	Failures int
+	Cooloff  time.Duration
 }
 
 // Op is an operation a store applies to the dimensions of one attempt.
@@ -133,7 +139,7 @@ func (r *Rule) Refresh(s *State, now time.Duration) (started bool, timedOut int)
 		s.Gen++
 		s.LastFail = max(s.LastFail, at)
 		if !r.ObserveOnly && !s.LockedAt(at) && s.Failures >= r.Limit {
-			r.startLock(s, at)
+			r.StartLock(s, at)
 			started = s.LockedAt(now)
 		}
 	}
@@ -181,7 +187,11 @@ func (r *Rule) Horizon(s State) time.Duration {
 	return h
 }
 
-func (r *Rule) startLock(s *State, at time.Duration) {
+// StartLock starts a lock of s at at, as Apply does when a dimension
+// reaches the limit: the back-off level rises by one (saturating at 255) and
+// the lock ends LockDuration later. Stores that keep a state outside Apply
+// (the memory store's sketch) use it to lock as Apply would.
+func (r *Rule) StartLock(s *State, at time.Duration) {
 	s.Level = min(s.Level+1, 255)
 	d := r.LockDuration(s.Level, s.Failures)
 	if d == Indefinite {
@@ -196,21 +206,27 @@ func (r *Rule) count(s *State, now time.Duration) {
 	s.LastFail = max(s.LastFail, now)
 }
 
+// DimState is one dimension of an attempt as Rule.Apply transforms it.
+type DimState struct {
+	State   State   // what the store remembers, updated in place
+	Gen     uint32  // the reservation generation: read by the settles, written by OpBegin
+	Outcome Outcome // what the operation did, written by Apply
+}
+
 // Apply is the one state transition of the policy: it applies op at now to
-// the states of one attempt's dimensions, which the caller must hold
+// the dimensions of one attempt, whose states the caller must hold
 // exclusively for the whole call (the memory store holds their shard
-// locks), and fills out (len(out) == len(st)). gens carries the reservation
-// generations: Begin writes them, the settle operations read them. It
-// reports whether the attempt was refused (a dimension is locked, or, for
-// Begin, busy). OpReset is not a transition: the store deletes the states.
-func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []Outcome) (refused bool) {
-	for i := range st {
-		started, timedOut := r.Refresh(&st[i], now)
-		out[i] = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
+// locks), updating each State and Gen and writing each Outcome. It reports
+// whether the attempt was refused (a dimension is locked, or, for Begin,
+// busy). OpReset is not a transition: the store deletes the states.
+func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
+	for i := range dims {
+		started, timedOut := r.Refresh(&dims[i].State, now)
+		dims[i].Outcome = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
 	}
 	locked := false
-	for i := range st {
-		if st[i].LockedAt(now) {
+	for i := range dims {
+		if dims[i].State.LockedAt(now) {
 			locked = true
 		}
 	}
@@ -219,10 +235,10 @@ func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []
 		if locked {
 			refused = true
 			if r.Extend {
-				for i := range st {
-					s := &st[i]
+				for i := range dims {
+					s := &dims[i].State
 					r.count(s, now)
-					out[i].Counted = true
+					dims[i].Outcome.Counted = true
 					if s.LockedAt(now) {
 						if s.LockEnd != Indefinite {
 							d := r.LockDuration(max(s.Level, 1), s.Failures)
@@ -233,62 +249,62 @@ func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []
 							}
 						}
 					} else if !r.ObserveOnly && s.Failures >= r.Limit {
-						r.startLock(s, now)
-						out[i].Started = true
+						r.StartLock(s, now)
+						dims[i].Outcome.Started = true
 					}
 				}
 			}
 			break
 		}
 		if op == OpBegin {
-			for i := range st {
-				s := &st[i]
+			for i := range dims {
+				s := &dims[i].State
 				if r.ObserveOnly {
 					continue
 				}
 				if s.Failures+s.Pending >= r.Limit && !(s.Failures >= r.Limit && s.Pending == 0) {
-					out[i].Busy = true
+					dims[i].Outcome.Busy = true
 					refused = true
 				}
 			}
 			if refused {
 				break
 			}
-			for i := range st {
-				s := &st[i]
+			for i := range dims {
+				s := &dims[i].State
 				s.Pending = min(s.Pending+1, MaxFailures)
 				s.LastBegin = max(s.LastBegin, now)
-				gens[i] = s.Gen
+				dims[i].Gen = s.Gen
 			}
 			break
 		}
-		for i := range st {
-			s := &st[i]
+		for i := range dims {
+			s := &dims[i].State
 			r.count(s, now)
-			out[i].Counted = true
+			dims[i].Outcome.Counted = true
 			if !r.ObserveOnly && s.Failures >= r.Limit {
-				r.startLock(s, now)
-				out[i].Started = true
+				r.StartLock(s, now)
+				dims[i].Outcome.Started = true
 			}
 		}
 	case OpSettleFail:
-		for i := range st {
-			s := &st[i]
-			if s.Gen != gens[i] || s.Pending == 0 {
+		for i := range dims {
+			s := &dims[i].State
+			if s.Gen != dims[i].Gen || s.Pending == 0 {
 				continue // timed out (already counted) or forgiven by a reset
 			}
 			s.Pending--
 			r.count(s, now)
-			out[i].Counted = true
+			dims[i].Outcome.Counted = true
 			if !r.ObserveOnly && !s.LockedAt(now) && s.Failures >= r.Limit {
-				r.startLock(s, now)
-				out[i].Started = true
+				r.StartLock(s, now)
+				dims[i].Outcome.Started = true
 			}
 		}
 	case OpSettleSuccess, OpSuccess:
-		for i := range st {
-			s := &st[i]
-			if op == OpSettleSuccess && s.Gen == gens[i] && s.Pending > 0 {
+		for i := range dims {
+			s := &dims[i].State
+			if op == OpSettleSuccess && s.Gen == dims[i].Gen && s.Pending > 0 {
 				s.Pending--
 			}
 			if r.ResetOnSuccess && !s.LockedAt(now) {
@@ -296,9 +312,9 @@ func (r *Rule) Apply(op Op, st []State, gens []uint32, now time.Duration, out []
 			}
 		}
 	}
-	for i := range st {
-		s := &st[i]
-		o := &out[i]
+	for i := range dims {
+		s := &dims[i].State
+		o := &dims[i].Outcome
 		o.Refused = refused
 		o.Failures = s.Failures
 		if s.LockedAt(now) {

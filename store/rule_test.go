@@ -1,4 +1,4 @@
-package axes
+package store
 
 import (
 	"math/rand/v2"
@@ -85,13 +85,11 @@ func TestRuleApplyTable(t *testing.T) {
 			0, State{Failures: MaxFailures, Level: 255, LastFail: t0, LockEnd: maxFinite}, Outcome{Failures: MaxFailures, Counted: true, Started: true, Locked: true, Remaining: maxFinite - t0}, false},
 	}
 	for _, tt := range tests {
-		st := []State{tt.before}
-		gens := []uint32{tt.gen}
-		out := make([]Outcome, 1)
-		refused := tt.r.Apply(tt.op, st, gens, tt.at, out)
-		if st[0] != tt.after || out[0] != tt.out || refused != tt.refused {
+		d := []DimState{{State: tt.before, Gen: tt.gen}}
+		refused := tt.r.Apply(tt.op, d, tt.at)
+		if d[0].State != tt.after || d[0].Outcome != tt.out || refused != tt.refused {
 			t.Errorf("%s: %v at t0%+v:\n got %+v %+v refused %v\nwant %+v %+v refused %v",
-				tt.name, tt.op, tt.at-t0, st[0], out[0], refused, tt.after, tt.out, tt.refused)
+				tt.name, tt.op, tt.at-t0, d[0].State, d[0].Outcome, refused, tt.after, tt.out, tt.refused)
 		}
 	}
 }
@@ -114,9 +112,9 @@ func TestHorizon(t *testing.T) {
 		for range 1 + rng.IntN(6) {
 			now += d(90 * time.Minute)
 			op := []Op{OpFail, OpFail, OpBegin, OpSettleFail, OpSettleSuccess, OpCheck}[rng.IntN(6)]
-			st, gens, out := []State{s}, []uint32{s.Gen}, make([]Outcome, 1)
-			r.Apply(op, st, gens, now, out)
-			s = st[0]
+			d := []DimState{{State: s, Gen: s.Gen}}
+			r.Apply(op, d, now)
+			s = d[0].State
 		}
 		h := r.Horizon(s)
 		if h == Indefinite {
