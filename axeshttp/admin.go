@@ -638,7 +638,7 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.activity != nil {
 		d.Activity = a.chart(now)
-		d.Recent = a.recentRows(now)
+		d.Recent, d.Events = a.recentRows()
 		d.MaskNotes = a.activity.Masked()
 	}
 	if s := r.URL.Query().Get("reset"); s != "" {

@@ -30,6 +30,7 @@ type pageData struct {
 	NowISO    string
 	Activity  *chartView // nil without AdminActivity
 	Recent    []eventRow
+	Events    int // recent events held
 	MaskNotes bool // the recent events' identities are masked
 }
 
@@ -258,8 +259,15 @@ type eventRow struct {
 	Detail        string
 }
 
-func (a *admin) recentRows(now time.Time) []eventRow {
+// pageRecent is how many recent events the page shows; the API lists all.
+const pageRecent = 25
+
+// recentRows returns the page's rows for the most recent events, and how
+// many events the Activity holds.
+func (a *admin) recentRows() ([]eventRow, int) {
 	evs := a.activity.Recent()
+	all := len(evs)
+	evs = evs[:min(len(evs), pageRecent)]
 	out := make([]eventRow, 0, len(evs))
 	for _, e := range evs {
 		r := eventRow{
@@ -276,17 +284,17 @@ func (a *admin) recentRows(now time.Time) []eventRow {
 		switch e.Kind {
 		case axes.EventFailure:
 			r.Detail = strconv.Itoa(e.Failures) + " failures"
-		case axes.EventLockout, axes.EventRefused:
-			if e.Kind == axes.EventRefused {
-				r.Detail = e.Reason.String() + "; "
+		case axes.EventLockout:
+			r.Detail = "indefinite lock"
+			if !e.Until.IsZero() {
+				r.Detail = "lock for " + inWords(e.Until.Sub(e.Time))
 			}
+		case axes.EventRefused:
+			r.Detail = e.Reason.String()
 			if e.Until.IsZero() {
-				r.Detail += "indefinite"
+				r.Detail += ", indefinite"
 			} else {
-				r.Detail += "until " + e.Until.UTC().Format(pageTimeFormat)
-				if left := e.Until.Sub(now); left > 0 {
-					r.Detail += " (" + inWords(left) + " left)"
-				}
+				r.Detail += ", " + inWords(e.Until.Sub(e.Time)) + " left"
 			}
 		case axes.EventReset:
 			r.Detail = strconv.Itoa(e.Count) + " entries forgotten"
@@ -296,5 +304,5 @@ func (a *admin) recentRows(now time.Time) []eventRow {
 		}
 		out = append(out, r)
 	}
-	return out
+	return out, all
 }
