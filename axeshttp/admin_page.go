@@ -30,7 +30,7 @@ type pageData struct {
 	NowISO    string
 	Activity  *chartView // nil without AdminActivity
 	Recent    []eventRow
-	Events    int // recent events held
+	Events    int  // recent events held
 	MaskNotes bool // the recent events' identities are masked
 }
 
@@ -185,12 +185,12 @@ type chartView struct {
 }
 
 type barView struct {
-	X, W             string
-	FailY, FailH     string
-	RefY, RefH       string
-	Lock             bool
-	LaneY, LaneH     string
-	Title            string
+	X, W         string
+	FailY, FailH string
+	RefY, RefH   string
+	Lock         bool
+	LaneY, LaneH string
+	Title        string
 }
 
 func (a *admin) chart(now time.Time) *chartView {
