@@ -149,6 +149,11 @@ func AdminActivity(a *Activity) AdminOption {
 //	                     → {"reset": n}; Content-Type must be application/json
 //	POST /reset          the page's forms; answered with a redirect to the page
 //
+// The page shows one row per locked client (same IP or IPv6 prefix,
+// username and user agent) with the dimensions that lock it and the longest
+// time left; the row's button lifts exactly that client's locks, by their
+// digests, through a token signed with the handler's key.
+//
 // The admin shows who is attacking and can lift their locks, so it serves
 // nobody by default: NewAdmin needs AdminToken, AdminAuthorize or both, and
 // checks every request, the page, its stylesheet and every API route alike,
