@@ -29,14 +29,7 @@ var adminFS embed.FS
 
 var adminCSS, _ = adminFS.ReadFile("admin/admin.css")
 
-var adminPage = template.Must(template.New("admin.html").Funcs(template.FuncMap{
-	"human": func(s *int64) string {
-		if s == nil {
-			return ""
-		}
-		return humanSeconds(*s)
-	},
-}).ParseFS(adminFS, "admin/admin.html"))
+var adminPage = template.Must(template.New("admin.html").ParseFS(adminFS, "admin/admin.html"))
 
 // An AdminOption configures the handler returned by NewAdmin.
 type AdminOption func(*admin)
@@ -123,6 +116,19 @@ func AdminMaxRows(n int) AdminOption {
 	}
 }
 
+// AdminActivity makes the page draw the last hour of a's history (failed
+// attempts, locks and refusals per minute) and list its recent events, and
+// the API serve it at GET /api/activity. a must receive the limiter's
+// events: see Activity.
+func AdminActivity(a *Activity) AdminOption {
+	return func(ad *admin) {
+		if a == nil {
+			ad.errs = append(ad.errs, errors.New("axes: AdminActivity(nil)"))
+		}
+		ad.activity = a
+	}
+}
+
 // NewAdmin returns an http.Handler for administering lim, the counterpart
 // of django-axes' admin pages. Mount it under a path ending in a slash with
 // the prefix stripped:
@@ -135,12 +141,19 @@ func AdminMaxRows(n int) AdminOption {
 //
 // It serves:
 //
-//	GET  /               an HTML page of current lockouts and statistics, with reset buttons
-//	GET  /api/lockouts   {"count": n, "lockouts": [...]}; ?limit=N (default 1000)
+//	GET  /               an HTML page of current lockouts (one row per client) and statistics,
+//	                     with reset buttons, and with AdminActivity the last hour as a chart
+//	GET  /api/lockouts   {"count": n, "lockouts": [...]}, one entry per lock; ?limit=N (default 1000)
 //	GET  /api/stats      the limiter's Stats
+//	GET  /api/activity   with AdminActivity: {"masked": bool, "minutes": [...], "recent": [...]}
 //	POST /api/reset      {"ip": "192.0.2.1"}, {"username": "bob"}, both (Limiter.ResetClient) or {"all": true}
 //	                     → {"reset": n}; Content-Type must be application/json
 //	POST /reset          the page's forms; answered with a redirect to the page
+//
+// The page shows one row per locked client (same IP or IPv6 prefix,
+// username and user agent) with the dimensions that lock it and the longest
+// time left; the row's button lifts exactly that client's locks, by their
+// digests, through a token signed with the handler's key.
 //
 // The admin shows who is attacking and can lift their locks, so it serves
 // nobody by default: NewAdmin needs AdminToken, AdminAuthorize or both, and
@@ -180,6 +193,7 @@ func NewAdmin(lim *axes.Limiter, opts ...AdminOption) (http.Handler, error) {
 	mux.HandleFunc("GET /assets/admin.css", serveCSS)
 	mux.HandleFunc("GET /api/lockouts", a.apiLockouts)
 	mux.HandleFunc("GET /api/stats", a.apiStats)
+	mux.HandleFunc("GET /api/activity", a.apiActivity)
 	mux.HandleFunc("POST /api/reset", a.apiReset)
 	mux.HandleFunc("POST /reset", a.formReset)
 	a.mux = mux
@@ -192,7 +206,8 @@ type admin struct {
 	tokenSum  *[sha256.Size]byte // SHA-256 of the AdminToken; nil for none
 	authorize func(*http.Request) bool
 	maxRows   int
-	key       [32]byte // signs CSRF tokens
+	activity  *Activity // nil for none
+	key       [32]byte  // signs CSRF and row tokens
 	cop       *http.CrossOriginProtection
 	mux       *http.ServeMux
 	errs      []error // from the options
@@ -300,7 +315,6 @@ type lockoutView struct {
 	Failures   int        `json:"failures"`
 	Until      *time.Time `json:"until"`       // null for a lock with no end
 	RetryAfter *int64     `json:"retry_after"` // seconds left; null for no end
-	Row        string     `json:"-"`           // the page's reset-row token
 }
 
 func (a *admin) views(limit int) ([]lockoutView, int) {
@@ -314,7 +328,6 @@ func (a *admin) views(limit int) ([]lockoutView, int) {
 			UserAgent: l.UserAgent,
 			By:        l.By.String(),
 			Failures:  l.Failures,
-			Row:       encodeRow(l),
 		}
 		if l.IP.IsValid() {
 			v.IP = l.IP.String()
@@ -360,6 +373,9 @@ type statsView struct {
 	EvictedExpired  uint64 `json:"evicted_expired"`
 	EvictedPressure uint64 `json:"evicted_pressure"`
 	Overflows       uint64 `json:"overflows"`
+	SketchFolds     uint64 `json:"sketch_folds"`
+	SketchDecisions uint64 `json:"sketch_decisions"`
+	IdentitiesOver  uint64 `json:"identities_over_budget"`
 	StoreErrors     uint64 `json:"store_errors"`
 	Degraded        bool   `json:"degraded"`
 	Degradations    uint64 `json:"degradations"`
@@ -377,6 +393,9 @@ func (a *admin) stats() statsView {
 		EvictedExpired:  s.EvictedExpired,
 		EvictedPressure: s.EvictedPressure,
 		Overflows:       s.Overflows,
+		SketchFolds:     s.SketchFolds,
+		SketchDecisions: s.SketchDecisions,
+		IdentitiesOver:  s.IdentitiesOverBudget,
 		StoreErrors:     s.StoreErrors,
 		Degraded:        s.Degraded,
 		Degradations:    s.Degradations,
@@ -488,59 +507,105 @@ func (a *admin) formReset(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusSeeOther)
 }
 
-// encodeRow encodes who a lockout is about, byte for byte, for the page's
-// per-row reset button.
-func encodeRow(l axes.Lockout) string {
+// maxRowLocks bounds the locks of one row token: a client has at most one
+// lock per dimension.
+const maxRowLocks = 8
+
+// encodeRow encodes a row of the page, the locks of one client, for its
+// reset button: who the client is (for the reset events) and each lock's
+// dimension and digest, signed with the admin's key so that a row token
+// the page did not make is refused:
+//
+//	<ip>.<username>.<user agent>.<by>-<digest>,<by>-<digest>….<HMAC-SHA256>
+//
+// each field in unpadded base64url but the locks.
+func (a *admin) encodeRow(locks []axes.Lockout) string {
 	enc := base64.RawURLEncoding
+	first := locks[0]
 	ip := ""
-	if l.IP.IsValid() {
-		ip = l.IP.Addr().String()
+	if first.IP.IsValid() {
+		ip = first.IP.Addr().String()
 	}
-	return strconv.Itoa(int(l.By)) + "." + enc.EncodeToString([]byte(ip)) + "." +
-		enc.EncodeToString([]byte(l.Username)) + "." + enc.EncodeToString([]byte(l.UserAgent)) + "." +
-		l.Digest.String()
+	var b strings.Builder
+	b.WriteString(enc.EncodeToString([]byte(ip)))
+	b.WriteByte('.')
+	b.WriteString(enc.EncodeToString([]byte(first.Username)))
+	b.WriteByte('.')
+	b.WriteString(enc.EncodeToString([]byte(first.UserAgent)))
+	b.WriteByte('.')
+	for i, l := range locks {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(l.By)))
+		b.WriteByte('-')
+		b.WriteString(l.Digest.String())
+	}
+	payload := b.String()
+	return payload + "." + enc.EncodeToString(a.rowMAC(payload))
 }
 
-// resetRow lifts the lockout encoded by encodeRow: a lock by IP alone or by
-// username alone resets everything about that IP or username, as
-// django-axes' reset by IP or username; a lock by a combination resets the
-// dimension of that exact client, by its digest (so that identities cut
-// to axes.MaxIdentityBytes still reset exactly).
+func (a *admin) rowMAC(payload string) []byte {
+	m := hmac.New(sha256.New, a.key[:])
+	m.Write([]byte("axes admin row\x00" + payload))
+	return m.Sum(nil)
+}
+
+// resetRow lifts exactly the locks of a row token from encodeRow, by their
+// digests (so that identities cut to axes.MaxIdentityBytes still reset
+// exactly), and leaves the client's other dimensions, and other clients, as
+// they are. It refuses a token whose signature does not match.
 func (a *admin) resetRow(row string) (int, error) {
-	parts := strings.Split(row, ".")
-	if len(parts) != 5 {
-		return 0, errors.New("malformed row")
+	malformed := errors.New("malformed row; reload the page")
+	if len(row) > maxAdminBody {
+		return 0, malformed
 	}
-	by, err := strconv.Atoi(parts[0])
-	if err != nil || by <= 0 || by > int(axes.IP|axes.Username|axes.UserAgent) {
-		return 0, errors.New("malformed row")
+	i := strings.LastIndexByte(row, '.')
+	if i < 0 {
+		return 0, malformed
+	}
+	payload := row[:i]
+	sig, err := base64.RawURLEncoding.DecodeString(row[i+1:])
+	if err != nil || !hmac.Equal(sig, a.rowMAC(payload)) {
+		return 0, malformed
+	}
+	parts := strings.Split(payload, ".")
+	if len(parts) != 4 {
+		return 0, malformed
 	}
 	var f [3][]byte
 	for i := range f {
-		if f[i], err = base64.RawURLEncoding.DecodeString(parts[i+1]); err != nil {
-			return 0, errors.New("malformed row")
+		if f[i], err = base64.RawURLEncoding.DecodeString(parts[i]); err != nil {
+			return 0, malformed
 		}
 	}
-	var k axes.Key
+	var ip netip.Prefix
 	if len(f[0]) > 0 {
-		if k.IP, err = netip.ParseAddr(string(f[0])); err != nil {
-			return 0, errors.New("malformed row")
-		}
-	}
-	k.Username, k.UserAgent = string(f[1]), string(f[2])
-	switch axes.Fields(by) {
-	case axes.IP:
-		return a.lim.ResetIP(k.IP), nil
-	case axes.Username:
-		return a.lim.ResetUsername(k.Username), nil
-	default:
-		d, err := store.ParseDigest(parts[4])
+		addr, err := netip.ParseAddr(string(f[0]))
 		if err != nil {
-			return 0, errors.New("malformed row")
+			return 0, malformed
 		}
-		a.lim.ResetLockout(axes.Lockout{By: axes.Fields(by), Digest: d, IP: netip.PrefixFrom(k.IP, k.IP.BitLen()), Username: k.Username, UserAgent: k.UserAgent})
-		return 1, nil
+		ip = netip.PrefixFrom(addr, addr.BitLen())
 	}
+	var locks [maxRowLocks]axes.Lockout
+	n := 0
+	for lock := range strings.SplitSeq(parts[3], ",") {
+		by, digest, ok := strings.Cut(lock, "-")
+		b, err := strconv.Atoi(by)
+		if !ok || err != nil || b <= 0 || b > int(axes.IP|axes.Username|axes.UserAgent) || n == maxRowLocks {
+			return 0, malformed
+		}
+		d, err := store.ParseDigest(digest)
+		if err != nil {
+			return 0, malformed
+		}
+		locks[n] = axes.Lockout{By: axes.Fields(b), Digest: d, IP: ip, Username: string(f[1]), UserAgent: string(f[2])}
+		n++
+	}
+	for _, l := range locks[:n] {
+		a.lim.ResetLockout(l)
+	}
+	return n, nil
 }
 
 // token returns a CSRF token valid until now + csrfLifetime:
@@ -569,29 +634,24 @@ func (a *admin) validToken(tok string) bool {
 	return err == nil && a.now().Unix() <= t
 }
 
-type pageData struct {
-	Token    string
-	Stats    statsView
-	Lockouts []lockoutView
-	Total    int
-	Shown    int
-	Flash    string
-	Now      string
-}
-
 func (a *admin) page(w http.ResponseWriter, r *http.Request) {
-	views, total := a.views(a.maxRows)
-	for i := range views {
-		views[i].Username = printable(views[i].Username)
-		views[i].UserAgent = printable(views[i].UserAgent)
-	}
+	now := a.now()
+	locks := a.lim.Lockouts()
+	rows, clients := a.rows(locks, a.maxRows)
 	d := pageData{
-		Token:    a.token(),
-		Stats:    a.stats(),
-		Lockouts: views,
-		Total:    total,
-		Shown:    len(views),
-		Now:      a.now().UTC().Format(time.RFC3339),
+		Token:   a.token(),
+		Stats:   a.stats(),
+		Rows:    rows,
+		Locks:   len(locks),
+		Clients: clients,
+		Shown:   len(rows),
+		Now:     now.UTC().Format(pageTimeFormat),
+		NowISO:  now.UTC().Format(isoFormat),
+	}
+	if a.activity != nil {
+		d.Activity = a.chart(now)
+		d.Recent, d.Events = a.recentRows()
+		d.MaskNotes = a.activity.Masked()
 	}
 	if s := r.URL.Query().Get("reset"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
@@ -607,6 +667,59 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 		// The header is gone; nothing more can be said to the client.
 		return
 	}
+}
+
+type minuteView struct {
+	Start    time.Time `json:"start"`
+	Failures int       `json:"failures"`
+	Lockouts int       `json:"lockouts"`
+	Refused  int       `json:"refused"`
+}
+
+type eventView struct {
+	Time      time.Time  `json:"time"`
+	Kind      string     `json:"kind"`
+	By        string     `json:"by,omitempty"`
+	Reason    string     `json:"reason,omitempty"`
+	IP        string     `json:"ip,omitempty"`
+	Username  string     `json:"username,omitempty"`
+	UserAgent string     `json:"user_agent,omitempty"`
+	Failures  int        `json:"failures"`
+	Until     *time.Time `json:"until,omitempty"` // lockout and refused: when the lock ends; absent for no end
+	Count     int        `json:"count,omitempty"`
+}
+
+func (a *admin) apiActivity(w http.ResponseWriter, r *http.Request) {
+	if a.activity == nil {
+		adminError(w, r, http.StatusNotFound, "no activity history: pass axeshttp.AdminActivity to NewAdmin")
+		return
+	}
+	mins := a.activity.Minutes(a.now())
+	recent := a.activity.Recent()
+	resp := struct {
+		Masked  bool         `json:"masked"`
+		Minutes []minuteView `json:"minutes"`
+		Recent  []eventView  `json:"recent"`
+	}{a.activity.Masked(), make([]minuteView, len(mins)), make([]eventView, len(recent))}
+	for i, m := range mins {
+		resp.Minutes[i] = minuteView(m)
+	}
+	for i, e := range recent {
+		v := eventView{Time: e.Time.UTC(), Kind: e.Kind.String(), IP: e.IP, Username: e.Username, UserAgent: e.UserAgent, Failures: e.Failures, Count: e.Count}
+		if e.By != 0 {
+			v.By = e.By.String()
+		}
+		if e.Kind == axes.EventRefused {
+			v.Reason = e.Reason.String()
+		}
+		if !e.Until.IsZero() {
+			u := e.Until.UTC()
+			v.Until = &u
+		}
+		resp.Recent[i] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	writeJSON(w, resp)
 }
 
 // printable makes s safe to show: invalid UTF-8 and control characters

@@ -94,3 +94,46 @@ func ExampleNewAdmin_noAuthorisation() {
 	// Output:
 	// axes: axeshttp.NewAdmin needs AdminToken or AdminAuthorize: the admin must not serve anybody who reaches it
 }
+
+// An Activity keeps the last hour of a limiter's events for the admin's
+// chart and its list of recent events. Chain its OnEvent with any other
+// OnEvent func of the policy.
+func ExampleActivity() {
+	activity, err := axeshttp.NewActivity()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	var logged int
+	lim := axes.Must(axes.New(axes.Policy{
+		Limit:     2,
+		LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username},
+		OnEvent: func(e axes.Event) {
+			activity.OnEvent(e)
+			logged++ // another OnEvent func: axes.LogEvents, metrics…
+		},
+	}, axes.WithClock(fixedClock)))
+	defer lim.Close()
+	k := axes.Key{IP: netip.MustParseAddr("203.0.113.7"), Username: "alice"}
+	for range 3 {
+		lim.Fail(k)
+	}
+
+	mins := activity.Minutes(fixedClock())
+	now := mins[len(mins)-1]
+	fmt.Printf("%s: %d failed attempts, %d locks, %d refused\n", now.Start.Format("15:04"), now.Failures, now.Lockouts, now.Refused)
+	for _, e := range activity.Recent() {
+		fmt.Println(e.Kind, e.By, e.IP, e.Username)
+	}
+	fmt.Println(logged, "events passed on")
+
+	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminToken("Z4VQK2MXJ7TN5BWRC3HEYD6LPA"), axeshttp.AdminActivity(activity))
+	fmt.Println(admin != nil, err)
+	// Output:
+	// 12:00: 2 failed attempts, 2 locks, 1 refused
+	// refused ip 203.0.*.* sha256:2bd806c97f0e
+	// lockout ip+username 203.0.*.* sha256:2bd806c97f0e
+	// lockout ip 203.0.*.* sha256:2bd806c97f0e
+	// 7 events passed on
+	// true <nil>
+}

@@ -227,7 +227,10 @@ func TestAdminPage(t *testing.T) {
 		"192.0.2.1", "2001:db8::/64",
 		"&lt;script&gt;alert(1)&lt;/script&gt;", // escaped
 		"curl/8\uFFFD\uFFFD",                    // control and invalid bytes made visible
-		"15 minutes left", `<b>4</b><span>current lockouts</span>`,
+		`<span class="left">15 minutes</span>`, `<b>4</b><span>current lockouts</span>`, `<b>3</b><span>locked clients</span>`,
+		`by <span class="tag">ip</span>, <span class="tag">ip&#43;user_agent</span>`,
+		`<time datetime="2026-01-02T03:19:06Z">2026-01-02 03:19:06 UTC</time>`,
+		`id="no-activity"`, "AdminActivity(activity)",
 		`href="assets/admin.css"`, `action="reset"`,
 	} {
 		if !strings.Contains(body, want) {
@@ -237,8 +240,13 @@ func TestAdminPage(t *testing.T) {
 	if strings.Contains(body, "<script>") {
 		t.Error("page holds an unescaped username")
 	}
-	if n := strings.Count(body, `value="row"`); n != 4 {
-		t.Errorf("%d reset buttons, want 4", n)
+	if n := strings.Count(body, `value="row"`); n != 3 {
+		t.Errorf("%d reset buttons, want 3 (one per client)", n)
+	}
+	for _, banned := range []string{"<script", " style=", "Recent events"} {
+		if strings.Contains(body, banned) {
+			t.Errorf("page holds %q", banned)
+		}
 	}
 
 	css := f.do("GET", "/axes/assets/admin.css", "")
@@ -252,7 +260,7 @@ func TestAdminPage(t *testing.T) {
 	// Bounded rows.
 	few := newAdminFixture(t, AdminToken(testAdminToken), AdminMaxRows(1))
 	body = few.do("GET", "/axes/", "").Body.String()
-	if n := strings.Count(body, `value="row"`); n != 1 || !strings.Contains(body, "Showing the first 1 of 4") {
+	if n := strings.Count(body, `value="row"`); n != 1 || !strings.Contains(body, "Showing the first 1 of 3 locked clients") {
 		t.Errorf("AdminMaxRows(1): %d rows", n)
 	}
 
@@ -287,7 +295,7 @@ func TestAdminFormReset(t *testing.T) {
 	tok := f.token(t)
 	rowRe := regexp.MustCompile(`name="row" value="([^"]+)"`)
 	rows := rowRe.FindAllStringSubmatch(f.do("GET", "/axes/", "").Body.String(), -1)
-	if len(rows) != 4 {
+	if len(rows) != 3 {
 		t.Fatalf("%d rows", len(rows))
 	}
 
@@ -321,15 +329,16 @@ func TestAdminFormReset(t *testing.T) {
 		t.Fatalf("refused requests reset something: %d left", n)
 	}
 
-	// Each row's button lifts its lock. A lock by IP alone resets the
-	// whole IP, so the IPv6 address's second lock goes with the first.
-	wantLeft := []int{3, 2, 0, 0}
+	// Each row's button lifts the locks of its client: the IPv6 prefix's
+	// row holds its lock by IP and its lock by IP and user agent.
+	wantLeft := []int{3, 2, 0}
+	wantReset := []string{"1", "1", "2"}
 	for i, row := range rows {
 		w := f.postForm(url.Values{"action": {"row"}, "row": {row[1]}, "csrf": {tok}})
-		if w.Code != 303 || !strings.HasPrefix(w.Header().Get("Location"), "./?reset=") {
+		if w.Code != 303 || w.Header().Get("Location") != "./?reset="+wantReset[i] {
 			t.Fatalf("row %d: %d %v %s", i, w.Code, w.Header(), w.Body)
 		}
-		if n := f.lockouts(t, "").Count; n != wantLeft[i] && !(i == 2 && n == 1) {
+		if n := f.lockouts(t, "").Count; n != wantLeft[i] {
 			t.Errorf("after row %d: %d lockouts, want %d", i, n, wantLeft[i])
 		}
 	}
