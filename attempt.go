@@ -66,18 +66,11 @@ func (l *Limiter) BeginContext(ctx context.Context, k Key) Attempt {
 		}
 		return a
 	}
-	rule := l.forAttempt(&k)
+	var rule store.Rule
 	var dims [8]store.Dim
-	now := l.clock()
-	id := l.identity(&k)
-	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Identity: id}
-	n := l.digests(&k, &dims, true)
-	req.Dims = dims[:n]
-	if err := l.run(ctx, &req, now, id); err != nil {
-		a.verdict = Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
-		return a
-	}
-	a.verdict = l.finish(store.OpBegin, &k, &req, now)
+	now, id, n := l.prepare(&rule, &dims, store.OpBegin, &k, true)
+	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
+	a.verdict = l.decide(ctx, &req, now, id, rule.Limit, store.OpBegin, &k)
 	if a.verdict.Locked {
 		return a
 	}
@@ -174,11 +167,7 @@ func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 			d.UserKey = a.userKey
 		}
 	}
-	now := l.clock()
-	id := l.identity(&a.key)
+	now, id := l.clock(), l.identity(&a.key)
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
-	if err := l.run(ctx, &req, now, id); err != nil {
-		return Verdict{Locked: true, Limit: rule.Limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
-	}
-	return l.finish(report, &a.key, &req, now)
+	return l.decide(ctx, &req, now, id, rule.Limit, report, &a.key)
 }

@@ -211,6 +211,6 @@ func BenchmarkDigest(b *testing.B) {
 	var dims [8]store.Dim
 	b.ReportAllocs()
 	for b.Loop() {
-		l.digests(&k, &dims, false)
+		l.digestsOf(&k, &dims)
 	}
 }

@@ -1,9 +1,10 @@
 package axes
 
 import (
-	"github.com/axes-go/axes/store"
 	"net/netip"
 	"unsafe"
+
+	"github.com/axes-go/axes/store"
 )
 
 // The memory store keeps the identity of a current lock (for Lockouts and
@@ -125,4 +126,26 @@ func (st *memStore) dropIdentity(sh *shard, i int) {
 	st.idBytes.Add(-int64(identityCost(sh.ids[sl.k])))
 	delete(sh.ids, sl.k)
 	sl.flags &^= flagIdentity
+}
+
+// Lockout is one current lock, as Lockouts lists it, with the client of the
+// attempt that started it: its grouped IP, and its username and user agent
+// as sent, cut to MaxIdentityBytes (empty, with only the digest, for a lock
+// that started once the identity budget was spent).
+type Lockout = store.Lockout
+
+// MaxIdentityBytes bounds the username and user agent kept for each current
+// lock.
+const MaxIdentityBytes = store.MaxIdentityBytes
+
+func truncate(s string) string {
+	if len(s) <= MaxIdentityBytes {
+		return s
+	}
+	// Cut at a rune boundary when the string is UTF-8.
+	n := MaxIdentityBytes
+	for n > MaxIdentityBytes-4 && n > 0 && s[n]&0xC0 == 0x80 {
+		n--
+	}
+	return s[:n]
 }

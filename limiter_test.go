@@ -395,11 +395,11 @@ func TestEvictionCrossesShards(t *testing.T) {
 	st := l.mem
 	victim := Key{IP: ipN(1 << 20)}
 	var dims [8]store.Dim
-	l.digests(&victim, &dims, false)
+	l.digestsOf(&victim, &dims)
 	vs := st.shardOf(dims[0].Digest)
 	for i := 0; st.total.Load() < capN; i++ {
 		k := Key{IP: ipN(i)}
-		l.digests(&k, &dims, false)
+		l.digestsOf(&k, &dims)
 		if st.shardOf(dims[0].Digest) != vs {
 			l.Fail(k)
 		}

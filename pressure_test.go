@@ -181,7 +181,7 @@ func TestSketchLockedFastPath(t *testing.T) {
 	for i := 0; ; i++ {
 		other = Key{Username: fmt.Sprintf("someone-%d", i)}
 		var dims [8]store.Dim
-		l.digests(&other, &dims, false)
+		l.digestsOf(&other, &dims)
 		if l.mem.filter[l.mem.filterIndex(dims[0].Digest)].Load() == 0 {
 			break
 		}

@@ -139,7 +139,7 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 		k := sl.k.digest()
 		binary.LittleEndian.PutUint64(b[0:], k.Hi)
 		binary.LittleEndian.PutUint64(b[8:], k.Lo)
-		b[16], b[17], b[18] = sl.flags&7, sl.level, sl.gen
+		b[16], b[17], b[18] = sl.flags&flagFields, sl.level, sl.gen
 		if e.id != nil {
 			b[19] = 1
 		} else {
@@ -262,7 +262,7 @@ func (l *Limiter) decodeSnapshot(r io.Reader) ([]snapEntry, error) {
 		if d.IsZero() || b[16] == 0 || b[16]&^7 != 0 || b[19] > 1 {
 			return nil, fmt.Errorf("axes: snapshot entry %d is malformed", i)
 		}
-		sl.k = toKey(d)
+		sl.k = toSlotKey(d)
 		sl.flags, sl.level, sl.gen = b[16], b[17], b[18]
 		sl.fails = binary.LittleEndian.Uint16(b[20:])
 		sl.pending = binary.LittleEndian.Uint16(b[22:])

@@ -29,10 +29,10 @@ func TestShardTableMatchesMap(t *testing.T) {
 			if _, ok := model[d]; ok {
 				continue
 			}
-			if sh.find(toKey(d), d) != -1 {
+			if sh.find(toSlotKey(d), d) != -1 {
 				t.Fatalf("step %d: found %v before it was placed", step, d)
 			}
-			i := sh.place(toKey(d), d)
+			i := sh.place(toSlotKey(d), d)
 			st.total.Add(1)
 			model[d] = i
 			live = append(live, d)
@@ -43,13 +43,13 @@ func TestShardTableMatchesMap(t *testing.T) {
 			delete(model, d)
 			live[j] = live[len(live)-1]
 			live = live[:len(live)-1]
-			if sh.find(toKey(d), d) != -1 {
+			if sh.find(toSlotKey(d), d) != -1 {
 				t.Fatalf("step %d: found %v after it was removed", step, d)
 			}
 		}
 		if step%97 == 0 {
 			for d, i := range model {
-				if got := sh.find(toKey(d), d); got != i {
+				if got := sh.find(toSlotKey(d), d); got != i {
 					t.Fatalf("step %d: find(%v) = %d, want %d", step, d, got, i)
 				}
 			}
@@ -64,8 +64,8 @@ func TestShardTableMatchesMap(t *testing.T) {
 				t.Fatalf("step %d: %d tombstones after a rebuild", step, sh.tombs)
 			}
 			for d := range model {
-				i := sh.find(toKey(d), d)
-				if i < 0 || sh.slots[i].k != toKey(d) {
+				i := sh.find(toSlotKey(d), d)
+				if i < 0 || sh.slots[i].k != toSlotKey(d) {
 					t.Fatalf("step %d: %v lost by the rebuild", step, d)
 				}
 				model[d] = i

@@ -15,7 +15,6 @@ import (
 type IPSet struct {
 	v4 []span4
 	v6 []span6
-	n  int // entries parsed, for String
 }
 
 type span4 struct{ lo, hi uint32 }
@@ -68,7 +67,6 @@ func ParseIPSet(entries ...string) (IPSet, error) {
 		p = p.Masked()
 		s.add(p)
 	}
-	s.n = len(entries)
 	s.merge()
 	return s, nil
 }

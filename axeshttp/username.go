@@ -184,7 +184,7 @@ func (u Username) uncounted(r *http.Request) *http.Request {
 	return r2
 }
 
-func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (string, error) {
+func (u Username) extract(w http.ResponseWriter, r *http.Request, limit int64) (string, error) {
 	switch u.kind {
 	case usernameBasic:
 		name, _, _ := r.BasicAuth()
@@ -192,13 +192,13 @@ func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (st
 	case usernameFunc:
 		return u.fn(r), nil
 	case usernameForm:
-		body, err := readBody(w, r, max)
+		body, err := readBody(w, r, limit)
 		if err != nil {
 			return "", err
 		}
 		return formUsername(r, body, u.field)
 	case usernameJSON:
-		body, err := readBody(w, r, max)
+		body, err := readBody(w, r, limit)
 		if err != nil {
 			return "", err
 		}
@@ -213,16 +213,16 @@ func (u Username) extract(w http.ResponseWriter, r *http.Request, max int64) (st
 // that the next reader reads as if untouched. A body that breaks off is
 // refused: the handler's parser would fail on it and might fall back to
 // something else.
-func readBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		r.Body = http.NoBody
 		return nil, nil
 	}
-	if r.ContentLength > max {
+	if r.ContentLength > limit {
 		return nil, errTooLarge
 	}
 	orig := r.Body
-	data, err := io.ReadAll(http.MaxBytesReader(w, orig, max))
+	data, err := io.ReadAll(http.MaxBytesReader(w, orig, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {

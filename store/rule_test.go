@@ -98,7 +98,7 @@ func TestRuleApplyTable(t *testing.T) {
 // just before it leaves something, for random states and rules.
 func TestHorizon(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	d := func(max time.Duration) time.Duration { return time.Duration(rng.Int64N(int64(max))) }
+	d := func(upTo time.Duration) time.Duration { return time.Duration(rng.Int64N(int64(upTo))) }
 	for i := range 20000 {
 		r := Rule{Limit: 1 + rng.IntN(5), Window: 1 + d(time.Hour), Cooloff: 1 + d(time.Hour), ReserveTimeout: 1 + d(time.Hour)}
 		if rng.IntN(2) == 0 {

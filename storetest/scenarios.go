@@ -22,8 +22,8 @@ var (
 )
 
 const (
-	sec = time.Second
-	min = time.Minute
+	second = time.Second
+	minute = time.Minute
 )
 
 func harness(t *testing.T, newStore func() store.Store, p axes.Policy, opts ...axes.Option) *Harness {
@@ -35,40 +35,40 @@ func init() {
 		h := harness(t, ns, axes.Policy{})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1, By: axes.IP}},
-			{1 * min, "fail", kA, V{Failures: 2}},
-			{2 * min, "locked", kA, V{Locked: false}},
-			{2 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
-			{7 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * min}},
-			{7 * min, "locked", kA, V{Locked: true}},
-			{7 * min, "check", kB, V{}},
-			{7 * min, "locked", kB, V{}},
-			{7 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * min}},
-			{17*min - sec, "check", kA, V{Locked: true, Failures: 3, RetryAfter: sec}},
-			{17 * min, "check", kA, V{}},
-			{17 * min, "locked", kA, V{}},
-			{17 * min, "fail", kA, V{Failures: 1}},
+			{1 * minute, "fail", kA, V{Failures: 2}},
+			{2 * minute, "locked", kA, V{Locked: false}},
+			{2 * minute, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.IP}},
+			{7 * minute, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * minute}},
+			{7 * minute, "locked", kA, V{Locked: true}},
+			{7 * minute, "check", kB, V{}},
+			{7 * minute, "locked", kB, V{}},
+			{7 * minute, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 10 * minute}},
+			{17*minute - second, "check", kA, V{Locked: true, Failures: 3, RetryAfter: second}},
+			{17 * minute, "check", kA, V{}},
+			{17 * minute, "locked", kA, V{}},
+			{17 * minute, "fail", kA, V{Failures: 1}},
 		})
 	})
 	add("InactivityWindow", func(t *testing.T, ns func() store.Store) {
-		h := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * min)})
+		h := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * minute)})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
-			{10 * min, "fail", kA, V{Failures: 2}},
-			{20 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{10 * minute, "fail", kA, V{Failures: 2}},
+			{20 * minute, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			{0, "fail", kB, V{Failures: 1}},
-			{10 * min, "fail", kB, V{Failures: 2}},
-			{25*min - sec, "check", kB, V{Failures: 2}},
-			{26 * min, "fail", kB, V{Failures: 1}},
+			{10 * minute, "fail", kB, V{Failures: 2}},
+			{25*minute - second, "check", kB, V{Failures: 2}},
+			{26 * minute, "fail", kB, V{Failures: 1}},
 		})
-		h2 := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * min), Window: time.Hour})
+		h2 := harness(t, ns, axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * minute), Window: time.Hour})
 		h2.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
-			{50 * min, "fail", kA, V{Failures: 2}},
-			{100 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{50 * minute, "fail", kA, V{Failures: 2}},
+			{100 * minute, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			// The lock ends but the failures are remembered: the next
 			// failure locks again.
-			{115 * min, "check", kA, V{Failures: 3}},
-			{116 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * min}},
+			{115 * minute, "check", kA, V{Failures: 3}},
+			{116 * minute, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * minute}},
 		})
 	})
 	add("RefusedAttempts", func(t *testing.T, ns func() store.Store) {
@@ -76,19 +76,19 @@ func init() {
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
-			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
-			{10 * min, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 5 * min}},
-			{15 * min, "check", kA, V{}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
+			{10 * minute, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 5 * minute}},
+			{15 * minute, "check", kA, V{}},
 		})
 		hx := harness(t, ns, axes.Policy{ExtendLockOnRefused: true})
 		hx.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
-			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
-			{10 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * min}},
-			{16 * min, "check", kA, V{Locked: true, Failures: 4, RetryAfter: 9 * min}},
-			{25*min - sec, "locked", kA, V{Locked: true}},
-			{25 * min, "check", kA, V{}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
+			{10 * minute, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: 15 * minute}},
+			{16 * minute, "check", kA, V{Locked: true, Failures: 4, RetryAfter: 9 * minute}},
+			{25*minute - second, "locked", kA, V{Locked: true}},
+			{25 * minute, "check", kA, V{}},
 		})
 	})
 	add("OrAcrossDimensions", func(t *testing.T, ns func() store.Store) {
@@ -96,13 +96,13 @@ func init() {
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: ip1, Username: "bob"}, V{Failures: 1}},
 			{0, "fail", axes.Key{IP: ip2, Username: "bob"}, V{Failures: 2, By: axes.Username}},
-			{0, "fail", axes.Key{IP: ip3, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.Username}},
-			{1 * min, "check", axes.Key{IP: ip4, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 14 * min, By: axes.Username}},
-			{1 * min, "check", axes.Key{IP: ip1, Username: "alice"}, V{Failures: 1}},
-			{1 * min, "fail", axes.Key{IP: ip5, Username: "u1"}, V{Failures: 1}},
-			{1 * min, "fail", axes.Key{IP: ip5, Username: "u2"}, V{Failures: 2, By: axes.IP}},
-			{1 * min, "fail", axes.Key{IP: ip5, Username: "u3"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
-			{1 * min, "check", axes.Key{IP: ip5, Username: "u9"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP}},
+			{0, "fail", axes.Key{IP: ip3, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.Username}},
+			{1 * minute, "check", axes.Key{IP: ip4, Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 14 * minute, By: axes.Username}},
+			{1 * minute, "check", axes.Key{IP: ip1, Username: "alice"}, V{Failures: 1}},
+			{1 * minute, "fail", axes.Key{IP: ip5, Username: "u1"}, V{Failures: 1}},
+			{1 * minute, "fail", axes.Key{IP: ip5, Username: "u2"}, V{Failures: 2, By: axes.IP}},
+			{1 * minute, "fail", axes.Key{IP: ip5, Username: "u3"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.IP}},
+			{1 * minute, "check", axes.Key{IP: ip5, Username: "u9"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.IP}},
 		})
 	})
 	add("AndWithinCombination", func(t *testing.T, ns func() store.Store) {
@@ -111,10 +111,10 @@ func init() {
 		h.Steps([]Step{
 			{0, "fail", bob1, V{Failures: 1}},
 			{0, "fail", bob1, V{Failures: 2}},
-			{0, "fail", bob1, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.IP | axes.Username}},
+			{0, "fail", bob1, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.IP | axes.Username}},
 			{0, "check", axes.Key{IP: ip2, Username: "bob"}, V{}},
 			{0, "check", axes.Key{IP: ip1, Username: "alice"}, V{}},
-			{0, "check", axes.Key{IP: ip1, Username: "bob", UserAgent: "other"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "check", axes.Key{IP: ip1, Username: "bob", UserAgent: "other"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 		})
 	})
 	add("ResetOnSuccess", func(t *testing.T, ns func() store.Store) {
@@ -123,7 +123,7 @@ func init() {
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
 			{0, "success", kA, V{}},
-			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 		})
 		hr := harness(t, ns, axes.Policy{ResetOnSuccess: true})
 		hr.Steps([]Step{
@@ -132,10 +132,10 @@ func init() {
 			{0, "success", kA, V{}},
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
-			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			// A success never lifts a current lock.
-			{1 * min, "success", kA, V{}},
-			{1 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 14 * min}},
+			{1 * minute, "success", kA, V{}},
+			{1 * minute, "check", kA, V{Locked: true, Failures: 3, RetryAfter: 14 * minute}},
 		})
 	})
 	add("NeverLockout", func(t *testing.T, ns func() store.Store) {
@@ -213,7 +213,7 @@ func init() {
 		h.Steps([]Step{
 			{0, "fail", axes.Key{}, V{Failures: 1}},
 			{0, "fail", axes.Key{Username: "x"}, V{Failures: 2}},
-			{0, "fail", axes.Key{}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", axes.Key{}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			{0, "check", axes.Key{IP: Addr("0.0.0.0")}, V{}},
 			{0, "check", axes.Key{IP: Addr("::")}, V{}},
 		})
@@ -223,7 +223,7 @@ func init() {
 		h.Steps([]Step{
 			{0, "fail", axes.Key{IP: ip1, Username: " Bob "}, V{Failures: 1}},
 			{0, "fail", axes.Key{IP: ip2, Username: "BOB"}, V{Failures: 2}},
-			{0, "fail", axes.Key{IP: ip3, Username: "bob\t"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", axes.Key{IP: ip3, Username: "bob\t"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			{0, "fail", axes.Key{Username: "ÉLODIE"}, V{Failures: 1}},
 			{0, "fail", axes.Key{Username: "élodie"}, V{Failures: 2}},
 		})
@@ -245,7 +245,7 @@ func init() {
 		hu.Steps([]Step{
 			{0, "fail", axes.Key{IP: Addr("9.9.9.1"), Username: "2.3.4.5"}, V{Failures: 1}},
 			{0, "fail", axes.Key{IP: Addr("9.9.9.2"), Username: "2.3.4.5"}, V{Failures: 2}},
-			{0, "fail", axes.Key{IP: Addr("9.9.9.3"), Username: "2.3.4.5"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min, By: axes.Username}},
+			{0, "fail", axes.Key{IP: Addr("9.9.9.3"), Username: "2.3.4.5"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute, By: axes.Username}},
 			{0, "check", axes.Key{IP: Addr("2.3.4.5"), Username: "y"}, V{}},
 			{0, "fail", axes.Key{IP: Addr("9.9.9.4"), Username: ""}, V{Failures: 1}},
 			{0, "fail", axes.Key{IP: Addr("9.9.9.5"), Username: ""}, V{Failures: 2, By: axes.Username}},
@@ -259,7 +259,7 @@ func init() {
 		hl.Steps([]Step{
 			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Failures: 1}},
 			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Failures: 2}},
-			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", axes.Key{Username: long, UserAgent: odd}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 			{0, "check", axes.Key{Username: long2, UserAgent: odd}, V{}},
 			{0, "check", axes.Key{Username: long, UserAgent: odd[:len(odd)-1]}, V{}},
 			{0, "check", axes.Key{Username: "x\x00y", UserAgent: odd}, V{}},
@@ -271,51 +271,51 @@ func init() {
 		}
 	})
 	add("Backoff", func(t *testing.T, ns func() store.Store) {
-		h := harness(t, ns, axes.Policy{Limit: 2, Cooloff: axes.Backoff{Base: min, Factor: 2, Max: 5 * min, Decay: time.Hour}})
+		h := harness(t, ns, axes.Policy{Limit: 2, Cooloff: axes.Backoff{Base: minute, Factor: 2, Max: 5 * minute, Decay: time.Hour}})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
-			{0, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * min}},
-			{1 * min, "fail", kA, V{Failures: 1}},
-			{1 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 2 * min}},
-			{3 * min, "fail", kA, V{Failures: 1}},
-			{3 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 4 * min}},
-			{7 * min, "fail", kA, V{Failures: 1}},
-			{7 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * min}},
-			{12 * min, "fail", kA, V{Failures: 1}},
-			{12 * min, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * min}},
+			{0, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * minute}},
+			{1 * minute, "fail", kA, V{Failures: 1}},
+			{1 * minute, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 2 * minute}},
+			{3 * minute, "fail", kA, V{Failures: 1}},
+			{3 * minute, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 4 * minute}},
+			{7 * minute, "fail", kA, V{Failures: 1}},
+			{7 * minute, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * minute}},
+			{12 * minute, "fail", kA, V{Failures: 1}},
+			{12 * minute, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 5 * minute}},
 			// An hour without a lock after the last one ends forgets the level.
-			{17*min + time.Hour, "fail", kA, V{Failures: 1}},
-			{17*min + time.Hour, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * min}},
+			{17*minute + time.Hour, "fail", kA, V{Failures: 1}},
+			{17*minute + time.Hour, "fail", kA, V{Locked: true, Failures: 2, RetryAfter: 1 * minute}},
 		})
 	})
 	add("Tiers", func(t *testing.T, ns func() store.Store) {
-		h := harness(t, ns, axes.Policy{Cooloff: axes.Tiers{{Failures: 3, Cooloff: min}, {Failures: 5, Cooloff: 10 * min}}})
+		h := harness(t, ns, axes.Policy{Cooloff: axes.Tiers{{Failures: 3, Cooloff: minute}, {Failures: 5, Cooloff: 10 * minute}}})
 		h.Steps([]Step{
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
-			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: min}},
-			{1 * min, "check", kA, V{Failures: 3}},
-			{1 * min, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: min}},
-			{2 * min, "fail", kA, V{Locked: true, Failures: 5, RetryAfter: 10 * min}},
+			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: minute}},
+			{1 * minute, "check", kA, V{Failures: 3}},
+			{1 * minute, "fail", kA, V{Locked: true, Failures: 4, RetryAfter: minute}},
+			{2 * minute, "fail", kA, V{Locked: true, Failures: 5, RetryAfter: 10 * minute}},
 			// The lock ends; the failures are remembered for the default
 			// Window (24 hours here), so the next failure locks again.
-			{12 * min, "check", kA, V{Failures: 5}},
-			{12 * min, "fail", kA, V{Locked: true, Failures: 6, RetryAfter: 10 * min}},
-			{12*min + 24*time.Hour - sec, "check", kA, V{Failures: 6}},
-			{12*min + 24*time.Hour, "check", kA, V{}},
+			{12 * minute, "check", kA, V{Failures: 5}},
+			{12 * minute, "fail", kA, V{Locked: true, Failures: 6, RetryAfter: 10 * minute}},
+			{12*minute + 24*time.Hour - second, "check", kA, V{Failures: 6}},
+			{12*minute + 24*time.Hour, "check", kA, V{}},
 		})
 	})
 	add("TiersClimbedByPatientGuesser", func(t *testing.T, ns func() store.Store) {
 		// A guesser who waits out every lock, then guesses again, climbs
 		// every tier under the default Window, up to the last one.
 		tables := []axes.Tiers{
-			{{Failures: 3, Cooloff: min}, {Failures: 6, Cooloff: axes.Indefinite}},
-			{{Failures: 3, Cooloff: min}, {Failures: 5, Cooloff: 10 * min}, {Failures: 8, Cooloff: axes.Indefinite}},
+			{{Failures: 3, Cooloff: minute}, {Failures: 6, Cooloff: axes.Indefinite}},
+			{{Failures: 3, Cooloff: minute}, {Failures: 5, Cooloff: 10 * minute}, {Failures: 8, Cooloff: axes.Indefinite}},
 			{{Failures: 2, Cooloff: time.Hour}, {Failures: 4, Cooloff: 12 * time.Hour}, {Failures: 6, Cooloff: 48 * time.Hour}, {Failures: 7, Cooloff: axes.Indefinite}},
-			{{Failures: 5, Cooloff: 15 * min}, {Failures: 10, Cooloff: 2 * time.Hour}},
+			{{Failures: 5, Cooloff: 15 * minute}, {Failures: 10, Cooloff: 2 * time.Hour}},
 		}
 		for ti, tiers := range tables {
-			for _, late := range []time.Duration{0, sec, min} {
+			for _, late := range []time.Duration{0, second, minute} {
 				h := harness(t, ns, axes.Policy{Cooloff: tiers})
 				k := axes.Key{IP: Addr(fmt.Sprintf("192.0.2.%d", 10+ti)), Username: "victim"}
 				var at time.Duration
@@ -338,7 +338,7 @@ func init() {
 					}
 					// Wait out the lock (or a second between guesses
 					// below the first tier), arriving late by 'late'.
-					at += max(v.RetryAfter, sec) + late
+					at += max(v.RetryAfter, second) + late
 				}
 			}
 		}
@@ -349,7 +349,7 @@ func init() {
 			{0, "fail", kA, V{Failures: 1}},
 			{0, "fail", kA, V{Failures: 2}},
 			{0, "fail", kA, V{Locked: true, Failures: 3, RetryAfter: axes.Indefinite}},
-			{14 * min, "check", kA, V{Locked: true, Failures: 3, RetryAfter: axes.Indefinite}},
+			{14 * minute, "check", kA, V{Locked: true, Failures: 3, RetryAfter: axes.Indefinite}},
 			{1000 * time.Hour, "locked", kA, V{Locked: true}},
 			{1000 * time.Hour, "reset", kA, V{}},
 			{1000 * time.Hour, "check", kA, V{}},
@@ -376,7 +376,7 @@ func init() {
 			{0, "fail", axes.Key{Username: "admin"}, V{Locked: true, Failures: 2, RetryAfter: time.Hour}},
 			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 1}},
 			{0, "fail", axes.Key{Username: "bob"}, V{Failures: 2}},
-			{0, "fail", axes.Key{Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * min}},
+			{0, "fail", axes.Key{Username: "bob"}, V{Locked: true, Failures: 3, RetryAfter: 15 * minute}},
 		})
 	})
 	add("Reservations", func(t *testing.T, ns func() store.Store) {
@@ -397,19 +397,19 @@ func init() {
 		}
 		Expect(t, "a2 fails", a2.Fail(), V{Failures: 1})
 		Expect(t, "a3 fails", a3.Fail(), V{Failures: 2})
-		Expect(t, "a5 fails", a5.Fail(), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		Expect(t, "a5 fails", a5.Fail(), V{Locked: true, Failures: 3, RetryAfter: 15 * minute})
 		a5.Fail() // no-op
-		Expect(t, "after double settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		Expect(t, "after double settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * minute})
 		a4.Fail() // refused attempts have nothing to settle
-		Expect(t, "refused settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		Expect(t, "refused settle", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * minute})
 		a6 := h.L.Begin(kA)
-		Expect(t, "begin while locked", a6.Verdict(), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		Expect(t, "begin while locked", a6.Verdict(), V{Locked: true, Failures: 3, RetryAfter: 15 * minute})
 
 		// An unsettled reservation counts as a failure after the timeout.
 		b1 := h.L.Begin(kB)
-		h.At(axes.DefaultReserveTimeout - sec)
+		h.At(axes.DefaultReserveTimeout - second)
 		Expect(t, "before timeout", h.L.Check(kB), V{})
-		h.At(axes.DefaultReserveTimeout + sec)
+		h.At(axes.DefaultReserveTimeout + second)
 		Expect(t, "after timeout", h.L.Check(kB), V{Failures: 1})
 		b1.Fail()
 		Expect(t, "late settle", h.L.Check(kB), V{Failures: 1})
@@ -425,7 +425,7 @@ func init() {
 			}
 		}
 		h.At(axes.DefaultReserveTimeout)
-		Expect(t, "crashed handlers", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * min})
+		Expect(t, "crashed handlers", h.L.Check(kA), V{Locked: true, Failures: 3, RetryAfter: 15 * minute})
 	})
 	add("ParallelReservations", func(t *testing.T, ns func() store.Store) {
 		h := harness(t, ns, axes.Policy{Limit: 5, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
@@ -491,16 +491,16 @@ func init() {
 		h := harness(t, ns, axes.Policy{LockoutBy: []axes.Fields{axes.IP, axes.Username}})
 		long := strings.Repeat("é", 300)
 		h.L.Fail(axes.Key{IP: ip1, Username: "Bob", UserAgent: long})
-		h.At(min)
+		h.At(minute)
 		h.L.Fail(axes.Key{IP: ip1, Username: "x"})
 		h.L.Fail(axes.Key{IP: ip1, Username: "y"})
-		h.At(2 * min)
+		h.At(2 * minute)
 		got := h.L.Lockouts()
 		if len(got) != 1 {
 			t.Fatalf("Lockouts = %+v, want one", got)
 		}
 		lo := got[0]
-		if lo.By != axes.IP || lo.IP.String() != "192.0.2.1/32" || lo.Failures != 3 || !lo.Until.Equal(T0.Add(16*min)) || lo.Username != "y" {
+		if lo.By != axes.IP || lo.IP.String() != "192.0.2.1/32" || lo.Failures != 3 || !lo.Until.Equal(T0.Add(16*minute)) || lo.Username != "y" {
 			t.Errorf("Lockouts[0] = %+v", lo)
 		}
 		h.L.Fail(axes.Key{IP: ip2, Username: "Bob", UserAgent: long})
@@ -510,7 +510,7 @@ func init() {
 			got[1].UserAgent != strings.Repeat("é", axes.MaxIdentityBytes/2) {
 			t.Fatalf("Lockouts = %+v", got)
 		}
-		h.At(16 * min)
+		h.At(16 * minute)
 		if got := h.L.Lockouts(); len(got) != 1 || got[0].By != axes.Username {
 			t.Errorf("after the first lock ends: %+v", got)
 		}

@@ -76,10 +76,9 @@ func (b *redisBackend) Close() {
 }
 
 func (b *redisBackend) lockouts(ctx context.Context) ([]lockout, error) {
-	before := b.lim.Stats().StoreErrors
-	los := b.lim.Lockouts()
-	if b.lim.Stats().StoreErrors != before {
-		return nil, fmt.Errorf("redis: listing the lockouts failed")
+	los, err := b.lim.LockoutsContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("redis: listing the lockouts: %w", err)
 	}
 	now := time.Now()
 	out := make([]lockout, 0, len(los))
@@ -125,20 +124,22 @@ func (b *redisBackend) stats(ctx context.Context) ([]figure, error) {
 }
 
 func (b *redisBackend) reset(ctx context.Context, t target) (int, error) {
-	before := b.lim.Stats().StoreErrors
-	var n int
+	var (
+		n   int
+		err error
+	)
 	switch {
 	case t.all:
-		n = b.lim.ResetAll()
+		n, err = b.lim.ResetAllContext(ctx)
 	case t.ip != nil && t.username != nil:
-		n = b.lim.ResetClient(*t.ip, *t.username)
+		n, err = b.lim.ResetClientContext(ctx, *t.ip, *t.username)
 	case t.ip != nil:
-		n = b.lim.ResetIP(*t.ip)
+		n, err = b.lim.ResetIPContext(ctx, *t.ip)
 	default:
-		n = b.lim.ResetUsername(*t.username)
+		n, err = b.lim.ResetUsernameContext(ctx, *t.username)
 	}
-	if b.lim.Stats().StoreErrors != before {
-		return n, fmt.Errorf("redis: the reset failed")
+	if err != nil {
+		return n, fmt.Errorf("redis: the reset failed: %w", err)
 	}
 	return n, nil
 }

@@ -1,0 +1,276 @@
+package axes
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/axes-go/axes/store"
+)
+
+// One decision pipeline for every operation: Fail, Check, Success and Reset
+// (plain), Begin, and the settles of an Attempt prepare their request in
+// one way (the attempt's rule, identity and digests, each computed once)
+// and turn a store's failure into one verdict.
+
+// prepare computes what op on k needs, each once: the attempt's own rule,
+// in *rule (every operation but a reset gets it: even a Check may find
+// reservations that timed out and start a lock), the digests of its
+// dimensions, in *dims, with the index keys that writes need when index is
+// set, and the instant and identity it returns (the IP is grouped once for
+// the digests and the identity). The caller builds the store.Request from
+// its own variables: a request built here, or one whose fields the calls
+// below read, would move them all to the heap, since escape analysis does
+// not tell a struct's fields apart.
+func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, index bool) (now time.Time, id store.Identity, n int) {
+	var fs fieldSet
+	if l.needIP || k.IP.IsValid() {
+		fs.pfx = canonicalIP(k.IP, l.v6bits)
+	}
+	if l.needIP {
+		fs.ip = encodeIP(fs.pfx)
+	}
+	if l.needUser {
+		if l.normalize == nil {
+			fs.user = l.h.usernameDigest(k.Username)
+		} else {
+			fs.user = l.h.fieldDigest(tagUsername, l.normalize(k.Username))
+		}
+	}
+	if l.needUA {
+		fs.ua = l.h.fieldDigest(tagUserAgent, k.UserAgent)
+	}
+	var ipKey Digest
+	if index && l.needIP {
+		ipKey = l.h.ipDigest(&fs.ip)
+	}
+	for i, f := range l.dims {
+		dim := &dims[i]
+		*dim = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
+		if index {
+			if f&IP != 0 {
+				dim.IPKey = ipKey
+			}
+			if f&Username != 0 {
+				dim.UserKey = fs.user
+			}
+		}
+	}
+	*rule = l.rule
+	if op != store.OpReset {
+		*rule = l.forAttempt(k)
+		id = identity(k, fs.pfx)
+	}
+	return l.clock(), id, len(l.dims)
+}
+
+// identity is who k is, as a store keeps it for the locks it starts; pfx
+// is k's grouped IP.
+func identity(k *Key, pfx netip.Prefix) store.Identity {
+	id := store.Identity{Username: truncate(k.Username), UserAgent: truncate(k.UserAgent)}
+	if k.IP.IsValid() {
+		id.IP = pfx
+	}
+	return id
+}
+
+// identity is identity(k) with k's IP grouped here.
+func (l *Limiter) identity(k *Key) store.Identity {
+	var pfx netip.Prefix
+	if k.IP.IsValid() {
+		pfx = canonicalIP(k.IP, l.v6bits)
+	}
+	return identity(k, pfx)
+}
+
+// digestsOf returns the digests of k's dimensions, without index keys.
+func (l *Limiter) digestsOf(k *Key, dims *[8]store.Dim) int {
+	var fs fieldSet
+	l.fieldsOf(k, &fs)
+	for i, f := range l.dims {
+		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
+	}
+	return len(l.dims)
+}
+
+// fieldsOf computes the per-field inputs of k's digests, each once.
+func (l *Limiter) fieldsOf(k *Key, fs *fieldSet) {
+	if l.needIP {
+		fs.pfx = canonicalIP(k.IP, l.v6bits)
+		fs.ip = encodeIP(fs.pfx)
+	}
+	if l.needUser {
+		if l.normalize == nil {
+			fs.user = l.h.usernameDigest(k.Username)
+		} else {
+			fs.user = l.h.fieldDigest(tagUsername, l.normalize(k.Username))
+		}
+	}
+	if l.needUA {
+		fs.ua = l.h.fieldDigest(tagUserAgent, k.UserAgent)
+	}
+}
+
+// decide hands req to the store and returns the verdict of report (the
+// operation as counted and reported), or the unavailable verdict if the
+// store failed. now and id repeat req.Now and req.Identity (see run).
+func (l *Limiter) decide(ctx context.Context, req *store.Request, now time.Time, id store.Identity, limit int, report store.Op, k *Key) Verdict {
+	if err := l.run(ctx, req, now, id); err != nil {
+		return unavailable(limit)
+	}
+	return l.finish(report, k, req, now)
+}
+
+// unavailable is the verdict when the store could not decide: refused, for
+// a second, so that no store failure admits a guess (a networked store's
+// FailOpen mode decides otherwise before it gets here).
+func unavailable(limit int) Verdict {
+	return Verdict{Locked: true, Limit: limit, Reason: ReasonUnavailable, RetryAfter: BusyRetryAfter}
+}
+
+// direct runs one operation directly, without a reservation.
+func (l *Limiter) direct(ctx context.Context, op store.Op, k *Key) Verdict {
+	if lr, reason := l.listed(k); lr != listNone {
+		if lr == listRefused {
+			if op == store.OpFail {
+				l.refusedByList(k, reason)
+			}
+			return listVerdict(reason, l.rule.Limit)
+		}
+		if op != store.OpReset {
+			if op == store.OpSuccess {
+				l.counts.stripe().successes.Add(1)
+			}
+			return Verdict{Limit: l.rule.Limit}
+		}
+	}
+	var rule store.Rule
+	var dims [8]store.Dim
+	now, id, n := l.prepare(&rule, &dims, op, k, op == store.OpFail)
+	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
+	return l.decide(ctx, &req, now, id, rule.Limit, op, k)
+}
+
+// run hands req to the store. now and id repeat req.Now and req.Identity:
+// the interface path takes them from here rather than from req, so that
+// escape analysis keeps req, its store.Rule and its Dims on the caller's stack.
+func (l *Limiter) run(ctx context.Context, req *store.Request, now time.Time, id store.Identity) error {
+	if l.mem != nil {
+		l.mem.apply(req)
+		return nil
+	}
+	return l.runStore(ctx, req, now, id)
+}
+
+// runStore calls a store through the interface with a copy of the request
+// on the heap.
+//
+//go:noinline
+func (l *Limiter) runStore(ctx context.Context, req *store.Request, now time.Time, id store.Identity) error {
+	rule := new(store.Rule)
+	*rule = *req.Rule
+	r := &store.Request{Op: req.Op, Now: now, Rule: rule, Identity: id, Dims: make([]store.Dim, len(req.Dims))}
+	copy(r.Dims, req.Dims)
+	err := l.store.Apply(ctx, r)
+	if err != nil {
+		l.counts.stripe().storeErrors.Add(1)
+		return err
+	}
+	copy(req.Dims, r.Dims)
+	return nil
+}
+
+// finish builds the verdict of a completed request, counts it and emits
+// its events.
+func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time) Verdict {
+	v := Verdict{Limit: req.Rule.Limit}
+	refused := false
+	busy := -1
+	most := -1
+	for i := range req.Dims {
+		d := &req.Dims[i]
+		o := &d.Outcome
+		v.Failures = max(v.Failures, o.Failures)
+		if o.Locked {
+			v.Locked = true
+			if o.Remaining > v.RetryAfter || v.By == 0 {
+				v.RetryAfter = o.Remaining
+				v.By = d.Fields
+			}
+		}
+		if o.Busy && busy < 0 {
+			busy = i
+		}
+		if o.Failures > 0 && (most < 0 || o.Failures > req.Dims[most].Outcome.Failures) {
+			most = i
+		}
+	}
+	switch {
+	case v.Locked:
+		v.Reason = ReasonLockout
+		// The failure that reaches the limit is answered with the lock but
+		// was counted, not refused.
+		refused = len(req.Dims) > 0 && req.Dims[0].Outcome.Refused
+	case busy >= 0:
+		v.Locked, v.Reason, v.RetryAfter, v.By = true, ReasonBusy, BusyRetryAfter, req.Dims[busy].Fields
+		refused = true
+	case most >= 0:
+		v.By = req.Dims[most].Fields
+		if req.Rule.ObserveOnly && v.Failures >= req.Rule.Limit {
+			v.WouldLock = true
+		}
+	}
+	if op == store.OpReset {
+		v = Verdict{Limit: req.Rule.Limit}
+	}
+	// Counters and events.
+	switch op {
+	case store.OpFail, store.OpSettleFail:
+		if !refused {
+			l.counts.stripe().failures.Add(1)
+		}
+	case store.OpSuccess, store.OpSettleSuccess:
+		l.counts.stripe().successes.Add(1)
+	case store.OpReset:
+		l.counts.stripe().resets.Add(1)
+	}
+	if refused {
+		l.counts.stripe().refused.Add(1)
+	}
+	started, timedOut := 0, 0
+	for i := range req.Dims {
+		if req.Dims[i].Outcome.Started {
+			started++
+		}
+		timedOut = max(timedOut, req.Dims[i].Outcome.TimedOut)
+	}
+	if timedOut > 0 {
+		// Reservations never settled count as the failures they became.
+		l.counts.stripe().failures.Add(uint64(timedOut))
+	}
+	if started > 0 {
+		l.counts.stripe().lockouts.Add(uint64(started))
+	}
+	if l.onEvent == nil {
+		return v
+	}
+	for i := range req.Dims {
+		d := &req.Dims[i]
+		o := &d.Outcome
+		if o.Counted {
+			l.onEvent(Event{Kind: EventFailure, Time: now, Key: *k, By: d.Fields, Failures: o.Failures, Limit: v.Limit})
+		}
+		if o.Started {
+			l.onEvent(Event{Kind: EventLockout, Time: now, Key: *k, By: d.Fields, Failures: o.Failures, Limit: v.Limit, Until: until(now, o.Remaining)})
+		}
+	}
+	switch {
+	case refused:
+		l.onEvent(Event{Kind: EventRefused, Time: now, Key: *k, By: v.By, Reason: v.Reason, Failures: v.Failures, Limit: v.Limit, Until: until(now, v.RetryAfter)})
+	case op == store.OpSuccess || op == store.OpSettleSuccess:
+		l.onEvent(Event{Kind: EventSuccess, Time: now, Key: *k, Limit: v.Limit})
+	case op == store.OpReset:
+		l.onEvent(Event{Kind: EventReset, Time: now, Key: *k, Count: len(req.Dims)})
+	}
+	return v
+}

@@ -1,0 +1,225 @@
+package axes
+
+import (
+	"math/bits"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/axes-go/axes/store"
+)
+
+// Expiry and eviction of the memory store: what an entry must keep (its
+// Horizon), the amortised sweep, and making room at the entry cap, where
+// entries evicted alive fold into the sketch and keys that find no slot are
+// decided on it.
+
+// expired reports whether sl holds nothing worth keeping at now under the
+// base rule: its Horizon has passed.
+func (st *memStore) expired(sl *slot, now time.Duration) bool {
+	return st.base.Horizon(sl.state()) <= now
+}
+
+// lockedOrReserved reports whether sl may not be evicted at now.
+func lockedOrReserved(sl *slot, now time.Duration) bool {
+	return sl.pending != 0 || sl.lockEnd == secForever || (sl.lockEnd != 0 && now < fromSec(sl.lockEnd))
+}
+
+// sweep removes expired entries from groups [from, from+n) of sh and
+// returns how many it removed. sh.mu must be held.
+func (st *memStore) sweep(sh *shard, from, n int, now time.Duration) int {
+	removed := 0
+	ng := len(sh.ctrl)
+	for k := 0; k < n && k < ng; k++ {
+		g := (from + k) % ng
+		for m := matchFull(sh.ctrl[g]); m != 0; m &= m - 1 {
+			i := g*8 + bits.TrailingZeros64(m)>>3
+			if st.expired(&sh.slots[i], now) {
+				st.remove(sh, i)
+				removed++
+			}
+		}
+	}
+	sh.evictedExpired += uint64(removed)
+	return removed
+}
+
+// makeRoom ensures sh can take one more entry, sweeping, growing or
+// evicting as needed, and reserves the entry in the store's total. It
+// reports false when only locked or reserved entries remain and the entry
+// cap is reached: the caller records the key in the sketch instead. sh.mu
+// must be held.
+func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
+	if len(sh.ctrl) == 0 {
+		sh.resize(1)
+	}
+	for try := 0; ; try++ {
+		if sh.count < st.maxPer {
+			if st.total.Add(1) <= int64(st.maxEntries) {
+				break
+			}
+			st.total.Add(-1)
+			// The store is at its cap. If a look within the last second
+			// found nothing to drop anywhere, do not look again (it visits
+			// every shard): a store full of locks must answer an attacker's
+			// new keys in constant time.
+			if try == 0 && now < time.Duration(st.fullUntil.Load()) {
+				return false
+			}
+		}
+		// Full: drop what has expired first, then evict live entries. A
+		// full sweep that found nothing is not repeated within a second,
+		// so that a store at its cap evicts in amortised constant time.
+		if sh.swept == 0 || now-sh.swept >= time.Second {
+			if st.sweep(sh, 0, len(sh.ctrl), now) > 0 {
+				continue
+			}
+			sh.swept = max(now, 1)
+		}
+		// Evict the cheapest entries first across the store: plain single
+		// failures here, then elsewhere, and only then larger counts, so
+		// that a spray of new keys cannot flush a partial count from a
+		// shard that happens to hold few entries.
+		if try >= 3 || !(st.evict(sh, now, cheapScore) || st.evictElsewhere(sh, now, cheapScore) ||
+			st.evict(sh, now, maxScore) || st.evictElsewhere(sh, now, maxScore)) {
+			if st.total.Load() >= int64(st.maxEntries) {
+				st.fullUntil.Store(int64(now + time.Second))
+			}
+			return false
+		}
+	}
+	ng := len(sh.ctrl)
+	if sh.count+sh.tombs+1 > ng*7 {
+		// Past 7/8 occupancy. If live entries fill more than 25/32 of the
+		// table, drop what has expired and grow unless that freed enough:
+		// tables double while small, then grow by a quarter, so that a full
+		// store wastes little space. Otherwise the occupancy is tombstones
+		// (evictions, expiries): rebuild at the same size, so that a store
+		// churning at its cap keeps a flat heap.
+		if sh.count*32 > ng*8*25 && ng < st.maxGroups && st.sweep(sh, 0, ng, now) < ng {
+			next := ng * 2
+			if next*7 > st.capPerShard {
+				next = max(ng+ng/4, (st.capPerShard+6)/7)
+			}
+			sh.resize(min(next, st.maxGroups))
+		} else if sh.count+sh.tombs+1 > ng*7 {
+			sh.resize(ng)
+		}
+	}
+	return true
+}
+
+// evictElsewhere makes room in another shard when sh has nothing to
+// evict: the cap is global, so a new key may displace an entry anywhere.
+// It only tries shards whose lock is free (TryLock), so that it never waits
+// on a lock while holding sh's and cannot deadlock. It reports whether it
+// freed anything. sh.mu must be held.
+func (st *memStore) evictElsewhere(sh *shard, now time.Duration, upTo int) bool {
+	if st.total.Load() < int64(st.maxEntries) || len(st.shards) == 1 {
+		return false // sh is full by its own slack, not by the cap
+	}
+	start := int(mrand.Uint32()) & int(st.shardMask)
+	for i := range st.shards {
+		other := &st.shards[(start+i)&int(st.shardMask)]
+		if other == sh || !other.mu.TryLock() {
+			continue
+		}
+		freed := st.sweep(other, 0, len(other.ctrl), now) > 0 || st.evict(other, now, upTo)
+		other.mu.Unlock()
+		if freed {
+			return true
+		}
+	}
+	return false
+}
+
+// Eviction scores: the remembered failures, with entries that remember a
+// back-off level above every plain count.
+const (
+	cheapScore = 1   // entries with at most one failure
+	maxScore   = 256 // entries with a back-off level
+)
+
+// evict removes a batch of live, unlocked, unreserved entries whose score
+// is at most upTo, fewest failures first (entries that remember a back-off
+// level after all plain counts), and folds their state into the sketch, so
+// that an attacker spraying new keys cannot flush a lock or a partial
+// count: an evicted key comes back with at least what it had. It reports
+// whether it freed anything. sh.mu must be held.
+func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
+	want := max(st.capPerShard/16, 1)
+	var hist [maxScore + 1]int
+	score := func(sl *slot) int {
+		if sl.level > 0 {
+			return maxScore
+		}
+		return int(min(sl.fails, maxScore-1))
+	}
+	evictable := func(sl *slot) bool { return !lockedOrReserved(sl, now) && score(sl) <= upTo }
+	total := 0
+	sh.eachFull(func(i int) {
+		if sl := &sh.slots[i]; evictable(sl) {
+			hist[score(sl)]++
+			total++
+		}
+	})
+	if total == 0 {
+		return false
+	}
+	want = min(want, total)
+	threshold, below := 0, 0
+	for threshold = 0; threshold < len(hist); threshold++ {
+		if below+hist[threshold] >= want {
+			break
+		}
+		below += hist[threshold]
+	}
+	atThreshold := want - below
+	removed := 0
+	sh.eachFull(func(i int) {
+		sl := &sh.slots[i]
+		if !evictable(sl) {
+			return
+		}
+		sc := score(sl)
+		if sc < threshold || (sc == threshold && atThreshold > 0) {
+			if sc == threshold {
+				atThreshold--
+			}
+			s := sl.state()
+			st.base.Refresh(&s, now)
+			if !s.IsZero() {
+				st.sk.record(sl.k.digest(), &s, now, st.base.Window, st.base.Decay)
+				sh.sketchFolds++
+			}
+			st.remove(sh, i)
+			removed++
+		}
+	})
+	sh.evictedPressure += uint64(removed)
+	return removed > 0
+}
+
+// sweepEvery is how many writes to a shard pay for sweeping one group.
+const sweepEvery = 8
+
+// overflow decides dimension i of req on the sketch, because it found no
+// slot in the table: its new state, states of req.Dims[i] as store.Rule.Apply
+// left it in s, is recorded there. A reservation cannot be held by the
+// sketch, so it counts as a failure at once (locking if it reaches the
+// limit), and a later settle does not count it again: a Begin decided
+// here is a failure whatever its outcome. sh.mu must be held.
+func (st *memStore) overflow(sh *shard, req *store.Request, i int, s *store.State, sketched bool, now time.Duration) {
+	sh.overflows++
+	if !sketched {
+		sh.sketchDecisions++
+	}
+	if s.Pending > 0 {
+		s.Failures = min(s.Failures+s.Pending, MaxFailures)
+		s.Pending = 0
+		s.LastFail = max(s.LastFail, now)
+		if !req.Rule.ObserveOnly && !s.LockedAt(now) && s.Failures >= req.Rule.Limit {
+			req.Rule.StartLock(s, now)
+		}
+	}
+	st.sk.record(req.Dims[i].Digest, s, now, req.Rule.Window, req.Rule.Decay)
+}

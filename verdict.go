@@ -1,0 +1,68 @@
+package axes
+
+import (
+	"time"
+)
+
+// What a decision answers: a Verdict, and the Reason of a refusal.
+
+// Reason says why a verdict refuses an attempt.
+type Reason uint8
+
+// The reasons of Verdict.Reason.
+const (
+	ReasonNone        Reason = iota // not refused
+	ReasonLockout                   // a dimension reached its limit and is locked
+	ReasonDenied                    // the client IP is in Policy.Deny
+	ReasonNotAllowed                // Policy.OnlyAllow is set and the client IP is not in it
+	ReasonBusy                      // Begin: every remaining attempt of a dimension is in flight
+	ReasonUnavailable               // the store failed; the limiter refuses rather than guess
+)
+
+var reasonNames = [...]string{"none", "lockout", "denied", "not_allowed", "busy", "unavailable"}
+
+// String returns the reason's name, such as "lockout".
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// BusyRetryAfter is the RetryAfter of a ReasonBusy verdict: the attempts in
+// flight settle within a password check.
+const BusyRetryAfter = time.Second
+
+// Verdict is the outcome of an attempt: a value, not an error.
+type Verdict struct {
+	// Locked reports whether the attempt is refused (see Reason).
+	Locked bool
+	// Failures is the highest remembered failure count among the attempt's
+	// dimensions.
+	Failures int
+	// Limit is the limit that applied to the attempt.
+	Limit int
+	// RetryAfter is the time remaining until the attempt could be admitted:
+	// 0 when not locked, Indefinite for a lock with no end, BusyRetryAfter
+	// for ReasonBusy. Never negative.
+	RetryAfter time.Duration
+	// By is the dimension that locked (the one locked longest), or when
+	// not locked the most-counted one; 0 when nothing is counted.
+	By Fields
+	// Reason says why the attempt is refused; ReasonNone if it is not.
+	Reason Reason
+	// WouldLock reports, under Policy.ObserveOnly, that dimension By has
+	// reached the limit and would be locked.
+	WouldLock bool
+}
+
+func listVerdict(r Reason, limit int) Verdict {
+	return Verdict{Locked: true, Limit: limit, Reason: r, RetryAfter: Indefinite, By: IP}
+}
+
+func until(now time.Time, remaining time.Duration) time.Time {
+	if remaining == Indefinite || remaining <= 0 {
+		return time.Time{}
+	}
+	return now.Add(remaining)
+}
