@@ -24,21 +24,9 @@ import (
 // not tell a struct's fields apart.
 func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, index bool) (now time.Time, id store.Identity, n int) {
 	var fs fieldSet
-	if l.needIP || k.IP.IsValid() {
-		fs.pfx = canonicalIP(k.IP, l.v6bits)
-	}
-	if l.needIP {
-		fs.ip = encodeIP(fs.pfx)
-	}
-	if l.needUser {
-		if l.normalize == nil {
-			fs.user = l.h.usernameDigest(k.Username)
-		} else {
-			fs.user = l.h.fieldDigest(tagUsername, l.normalize(k.Username))
-		}
-	}
-	if l.needUA {
-		fs.ua = l.h.fieldDigest(tagUserAgent, k.UserAgent)
+	l.fieldsOf(k, &fs)
+	if !l.needIP && k.IP.IsValid() {
+		fs.pfx = canonicalIP(k.IP, l.v6bits) // for the identity alone
 	}
 	var ipKey Digest
 	if index && l.needIP {
