@@ -1052,6 +1052,11 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 	ext := extBusy
 	if anyLocked {
 		ext = extLocked
+		// As in Rule.Apply, a locked attempt is refused before any
+		// dimension is found busy.
+		for i := range req.Dims {
+			req.Dims[i].Outcome.Busy = false
+		}
 	}
 	var redo []int
 	for i := range n {
