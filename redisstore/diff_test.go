@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,12 +24,12 @@ import (
 // durations are whole milliseconds; a lock duration Go computes (back-off,
 // jitter) may not be, and the script keeps it rounded up to the
 // millisecond, which decides "now < LockEnd" alike at every millisecond
-// instant. Instants and durations saturate at maxMS in the script and at
-// about 292 years in Go (maxFinite): both sides' values are compared as
-// Go reads the store's (fromMS), saturated at maxFinite. Exact
-// generations wrap at 2^31 in the script and at 2^32 in Go: they are
-// compared modulo 2^31. A state the store deletes (State.IsZero) is gone:
-// the Go model forgets it too.
+// instant. Instants and durations saturate at maxMS (142,000 years) in the
+// script and at maxFinite (292 years) in Go: instants are compared as Go
+// reads the store's (fromMS), and the sequences end in 2191. Exact
+// generations wrap at 2^31 in the script and at 2^32 in Go: the Go model
+// keeps them modulo 2^31. A state the store deletes (State.IsZero) is
+// gone: the Go model forgets it too.
 
 const (
 	diffSequences = 300
@@ -231,6 +232,10 @@ type diffReservation struct {
 
 const msNS = int64(time.Millisecond)
 
+// diffEnd is the last instant of the sequences, in 2191: Go's instants
+// end in 2262.
+const diffEnd = 7_000_000_000_000 * time.Millisecond
+
 // maxFinite is Go's longest finite lock (axes' own is not exported).
 const maxFinite = axes.Indefinite - 1
 
@@ -329,6 +334,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 				bounds = append(bounds, st.LastBegin+r.ReserveTimeout, st.LastBegin+r.ReserveTimeout+r.Window)
 			}
 		}
+		bounds = slices.DeleteFunc(bounds, func(b time.Duration) bool { return b < 0 || b > diffEnd })
 		switch k := rng.IntN(10); {
 		case k < 2:
 		case k < 5:
@@ -340,6 +346,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		default:
 			now += pickDuration(rng) * time.Duration(1+rng.IntN(3))
 		}
+		now = min(now, diffEnd)
 
 		// The operation and its dimensions.
 		op := []axes.Op{axes.OpCheck, axes.OpFail, axes.OpFail, axes.OpBegin, axes.OpBegin,
@@ -383,6 +390,10 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			refused = rule.Apply(op, states, goGens, now, outs)
 		}
 		for j := range states {
+			// The store keeps 31-bit generations, and forgets a zero
+			// state.
+			states[j].Gen %= genSketch
+			goGens[j] %= genSketch
 			if states[j].IsZero() {
 				states[j] = axes.State{}
 			}
