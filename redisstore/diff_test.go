@@ -221,13 +221,17 @@ func randomState(rng *rand.Rand, now time.Duration) axes.State {
 type diffDim struct {
 	dim   axes.Dim
 	state axes.State
+	// delta is the store's generation less Go's, modulo 2^31: a key the
+	// store creates starts at a generation drawn from its clock, a Go
+	// State at 0.
+	delta uint32
 }
 
-// diffReservation is a Begin admitted in both: the dimensions and each
-// side's generations.
+// diffReservation is a Begin admitted in both: the dimensions and the
+// store's generations (Go's are the same, less each dimension's delta).
 type diffReservation struct {
-	dims          []int
-	goGens, store []uint32
+	dims []int
+	gens []uint32
 }
 
 const msNS = int64(time.Millisecond)
@@ -355,13 +359,12 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			op = axes.OpFail
 		}
 		var idx []int
-		var goGens, storeGens []uint32
+		var storeGens []uint32
 		settle := op == axes.OpSettleFail || op == axes.OpSettleSuccess
 		if settle && len(reservations) > 0 && rng.IntN(5) != 0 {
 			res := reservations[rng.IntN(len(reservations))]
 			idx = res.dims
-			goGens = append([]uint32(nil), res.goGens...)
-			storeGens = append([]uint32(nil), res.store...)
+			storeGens = append([]uint32(nil), res.gens...)
 		} else {
 			for i := range dims {
 				if rng.IntN(4) != 0 {
@@ -371,8 +374,11 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			if len(idx) == 0 {
 				idx = append(idx, rng.IntN(len(dims)))
 			}
-			goGens = make([]uint32, len(idx))
 			storeGens = make([]uint32, len(idx))
+		}
+		goGens := make([]uint32, len(idx))
+		for j, i := range idx {
+			goGens[j] = (storeGens[j] + genSketch - dims[i].delta) % genSketch
 		}
 		rule := p.attempt(rng)
 
@@ -413,6 +419,20 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, refused))
 
 		// Compare.
+		stored := make([]map[string]int64, len(dims))
+		for i := range dims {
+			var err error
+			stored[i], err = storedState(ctx, s.c, s.key(dims[i].dim.Digest))
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for j, i := range idx {
+			if before[j] == (axes.State{}) && states[j] != (axes.State{}) {
+				dims[i].delta = (uint32(stored[i]["g"]) + genSketch - states[j].Gen) % genSketch
+			}
+			dims[i].state = states[j]
+		}
 		for j, i := range idx {
 			o, g := req.Dims[j].Outcome, outs[j]
 			want := g
@@ -429,26 +449,26 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			if o != want {
 				fail("step %d dimension %d: outcome\n  store %+v\n  go    %+v (from %+v to %+v)", step, i, o, g, before[j], states[j])
 			}
-			if op == axes.OpBegin && !refused && req.Dims[j].Gen != goGens[j]%genSketch {
-				fail("step %d dimension %d: Begin gave generation %d, go %d", step, i, req.Dims[j].Gen, goGens[j])
+			if op == axes.OpBegin && !refused && req.Dims[j].Gen != (goGens[j]+dims[i].delta)%genSketch {
+				fail("step %d dimension %d: Begin gave generation %d, go %d (delta %d)", step, i, req.Dims[j].Gen, goGens[j], dims[i].delta)
 			}
-			dims[i].state = states[j]
 		}
 		if op == axes.OpBegin && !refused {
 			gs := make([]uint32, len(idx))
 			for j := range idx {
 				gs[j] = req.Dims[j].Gen
 			}
-			reservations = append(reservations, diffReservation{dims: idx, goGens: goGens, store: gs})
+			reservations = append(reservations, diffReservation{dims: idx, gens: gs})
 		}
 		for i := range dims {
-			got, err := storedState(ctx, s.c, s.key(dims[i].dim.Digest))
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := stored[i]
 			st := dims[i].state
+			g := int64((st.Gen + dims[i].delta) % genSketch)
+			if st == (axes.State{}) {
+				g = 0 // no key
+			}
 			want := map[string]int64{"f": int64(st.Failures), "p": int64(st.Pending), "l": int64(st.Level),
-				"g": int64(st.Gen % genSketch), "lf": toMS(st.LastFail), "lb": toMS(st.LastBegin), "le": toMS(st.LockEnd)}
+				"g": g, "lf": toMS(st.LastFail), "lb": toMS(st.LastBegin), "le": toMS(st.LockEnd)}
 			for _, k := range []string{"f", "p", "l", "g", "lf", "lb", "le"} {
 				if k == "lf" || k == "lb" || k == "le" {
 					// Instants compare as Go reads them: saturated at maxFinite.

@@ -155,6 +155,8 @@ for i = 1, nt do
 end
 local base = ARG_TIERS + 1 + 2*nt
 local SK = KEYS[KEY_SKETCH]
+-- New keys start at a generation below GEN_START.
+local GEN_START = 256
 
 -- dimArg returns the argument at offset off of dimension i.
 local function dimArg(i, off)
@@ -522,8 +524,16 @@ for i = 1, n do
       mode[i] = 'k'
     else
       mode[i] = 'e'
-      -- No reservation of a key that does not exist can be settled.
-      if op >= OP_SETTLE_FAIL then st[i].g = -1 end
+      if op >= OP_SETTLE_FAIL then
+        -- No reservation of a key that does not exist can be settled.
+        st[i].g = -1
+      else
+        -- A new key starts at a generation drawn from the clock (as the
+        -- memory store's start at a random one), so that a settle that
+        -- arrives after its key was forgotten and made anew almost never
+        -- matches a new reservation.
+        st[i].g = (tonumber(tm[2]) + 61 * i) % GEN_START
+      end
     end
   end
   if orig[i] == nil then orig[i] = copy(st[i]) end

@@ -1,6 +1,8 @@
 package redisstore
 
 import (
+	"context"
+	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
 )
 
 // scriptConstants returns the "local NAME = number" lines of the
@@ -165,5 +168,48 @@ func TestScriptArguments(t *testing.T) {
 	_, keys = s.dimArgs(nil, []string{"b", "bz", "s", "d"}, &d, true)
 	if len(keys) != 6 {
 		t.Errorf("dimArgs with index sets gave keys %v", keys)
+	}
+}
+
+// TestStaleSettleAfterForget settles, late, reservations whose keys timed
+// out, were forgotten and made anew by another client's Begin: the late
+// settle must not take the new reservation (a key starts at a generation
+// drawn from the server's clock, not at 0, as a memory store entry starts
+// at a random one). A few of the 20 may collide (1 in 256 each).
+func TestStaleSettleAfterForget(t *testing.T) {
+	s := mustNew(t, newClient(t), Options{UseRequestTime: true})
+	ctx := context.Background()
+	r := axes.Rule{Limit: 2, Window: time.Minute, Cooloff: time.Minute, ReserveTimeout: time.Second}
+	t0 := time.UnixMilli(1_700_000_000_000)
+	do := func(op axes.Op, at time.Duration, d *axes.Dim) {
+		t.Helper()
+		req := &axes.Request{Op: op, Now: t0.Add(at), Rule: &r, Dims: []axes.Dim{*d}}
+		if err := s.apply(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		*d = req.Dims[0]
+	}
+	collisions := 0
+	for k := range 20 {
+		d := axes.Dim{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(k) + 1, Lo: 0xfeed}}
+		do(axes.OpBegin, 0, &d) // a handler that hangs
+		stale := d.Gen
+		do(axes.OpCheck, 3*time.Minute, &d) // timed out, then forgotten: the key goes
+		if n, _ := s.c.Exists(ctx, s.key(d.Digest)).Result(); n != 0 {
+			t.Fatalf("key %d still exists after its state was forgotten", k)
+		}
+		do(axes.OpBegin, 3*time.Minute, &d) // another client's reservation
+		d.Gen = stale
+		do(axes.OpSettleSuccess, 3*time.Minute, &d) // the hung handler settles
+		p, err := s.c.HGet(ctx, s.key(d.Digest), "p").Int()
+		if err != nil && !errors.Is(err, redis.Nil) { // gone: nothing pending
+			t.Fatal(err)
+		}
+		if p != 1 {
+			collisions++
+		}
+	}
+	if collisions > 3 {
+		t.Errorf("%d of 20 late settles took a new reservation", collisions)
 	}
 }
