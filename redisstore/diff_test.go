@@ -50,14 +50,17 @@ func diffSeed(t *testing.T) uint64 {
 }
 
 func TestDifferentialStandalone(t *testing.T) {
+	t.Parallel()
 	differential(t, newClient(t), false)
 }
 
 func TestDifferentialCluster(t *testing.T) {
+	t.Parallel()
 	differential(t, newCluster(t), false)
 }
 
 func TestDifferentialClusterSpread(t *testing.T) {
+	t.Parallel()
 	differential(t, newCluster(t), true)
 }
 
@@ -256,12 +259,29 @@ func toMS(d time.Duration) int64 {
 	return min(v, maxMS)
 }
 
-// storedState reads the state the script keeps for key.
-func storedState(ctx context.Context, c redis.UniversalClient, key string) (map[string]int64, error) {
-	v, err := c.HMGet(ctx, key, "f", "p", "l", "g", "lf", "lb", "le").Result()
+// storedStates reads the states the script keeps for keys, in one round
+// trip.
+func storedStates(ctx context.Context, c redis.UniversalClient, keys []string) ([]map[string]int64, error) {
+	cmds := make([]*redis.SliceCmd, len(keys))
+	_, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = pipe.HMGet(ctx, k, "f", "p", "l", "g", "lf", "lb", "le")
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	out := make([]map[string]int64, len(keys))
+	for i, k := range keys {
+		if out[i], err = parseState(k, cmds[i].Val()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func parseState(key string, v []any) (map[string]int64, error) {
 	out := map[string]int64{}
 	for i, name := range []string{"f", "p", "l", "g", "lf", "lb", "le"} {
 		if v[i] == nil {
@@ -321,6 +341,10 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		}
 	}
 	var reservations []diffReservation
+	keys := make([]string, len(dims))
+	for i := range dims {
+		keys[i] = s.key(dims[i].dim.Digest)
+	}
 	for step := range diffOps {
 		// The instant: the same, a little later, at or just before a
 		// boundary of some dimension, or much later.
@@ -419,13 +443,9 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, refused))
 
 		// Compare.
-		stored := make([]map[string]int64, len(dims))
-		for i := range dims {
-			var err error
-			stored[i], err = storedState(ctx, s.c, s.key(dims[i].dim.Digest))
-			if err != nil {
-				t.Fatal(err)
-			}
+		stored, err := storedStates(ctx, s.c, keys)
+		if err != nil {
+			t.Fatal(err)
 		}
 		for j, i := range idx {
 			if before[j] == (axes.State{}) && states[j] != (axes.State{}) {
