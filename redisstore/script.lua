@@ -190,9 +190,9 @@ local function idiv(a, b)
 end
 
 -- ceilms returns t nanoseconds (an integer below 2^63) in milliseconds,
--- rounded up and saturated at MAX_MS: instants on the Go timeline are
--- whole milliseconds, so a lock that ends within a millisecond ends, for
--- the store, at its end, and "t < end" holds in both.
+-- rounded up and saturated at MAX_MS, exactly (TestCeilMS): a lock end
+-- rounded up decides "now < end" as Go does for every whole-millisecond
+-- now.
 local function ceilms(t)
   local m, e = math.frexp(t)
   local k = e - 53

@@ -3,6 +3,9 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"math"
+	"math/big"
+	"math/rand/v2"
 	"regexp"
 	"strconv"
 	"strings"
@@ -211,5 +214,59 @@ func TestStaleSettleAfterForget(t *testing.T) {
 	}
 	if collisions > 3 {
 		t.Errorf("%d of 20 late settles took a new reservation", collisions)
+	}
+}
+
+// TestCeilMS runs the script's ceilms, which rounds Go's nanosecond lock
+// durations up to the millisecond with Lua's doubles, on Redis and
+// compares it with exact arithmetic, across the whole range of
+// durations.
+func TestCeilMS(t *testing.T) {
+	c := newClient(t)
+	i := strings.Index(scriptLua, "local function idiv(")
+	j := strings.Index(scriptLua, "-- scale is Rule.scale")
+	if i < 0 || j < i {
+		t.Fatal("script.lua lacks idiv, ceilms or scale")
+	}
+	src := "local MAX_MS = " + strconv.FormatInt(maxMS, 10) + "\nlocal NS_PER_MS = 1000000\n" + scriptLua[i:j] +
+		"local out = {}\nfor k, a in ipairs(ARGV) do out[k] = ceilms(tonumber(a)) end\nreturn out\n"
+	rng := rand.New(rand.NewPCG(1, 2))
+	var args []any
+	var want []int64
+	add := func(f float64) {
+		f = math.Floor(f)
+		b, _ := new(big.Float).SetFloat64(f).Int(nil)
+		q, r := new(big.Int).QuoRem(b, big.NewInt(1e6), new(big.Int))
+		if r.Sign() > 0 {
+			q.Add(q, big.NewInt(1))
+		}
+		args = append(args, strconv.FormatFloat(f, 'f', -1, 64))
+		want = append(want, min(q.Int64(), maxMS))
+	}
+	for _, f := range []float64{0, 1, 999999, 1e6, 1e6 + 1, 1 << 53, 1<<53 + 2, 1 << 60, 1<<63 - 1024} {
+		add(f)
+	}
+	for range 3000 {
+		add(math.Ldexp(rng.Float64(), rng.IntN(64)))
+	}
+	// Just above a whole millisecond, where a rounded division falls back
+	// onto it.
+	for range 1000 {
+		ms := rng.Int64N(int64(axes.Indefinite/time.Millisecond)-1) + 1
+		exact := new(big.Int).Mul(big.NewInt(ms), big.NewInt(1e6))
+		f, _ := new(big.Float).SetInt(exact).Float64()
+		if fb, _ := new(big.Float).SetFloat64(f).Int(nil); fb.Cmp(exact) <= 0 {
+			f = math.Nextafter(f, math.Inf(1))
+		}
+		add(f)
+	}
+	got, err := c.Eval(context.Background(), src, nil, args...).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range want {
+		if got[k] != want[k] {
+			t.Errorf("ceilms(%s) = %d, want %d", args[k], got[k], want[k])
+		}
 	}
 }
