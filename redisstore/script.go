@@ -20,7 +20,9 @@ import (
 // jitter) are rounded up too, so that a lock never ends earlier than
 // under Rule.Apply on the same millisecond instants; instants saturate at
 // maxMS. Exact reservation generations wrap at 2^31 (the top bit marks the
-// sketch's).
+// sketch's); a new key starts at one drawn from the server's clock (below
+// 256), so that a settle that arrives after its key was forgotten and made
+// anew almost never matches a new reservation.
 //
 // Footprint. The keys and index set members the script creates are
 // counted in the budget hash (KEYS[1]) by the minute in which they expire
