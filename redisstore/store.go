@@ -782,7 +782,7 @@ func (s *Store) indexKey(f axes.Fields, d axes.Digest) string {
 func ms(d time.Duration) int64 {
 	switch {
 	case d == axes.Indefinite:
-		return -1
+		return msIndefinite
 	case d <= 0:
 		return 0
 	case d/time.Millisecond >= maxMS:
@@ -822,11 +822,35 @@ func (s *Store) header(req *axes.Request, now int64, n int, phase int, token str
 	if id.IP.IsValid() {
 		ip = id.IP.String()
 	}
-	args := make([]any, 0, 27+2*len(r.Tiers)+10*n)
-	args = append(args, int(req.Op), now, r.Limit, ms(r.Window), ms(r.Cooloff), factor,
-		ms(r.MaxCooloff), r.JitterScale, ms(r.Decay), b(r.Extend), b(r.ObserveOnly),
-		b(r.ResetOnSuccess), ms(r.ReserveTimeout), ms(s.o.MaxTTL), n, ip, id.Username, id.UserAgent,
-		phase, token, ext, b(applied), deadline, s.maxKeys, s.width, budgetGrain, len(r.Tiers))
+	args := make([]any, argTiers, argTiers+2*len(r.Tiers)+dimArgs*n)
+	set := func(pos int, v any) { args[pos-1] = v }
+	set(argOp, int(req.Op))
+	set(argNow, now)
+	set(argLimit, r.Limit)
+	set(argWindow, ms(r.Window))
+	set(argCooloff, ms(r.Cooloff))
+	set(argFactor, factor)
+	set(argMaxCooloff, ms(r.MaxCooloff))
+	set(argJitter, r.JitterScale)
+	set(argDecay, ms(r.Decay))
+	set(argExtend, b(r.Extend))
+	set(argObserve, b(r.ObserveOnly))
+	set(argResetOnSuccess, b(r.ResetOnSuccess))
+	set(argReserveTimeout, ms(r.ReserveTimeout))
+	set(argMaxTTL, ms(s.o.MaxTTL))
+	set(argDims, n)
+	set(argIdentityIP, ip)
+	set(argIdentityUser, id.Username)
+	set(argIdentityUA, id.UserAgent)
+	set(argPhase, phase)
+	set(argToken, token)
+	set(argExt, ext)
+	set(argApplied, b(applied))
+	set(argDeadline, deadline)
+	set(argBudget, s.maxKeys)
+	set(argWidth, s.width)
+	set(argGrain, budgetGrain)
+	set(argTiers, len(r.Tiers))
 	for _, t := range r.Tiers {
 		args = append(args, t.Failures, ms(t.Cooloff))
 	}
@@ -862,7 +886,17 @@ func (s *Store) dimArgs(args []any, keys []string, d *axes.Dim, index bool) ([]a
 		}
 	}
 	c := s.columns(d.Digest)
-	return append(args, d.Gen, int(d.Fields), ipPos, userPos, ik, uk, c[0], c[1], c[2], c[3]), keys
+	var a [dimArgs]any
+	a[dimGen] = d.Gen
+	a[dimFields] = int(d.Fields)
+	a[dimIPIndex] = ipPos
+	a[dimUserIndex] = userPos
+	a[dimIPKey] = ik
+	a[dimUserKey] = uk
+	for r := range c {
+		a[dimColumns+r] = c[r]
+	}
+	return append(args, a[:]...), keys
 }
 
 // apply runs req on Redis.
@@ -878,12 +912,12 @@ func (s *Store) apply(ctx context.Context, req *axes.Request) error {
 	}
 	n := len(req.Dims)
 	bk := s.budgetKeys(req.Dims[0].Digest)
-	keys := make([]string, 3+n, 3+3*n)
+	keys := make([]string, keyDims-1+n, keyDims-1+3*n)
 	copy(keys, bk[:])
 	for i := range req.Dims {
-		keys[3+i] = s.key(req.Dims[i].Digest)
+		keys[keyDims-1+i] = s.key(req.Dims[i].Digest)
 	}
-	args := s.header(req, s.now(req), n, 1, "", 0, false, s.deadline(ctx))
+	args := s.header(req, s.now(req), n, phaseApply, "", extNone, false, s.deadline(ctx))
 	for i := range req.Dims {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
@@ -934,7 +968,7 @@ type dimInfo struct {
 // is not nil, the extra flags. It reports whether the script refused.
 func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 	a, ok := v.([]any)
-	if !ok || len(a) != 3+11*len(dims) {
+	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
 	}
 	iv := make([]int64, len(a))
@@ -945,24 +979,27 @@ func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 		}
 		iv[i] = n
 	}
-	refused := iv[1] == 1
+	refused := iv[replyRefused] == 1
 	for i := range dims {
-		r := iv[3+11*i:]
+		r := iv[replyHead+replyDim*i:]
 		o := &dims[i].Outcome
 		*o = axes.Outcome{
-			Failures: int(r[0]),
-			Locked:   r[1] == 1,
-			Started:  r[2] == 1,
-			Counted:  r[3] == 1,
-			Busy:     r[4] == 1,
+			Failures: int(r[replyFailures]),
+			Locked:   r[replyLocked] == 1,
+			Started:  r[replyStarted] == 1,
+			Counted:  r[replyCounted] == 1,
+			Busy:     r[replyBusy] == 1,
 			Refused:  refused,
+			TimedOut: int(r[replyTimedOut]),
 		}
 		if o.Locked {
-			o.Remaining = fromMS(r[5])
+			o.Remaining = fromMS(r[replyRemaining])
 		}
-		dims[i].Gen = uint32(r[6])
+		dims[i].Gen = uint32(r[replyGen])
 		if info != nil {
-			info[i] = dimInfo{lockedBefore: r[7] == 1, applied: r[8] == 1, raced: r[9] == 1, sketched: r[10] == 1, now: iv[0], server: iv[2]}
+			info[i] = dimInfo{lockedBefore: r[replyLockedBefore] == 1, applied: r[replyApplied] == 1,
+				raced: r[replyRaced] == 1, sketched: r[replySketched] == 1,
+				now: iv[replyNow], server: iv[replyServer]}
 		}
 	}
 	return refused, nil
@@ -991,7 +1028,7 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, n)
 		for i := range n {
-			cmds[i] = call(pipe, i, 1, 0, false, now)
+			cmds[i] = call(pipe, i, phaseApply, extNone, false, now)
 		}
 		return cmds
 	})
@@ -1012,16 +1049,21 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 		return nil
 	}
 	// Redo the dimensions that did not see the refusal.
-	ext := 2
+	ext := extBusy
 	if anyLocked {
-		ext = 1
+		ext = extLocked
+		// As in Rule.Apply, a locked attempt is refused before any
+		// dimension is found busy.
+		for i := range req.Dims {
+			req.Dims[i].Outcome.Busy = false
+		}
 	}
 	var redo []int
 	for i := range n {
 		switch {
 		case info[i].applied:
 			redo = append(redo, i)
-		case ext == 1 && !info[i].lockedBefore && req.Rule.Extend:
+		case ext == extLocked && !info[i].lockedBefore && req.Rule.Extend:
 			redo = append(redo, i)
 		}
 	}
@@ -1029,7 +1071,7 @@ func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
 		cmds, err = s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
 			cmds := make([]*redis.Cmd, len(redo))
 			for j, i := range redo {
-				cmds[j] = call(pipe, i, 2, ext, info[i].applied, info[i].now)
+				cmds[j] = call(pipe, i, phaseRedo, ext, info[i].applied, info[i].now)
 			}
 			return cmds
 		})

@@ -1,0 +1,510 @@
+package redisstore
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
+)
+
+// The differential test runs random sequences of operations, instants and
+// policies through axes.Rule.Apply on Go States and through the script on
+// Redis, and compares every stored state and every outcome after every
+// operation.
+//
+// The comparison is at the store's resolution. The sequences' instants and
+// durations are whole milliseconds; a lock duration Go computes (back-off,
+// jitter) may not be, and the script keeps it rounded up to the
+// millisecond, which decides "now < LockEnd" alike at every millisecond
+// instant. Instants and durations saturate at maxMS (142,000 years) in the
+// script and at maxFinite (292 years) in Go: instants are compared as Go
+// reads the store's (fromMS), and the sequences end in 2191. Exact
+// generations wrap at 2^31 in the script and at 2^32 in Go: the Go model
+// keeps them modulo 2^31. A state the store deletes (State.IsZero) is
+// gone: the Go model forgets it too.
+
+const (
+	diffSequences = 300
+	diffOps       = 30
+)
+
+// diffSeed returns the seed of the test's sequences: AXES_DIFF_SEED, or a
+// fixed one.
+func diffSeed(t *testing.T) uint64 {
+	if v := os.Getenv("AXES_DIFF_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("AXES_DIFF_SEED: %v", err)
+		}
+		return n
+	}
+	return 20240601
+}
+
+func TestDifferentialStandalone(t *testing.T) {
+	t.Parallel()
+	differential(t, newClient(t), false)
+}
+
+func TestDifferentialCluster(t *testing.T) {
+	t.Parallel()
+	differential(t, newCluster(t), false)
+}
+
+func TestDifferentialClusterSpread(t *testing.T) {
+	t.Parallel()
+	differential(t, newCluster(t), true)
+}
+
+func differential(t *testing.T, c redis.UniversalClient, spread bool) {
+	s := mustNew(t, c, Options{UseRequestTime: true, SpreadSlots: spread, MaxKeys: 1 << 40,
+		Timeout: 10 * time.Second})
+	seed := diffSeed(t)
+	ops := 0
+	for seq := range uint64(diffSequences) {
+		ops += diffSequence(t, s, seed, seq)
+		if t.Failed() {
+			return
+		}
+	}
+	t.Logf("%d sequences, %d operations compared (seed %d)", diffSequences, ops, seed)
+}
+
+// diffPolicy is the random policy of a sequence: a base Rule, and how each
+// attempt varies it.
+type diffPolicy struct {
+	rule    axes.Rule
+	jitter  float64 // JitterScale drawn per attempt in [1-jitter, 1+jitter]
+	perCall bool    // Cooloff drawn per attempt (as CooloffFunc)
+	kind    string
+}
+
+func (p *diffPolicy) String() string {
+	r := p.rule
+	return fmt.Sprintf("%s: Limit %d Window %v Cooloff %v Factor %v Max %v jitter %v Decay %v Tiers %v Extend %v Observe %v ResetOnSuccess %v ReserveTimeout %v",
+		p.kind, r.Limit, r.Window, r.Cooloff, r.Factor, r.MaxCooloff, p.jitter, r.Decay, r.Tiers, r.Extend, r.ObserveOnly, r.ResetOnSuccess, r.ReserveTimeout)
+}
+
+var diffDurations = []time.Duration{
+	time.Millisecond, 7 * time.Millisecond, 250 * time.Millisecond, time.Second, 1500 * time.Millisecond,
+	10 * time.Second, time.Minute, 15 * time.Minute, time.Hour, 24 * time.Hour, 200 * 24 * time.Hour,
+}
+
+func pickDuration(rng *rand.Rand) time.Duration {
+	if rng.IntN(4) == 0 {
+		return time.Duration(1+rng.IntN(120_000)) * time.Millisecond
+	}
+	return diffDurations[rng.IntN(len(diffDurations))]
+}
+
+func randomPolicy(rng *rand.Rand) diffPolicy {
+	var p diffPolicy
+	r := &p.rule
+	r.Limit = 1 + rng.IntN(5)
+	if rng.IntN(20) == 0 {
+		r.Limit = axes.MaxFailures - rng.IntN(2)
+	}
+	r.Window = pickDuration(rng)
+	switch rng.IntN(5) {
+	case 0:
+		p.kind = "fixed"
+		r.Cooloff = pickDuration(rng)
+	case 1:
+		p.kind = "backoff"
+		r.Cooloff = pickDuration(rng)
+		r.Factor = []float64{1, 1.1, 1.5, 2, 3, 1 + 3*rng.Float64()}[rng.IntN(6)]
+		if rng.IntN(2) == 0 {
+			r.MaxCooloff = r.Cooloff * time.Duration(1+rng.IntN(100))
+		}
+		p.jitter = []float64{0, 0, 0.1, 0.5, 0.99}[rng.IntN(5)]
+		r.Decay = []time.Duration{24 * time.Hour, time.Second, pickDuration(rng)}[rng.IntN(3)]
+	case 2:
+		p.kind = "tiers"
+		f := 0
+		var longest time.Duration
+		for range 1 + rng.IntN(3) {
+			f += 1 + rng.IntN(3)
+			d := pickDuration(rng)
+			if rng.IntN(4) == 0 {
+				d = axes.Indefinite
+			} else {
+				longest = max(longest, d)
+			}
+			r.Tiers = append(r.Tiers, axes.Tier{Failures: f, Cooloff: d})
+		}
+		r.Cooloff = r.Tiers[0].Cooloff
+		if rng.IntN(2) == 0 {
+			r.Limit = r.Tiers[0].Failures
+		}
+		if r.Window <= longest {
+			r.Window = longest + time.Duration(1+rng.IntN(1000))*time.Millisecond
+		}
+	case 3:
+		p.kind = "forever"
+		r.Cooloff = axes.Indefinite
+	case 4:
+		p.kind = "func"
+		r.Cooloff = pickDuration(rng)
+		p.perCall = true
+	}
+	r.Extend = rng.IntN(3) == 0
+	r.ObserveOnly = rng.IntN(6) == 0
+	r.ResetOnSuccess = rng.IntN(3) == 0
+	r.ReserveTimeout = []time.Duration{0, time.Millisecond, time.Second, time.Minute, pickDuration(rng)}[rng.IntN(5)]
+	return p
+}
+
+// attempt returns the rule of one attempt.
+func (p *diffPolicy) attempt(rng *rand.Rand) axes.Rule {
+	r := p.rule
+	if p.jitter > 0 {
+		r.JitterScale = 1 + p.jitter*(2*rng.Float64()-1)
+	}
+	if p.perCall && rng.IntN(2) == 0 {
+		r.Cooloff = pickDuration(rng)
+		if rng.IntN(8) == 0 {
+			r.Cooloff = axes.Indefinite
+		}
+	}
+	return r
+}
+
+// randomState returns a state to start a dimension from, with counts and
+// levels near their saturation at times.
+func randomState(rng *rand.Rand, now time.Duration) axes.State {
+	var s axes.State
+	pick := func(small, top int) int {
+		if rng.IntN(4) == 0 {
+			return top - rng.IntN(3)
+		}
+		return rng.IntN(small)
+	}
+	s.Failures = pick(7, axes.MaxFailures)
+	s.Pending = pick(3, axes.MaxFailures)
+	if rng.IntN(2) == 0 {
+		s.Pending = 0
+	}
+	s.Level = pick(4, 255)
+	if rng.IntN(5) == 0 {
+		s.Level = 28 + rng.IntN(12)
+	}
+	if rng.IntN(3) == 0 {
+		s.Gen = 1<<31 - 1 - uint32(rng.IntN(3))
+	} else {
+		s.Gen = uint32(rng.IntN(1000))
+	}
+	ago := func() time.Duration { return now - pickDuration(rng) }
+	if s.Failures > 0 {
+		s.LastFail = ago()
+	}
+	if s.Pending > 0 {
+		s.LastBegin = ago()
+	}
+	switch rng.IntN(4) {
+	case 0:
+		s.LockEnd = axes.Indefinite
+	case 1:
+		s.LockEnd = now + pickDuration(rng)
+	case 2:
+		s.LockEnd = ago()
+	}
+	return s
+}
+
+// diffDim is one dimension of a sequence: its request Dim and its Go
+// state.
+type diffDim struct {
+	dim   axes.Dim
+	state axes.State
+	// delta is the store's generation less Go's, modulo 2^31: a key the
+	// store creates starts at a generation drawn from its clock, a Go
+	// State at 0.
+	delta uint32
+}
+
+// diffReservation is a Begin admitted in both: the dimensions and the
+// store's generations (Go's are the same, less each dimension's delta).
+type diffReservation struct {
+	dims []int
+	gens []uint32
+}
+
+const msNS = int64(time.Millisecond)
+
+// diffEnd is the last instant of the sequences, in 2191: Go's instants
+// end in 2262.
+const diffEnd = 7_000_000_000_000 * time.Millisecond
+
+// maxFinite is Go's longest finite lock (axes' own is not exported).
+const maxFinite = axes.Indefinite - 1
+
+// toMS converts a Go instant or duration to the store's milliseconds:
+// rounded up, capped at maxMS, Indefinite as -1.
+func toMS(d time.Duration) int64 {
+	if d == axes.Indefinite {
+		return msIndefinite
+	}
+	v := int64(d) / msNS
+	if int64(d)%msNS != 0 {
+		v++
+	}
+	return min(v, maxMS)
+}
+
+// storedStates reads the states the script keeps for keys, in one round
+// trip.
+func storedStates(ctx context.Context, c redis.UniversalClient, keys []string) ([]map[string]int64, error) {
+	cmds := make([]*redis.SliceCmd, len(keys))
+	_, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, k := range keys {
+			cmds[i] = pipe.HMGet(ctx, k, "f", "p", "l", "g", "lf", "lb", "le")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]int64, len(keys))
+	for i, k := range keys {
+		if out[i], err = parseState(k, cmds[i].Val()); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func parseState(key string, v []any) (map[string]int64, error) {
+	out := map[string]int64{}
+	for i, name := range []string{"f", "p", "l", "g", "lf", "lb", "le"} {
+		if v[i] == nil {
+			out[name] = 0
+			continue
+		}
+		n, err := strconv.ParseInt(v[i].(string), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("field %s of %s: %v", name, key, err)
+		}
+		out[name] = n
+	}
+	return out, nil
+}
+
+// diffSequence runs one random sequence and returns the number of
+// operations compared.
+func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
+	t.Helper()
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, seq))
+	p := randomPolicy(rng)
+	now := time.Duration(1_700_000_000_000+rng.Int64N(1e9)) * time.Millisecond
+	fields := []axes.Fields{axes.IP, axes.Username, axes.IP | axes.Username, axes.IP | axes.Username | axes.UserAgent}
+	rng.Shuffle(len(fields), func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
+	dims := make([]diffDim, 1+rng.IntN(3))
+	var history []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d sequence %d\npolicy %s\nhistory:\n  %s\n%s", seed, seq, p.String(),
+			strings.Join(history, "\n  "), fmt.Sprintf(format, args...))
+	}
+	for i := range dims {
+		d := &dims[i]
+		d.dim = axes.Dim{Fields: fields[i], Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()},
+			IPKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}, UserKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}}
+		if d.dim.Fields&axes.IP == 0 {
+			d.dim.IPKey = axes.Digest{}
+		}
+		if d.dim.Fields&axes.Username == 0 {
+			d.dim.UserKey = axes.Digest{}
+		}
+		if rng.IntN(3) == 0 {
+			d.state = randomState(rng, now)
+			if d.state.IsZero() {
+				d.state = axes.State{}
+				continue
+			}
+			st := d.state
+			err := s.c.HSet(ctx, s.key(d.dim.Digest), "f", st.Failures, "p", st.Pending, "l", st.Level,
+				"g", st.Gen, "lf", toMS(st.LastFail), "lb", toMS(st.LastBegin), "le", toMS(st.LockEnd),
+				"fd", int(d.dim.Fields)).Err()
+			if err != nil {
+				t.Fatal(err)
+			}
+			history = append(history, fmt.Sprintf("dimension %d starts at %+v", i, st))
+		}
+	}
+	var reservations []diffReservation
+	keys := make([]string, len(dims))
+	for i := range dims {
+		keys[i] = s.key(dims[i].dim.Digest)
+	}
+	for step := range diffOps {
+		// The instant: the same, a little later, at or just before a
+		// boundary of some dimension, or much later.
+		var bounds []time.Duration
+		for i := range dims {
+			st := &dims[i].state
+			r := &p.rule
+			if st.LockEnd != 0 && st.LockEnd != axes.Indefinite {
+				bounds = append(bounds, st.LockEnd, st.LockEnd+r.Decay)
+			}
+			if st.Failures > 0 {
+				bounds = append(bounds, st.LastFail+r.Window)
+			}
+			if st.Pending > 0 && r.ReserveTimeout > 0 {
+				bounds = append(bounds, st.LastBegin+r.ReserveTimeout, st.LastBegin+r.ReserveTimeout+r.Window)
+			}
+		}
+		bounds = slices.DeleteFunc(bounds, func(b time.Duration) bool { return b < 0 || b > diffEnd })
+		switch k := rng.IntN(10); {
+		case k < 2:
+		case k < 5:
+			now += time.Duration(rng.IntN(2000)) * time.Millisecond
+		case k < 9 && len(bounds) > 0:
+			b := time.Duration(toMS(bounds[rng.IntN(len(bounds))])) * time.Millisecond
+			b -= time.Duration(rng.IntN(2)) * time.Millisecond
+			now = max(now, b)
+		default:
+			now += pickDuration(rng) * time.Duration(1+rng.IntN(3))
+		}
+		now = min(now, diffEnd)
+
+		// The operation and its dimensions.
+		op := []axes.Op{axes.OpCheck, axes.OpFail, axes.OpFail, axes.OpBegin, axes.OpBegin,
+			axes.OpSettleFail, axes.OpSettleSuccess, axes.OpSuccess, axes.OpCheck, axes.OpReset}[rng.IntN(10)]
+		if op == axes.OpReset && rng.IntN(2) == 0 {
+			op = axes.OpFail
+		}
+		var idx []int
+		var storeGens []uint32
+		settle := op == axes.OpSettleFail || op == axes.OpSettleSuccess
+		if settle && len(reservations) > 0 && rng.IntN(5) != 0 {
+			res := reservations[rng.IntN(len(reservations))]
+			idx = res.dims
+			storeGens = append([]uint32(nil), res.gens...)
+		} else {
+			for i := range dims {
+				if rng.IntN(4) != 0 {
+					idx = append(idx, i)
+				}
+			}
+			if len(idx) == 0 {
+				idx = append(idx, rng.IntN(len(dims)))
+			}
+			storeGens = make([]uint32, len(idx))
+		}
+		goGens := make([]uint32, len(idx))
+		for j, i := range idx {
+			goGens[j] = (storeGens[j] + genSketch - dims[i].delta) % genSketch
+		}
+		rule := p.attempt(rng)
+
+		// Go.
+		states := make([]axes.State, len(idx))
+		outs := make([]axes.Outcome, len(idx))
+		for j, i := range idx {
+			states[j] = dims[i].state
+		}
+		before := append([]axes.State(nil), states...)
+		refused := false
+		if op == axes.OpReset {
+			clear(states)
+		} else {
+			refused = rule.Apply(op, states, goGens, now, outs)
+		}
+		for j := range states {
+			// The store keeps 31-bit generations, and forgets a zero
+			// state.
+			states[j].Gen %= genSketch
+			goGens[j] %= genSketch
+			if states[j].IsZero() {
+				states[j] = axes.State{}
+			}
+		}
+
+		// The store.
+		req := &axes.Request{Op: op, Now: time.UnixMilli(int64(now / time.Millisecond)), Rule: &rule}
+		for j, i := range idx {
+			d := dims[i].dim
+			d.Gen = storeGens[j]
+			req.Dims = append(req.Dims, d)
+		}
+		if err := s.apply(ctx, req); err != nil {
+			t.Fatalf("seed %d sequence %d step %d: %v", seed, seq, step, err)
+		}
+		history = append(history, fmt.Sprintf("%d: %v dims %v gens go %v store %v at +%v (JitterScale %v Cooloff %v): refused %v",
+			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, refused))
+
+		// Compare.
+		stored, err := storedStates(ctx, s.c, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, i := range idx {
+			if before[j] == (axes.State{}) && states[j] != (axes.State{}) {
+				dims[i].delta = (uint32(stored[i]["g"]) + genSketch - states[j].Gen) % genSketch
+			}
+			dims[i].state = states[j]
+		}
+		for j, i := range idx {
+			o, g := req.Dims[j].Outcome, outs[j]
+			want := g
+			if g.Locked && g.Remaining != axes.Indefinite {
+				want.Remaining = fromMS(toMS(now+g.Remaining) - toMS(now))
+				if fromMS(toMS(now+g.Remaining)) == maxFinite {
+					// Saturated in Go: the store's lock must end as late.
+					want.Remaining = o.Remaining
+					if fromMS(toMS(now)+int64(o.Remaining/time.Millisecond)) != maxFinite {
+						want.Remaining = -1
+					}
+				}
+			}
+			if o != want {
+				fail("step %d dimension %d: outcome\n  store %+v\n  go    %+v (from %+v to %+v)", step, i, o, g, before[j], states[j])
+			}
+			if op == axes.OpBegin && !refused && req.Dims[j].Gen != (goGens[j]+dims[i].delta)%genSketch {
+				fail("step %d dimension %d: Begin gave generation %d, go %d (delta %d)", step, i, req.Dims[j].Gen, goGens[j], dims[i].delta)
+			}
+		}
+		if op == axes.OpBegin && !refused {
+			gs := make([]uint32, len(idx))
+			for j := range idx {
+				gs[j] = req.Dims[j].Gen
+			}
+			reservations = append(reservations, diffReservation{dims: idx, gens: gs})
+		}
+		for i := range dims {
+			got := stored[i]
+			st := dims[i].state
+			g := int64((st.Gen + dims[i].delta) % genSketch)
+			if st == (axes.State{}) {
+				g = 0 // no key
+			}
+			want := map[string]int64{"f": int64(st.Failures), "p": int64(st.Pending), "l": int64(st.Level),
+				"g": g, "lf": toMS(st.LastFail), "lb": toMS(st.LastBegin), "le": toMS(st.LockEnd)}
+			for _, k := range []string{"f", "p", "l", "g", "lf", "lb", "le"} {
+				if k == "lf" || k == "lb" || k == "le" {
+					// Instants compare as Go reads them: saturated at maxFinite.
+					if fromMS(got[k]) != fromMS(want[k]) {
+						fail("step %d dimension %d: stored %v\n  want %v (go %+v)", step, i, got, want, st)
+					}
+					continue
+				}
+				if got[k] != want[k] {
+					fail("step %d dimension %d: stored %v\n  want %v (go %+v)", step, i, got, want, st)
+				}
+			}
+		}
+	}
+	for i := range dims {
+		s.c.Del(ctx, s.key(dims[i].dim.Digest))
+	}
+	return diffOps
+}

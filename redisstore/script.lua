@@ -1,0 +1,755 @@
+-- The apply script: axes.Rule.Apply, with Rule.Refresh and
+-- Rule.LockDuration, transcribed to Lua (see script.go for what it does
+-- around them: the footprint budget, the sketch, the deadline). It runs
+-- after budget.lua, which defines G, snow (the server's TIME in ms) and the
+-- footprint functions.
+--
+-- The parts come in the order of the Go rule: satAdd, LockDuration and
+-- scale, Refresh, startLock, count, then the storage (keys, sketch), then
+-- Apply's cases and the outcome. Each part names the Go function it
+-- mirrors; a change to one must be made to the other.
+--
+-- Every "local NAME = number" line of the constants section is shared
+-- with Go: TestScriptConstants reads them from this file and compares
+-- them with the Go values (axes.OpFail, axes.MaxFailures, the argument
+-- and reply positions of store.go, ...).
+
+-- Constants shared with Go --------------------------------------------------
+
+-- Operations: axes.Op.
+local OP_CHECK = 0
+local OP_FAIL = 1
+local OP_BEGIN = 2
+local OP_SETTLE_FAIL = 3
+local OP_SETTLE_SUCCESS = 4
+local OP_SUCCESS = 5
+
+-- axes.MaxFailures: counts and reservations saturate there.
+local MAX_FAILURES = 65535
+-- The back-off level saturates there (Rule.startLock).
+local MAX_LEVEL = 255
+-- axes.Indefinite, as a duration and as a lock end (ms in store.go).
+local INDEFINITE = -1
+-- Instants and durations saturate at 2^52-1 ms (maxMS in store.go), where
+-- Lua's numbers are still exact.
+local MAX_MS = 4503599627370495
+-- Nanoseconds in a millisecond: Go computes back-off and jitter in
+-- nanoseconds, the store keeps milliseconds rounded up.
+local NS_PER_MS = 1000000
+-- float64(maxFinite) in Go, in nanoseconds: 2^63.
+local MAX_FINITE_NS = 9223372036854775808
+-- time.Second in Rule.scale, in nanoseconds: the shortest jittered lock.
+local MIN_JITTERED_NS = 1000000000
+-- A generation with this bit set is a reservation held in the sketch;
+-- exact generations wrap below it.
+local GEN_SKETCH = 2147483648
+-- Sketch cells keep 7-bit generations.
+local GEN_CELL = 128
+
+-- Phases (ARGV[ARG_PHASE]) and refusals elsewhere (ARGV[ARG_EXT]) of a
+-- SpreadSlots attempt.
+local PHASE_APPLY = 1
+local PHASE_REDO = 2
+local EXT_NONE = 0
+local EXT_LOCKED = 1
+local EXT_BUSY = 2
+
+-- ARGV positions (1-based).
+local ARG_OP = 1
+local ARG_NOW = 2
+local ARG_LIMIT = 3
+local ARG_WINDOW = 4
+local ARG_COOLOFF = 5
+local ARG_FACTOR = 6
+local ARG_MAX_COOLOFF = 7
+local ARG_JITTER = 8
+local ARG_DECAY = 9
+local ARG_EXTEND = 10
+local ARG_OBSERVE = 11
+local ARG_RESET_ON_SUCCESS = 12
+local ARG_RESERVE_TIMEOUT = 13
+local ARG_MAX_TTL = 14
+local ARG_DIMS = 15
+local ARG_ID_IP = 16
+local ARG_ID_USER = 17
+local ARG_ID_UA = 18
+local ARG_PHASE = 19
+local ARG_TOKEN = 20
+local ARG_EXT = 21
+local ARG_APPLIED = 22
+local ARG_DEADLINE = 23
+local ARG_BUDGET = 24
+local ARG_WIDTH = 25
+local ARG_GRAIN = 26
+local ARG_TIERS = 27
+-- Per dimension, DIM_ARGS values from the first after the tiers, at
+-- these offsets.
+local DIM_ARGS = 10
+local DIM_GEN = 0
+local DIM_FIELDS = 1
+local DIM_IP_INDEX = 2
+local DIM_USER_INDEX = 3
+local DIM_IP_KEY = 4
+local DIM_USER_KEY = 5
+local DIM_COLUMNS = 6
+
+-- KEYS positions: the budget hash and minutes (budget.lua), the sketch,
+-- then the dimension keys from KEY_DIMS.
+local KEY_SKETCH = 3
+local KEY_DIMS = 4
+
+-- Reply: REPLY_HEAD values, then REPLY_DIM values per dimension, at these
+-- 0-based offsets.
+local REPLY_NOW = 0
+local REPLY_REFUSED = 1
+local REPLY_SERVER = 2
+local REPLY_HEAD = 3
+local REPLY_FAILURES = 0
+local REPLY_LOCKED = 1
+local REPLY_STARTED = 2
+local REPLY_COUNTED = 3
+local REPLY_BUSY = 4
+local REPLY_REMAINING = 5
+local REPLY_GEN = 6
+local REPLY_LOCKED_BEFORE = 7
+local REPLY_APPLIED = 8
+local REPLY_RACED = 9
+local REPLY_SKETCHED = 10
+local REPLY_TIMED_OUT = 11
+local REPLY_DIM = 12
+
+-- Arguments -----------------------------------------------------------------
+
+G = tonumber(ARGV[ARG_GRAIN])
+local DEADLINE = tonumber(ARGV[ARG_DEADLINE])
+if DEADLINE > 0 and snow > DEADLINE then
+  return redis.error_reply('AXESLATE the caller has given up on this call')
+end
+local op = tonumber(ARGV[ARG_OP])
+local now = tonumber(ARGV[ARG_NOW])
+if now < 0 then now = snow end
+local LIMIT = tonumber(ARGV[ARG_LIMIT])
+local WIN = tonumber(ARGV[ARG_WINDOW])
+local COOL = tonumber(ARGV[ARG_COOLOFF])
+local FACTOR = tonumber(ARGV[ARG_FACTOR])
+local MAXC = tonumber(ARGV[ARG_MAX_COOLOFF])
+local JS = tonumber(ARGV[ARG_JITTER])
+local DECAY = tonumber(ARGV[ARG_DECAY])
+local EXTEND = ARGV[ARG_EXTEND] == '1'
+local OBS = ARGV[ARG_OBSERVE] == '1'
+local ROS = ARGV[ARG_RESET_ON_SUCCESS] == '1'
+local RT = tonumber(ARGV[ARG_RESERVE_TIMEOUT])
+local MAXTTL = tonumber(ARGV[ARG_MAX_TTL])
+local n = tonumber(ARGV[ARG_DIMS])
+local idIP, idUser, idUA = ARGV[ARG_ID_IP], ARGV[ARG_ID_USER], ARGV[ARG_ID_UA]
+local phase = tonumber(ARGV[ARG_PHASE])
+local token = ARGV[ARG_TOKEN]
+local ext = tonumber(ARGV[ARG_EXT])
+local applied1 = ARGV[ARG_APPLIED] == '1'
+local MAXU = tonumber(ARGV[ARG_BUDGET])
+local W = tonumber(ARGV[ARG_WIDTH])
+local nt = tonumber(ARGV[ARG_TIERS])
+local tiers = {}
+for i = 1, nt do
+  tiers[i] = {tonumber(ARGV[ARG_TIERS + 2*i - 1]), tonumber(ARGV[ARG_TIERS + 2*i])}
+end
+local base = ARG_TIERS + 1 + 2*nt
+local SK = KEYS[KEY_SKETCH]
+-- New keys start at a generation below GEN_START.
+local GEN_START = 256
+
+-- dimArg returns the argument at offset off of dimension i.
+local function dimArg(i, off)
+  return ARGV[base + DIM_ARGS*(i-1) + off]
+end
+
+-- A state s has the fields of axes.State: f Failures, p Pending, l Level,
+-- g Gen, lf LastFail, lb LastBegin, le LockEnd, all in milliseconds.
+
+-- satAdd ----------------------------------------------------------------------
+
+local function satadd(t, d)
+  if d < 0 or d >= MAX_MS or t > MAX_MS - d then return MAX_MS end
+  return t + d
+end
+
+-- State.LockedAt.
+local function lockedAt(s, t)
+  return s.le == INDEFINITE or (s.le ~= 0 and t < s.le)
+end
+
+-- Rule.LockDuration and Rule.scale ---------------------------------------------
+
+-- idiv returns the quotient and remainder of the integers a >= 0 and
+-- b > 0, both below 2^53.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  local r = a - q * b
+  if r < 0 then q, r = q - 1, r + b elseif r >= b then q, r = q + 1, r - b end
+  return q, r
+end
+
+-- ceilms returns t nanoseconds (an integer below 2^63) in milliseconds,
+-- rounded up and saturated at MAX_MS, exactly (TestCeilMS): a lock end
+-- rounded up decides "now < end" as Go does for every whole-millisecond
+-- now.
+local function ceilms(t)
+  local m, e = math.frexp(t)
+  local k = e - 53
+  local q, r
+  if k <= 0 then
+    q, r = idiv(t, NS_PER_MS)
+  elseif k >= 6 then
+    -- t = M*2^k and 10^6 = 2^6*15625.
+    local a, b = idiv(m * 2^53, 15625)
+    local c, d = idiv(b * 2^(k - 6), 15625)
+    q, r = a * 2^(k - 6) + c, d
+  else
+    q, r = idiv(m * 2^53, 2^(6 - k) * 15625)
+  end
+  if r > 0 then q = q + 1 end
+  return math.min(q, MAX_MS)
+end
+
+-- scale is Rule.scale on t nanoseconds (a float64 as Go has it); ms, if
+-- not nil, is t in whole milliseconds. It returns milliseconds.
+local function scale(t, ms)
+  if JS == 0 or JS == 1 then
+    if ms then return ms end
+    return ceilms(t)
+  end
+  local f = t * JS
+  if f >= MAX_FINITE_NS then return MAX_MS end
+  if f < MIN_JITTERED_NS then return ceilms(MIN_JITTERED_NS) end
+  return ceilms(math.floor(f))
+end
+
+-- lockdur is Rule.LockDuration, in milliseconds or INDEFINITE. Durations
+-- reach the script in whole milliseconds (rounded up); the back-off and
+-- the jitter are computed in nanoseconds, as Go computes them.
+local function lockdur(level, failures)
+  if nt > 0 then
+    local d = tiers[1][2]
+    for i = 1, nt do
+      if failures >= tiers[i][1] then d = tiers[i][2] end
+    end
+    return d
+  end
+  local d = COOL
+  if d == INDEFINITE then return d end
+  if FACTOR <= 1 or level <= 1 then return scale(d * NS_PER_MS, d) end
+  local f = d * NS_PER_MS * (FACTOR ^ (level - 1))
+  if MAXC > 0 and f > MAXC * NS_PER_MS then return scale(MAXC * NS_PER_MS, MAXC) end
+  if f >= MAX_FINITE_NS then return MAX_MS end
+  return scale(math.floor(f), nil)
+end
+
+-- Rule.Refresh ----------------------------------------------------------------
+
+local startLock
+
+-- refresh applies the passage of time to s at t and returns whether a lock
+-- started and how many reservations timed out into failures. gm is where
+-- generations wrap.
+local function refresh(s, t, gm)
+  local started, timedOut = false, 0
+  if s.p > 0 and RT > 0 and t >= satadd(s.lb, RT) then
+    local at = satadd(s.lb, RT)
+    timedOut = s.p
+    if s.f > 0 and at >= satadd(s.lf, WIN) then s.f = 0 end
+    s.f = math.min(s.f + s.p, MAX_FAILURES)
+    s.p = 0
+    s.g = (s.g + 1) % gm
+    s.lf = math.max(s.lf, at)
+    if not OBS and not lockedAt(s, at) and s.f >= LIMIT then
+      startLock(s, at)
+      started = lockedAt(s, t)
+    end
+  end
+  if s.f > 0 and t >= satadd(s.lf, WIN) then s.f = 0 end
+  if s.l > 0 and not lockedAt(s, t) and t >= satadd(s.le, DECAY) then s.l = 0 end
+  if s.le ~= 0 and s.le ~= INDEFINITE and s.l == 0 and t >= s.le then s.le = 0 end
+  return started, timedOut
+end
+
+-- Rule.startLock ----------------------------------------------------------------
+
+startLock = function(s, at)
+  s.l = math.min(s.l + 1, MAX_LEVEL)
+  local d = lockdur(s.l, s.f)
+  if d == INDEFINITE then s.le = INDEFINITE else s.le = satadd(at, d) end
+end
+
+-- Rule.count --------------------------------------------------------------------
+
+local function count(s, t)
+  s.f = math.min(s.f + 1, MAX_FAILURES)
+  s.lf = math.max(s.lf, t)
+end
+
+-- Storage: the dimension keys -----------------------------------------------------
+
+-- A dimension key is a hash of the state's fields under these names, plus
+-- fd (the dimension's Fields), ik and uk (its field digests, under
+-- SpreadSlots), id, ip, un, ua (the identity of a current lock), and ut, u
+-- (the undo token and snapshot of a SpreadSlots attempt).
+local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
+
+local function parse(v)
+  return {f = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, l = tonumber(v[3]) or 0,
+    g = tonumber(v[4]) or 0, lf = tonumber(v[5]) or 0, lb = tonumber(v[6]) or 0,
+    le = tonumber(v[7]) or 0}
+end
+
+local function same(a, b)
+  for _, k in ipairs(FIELDS) do
+    if a[k] ~= b[k] then return false end
+  end
+  return true
+end
+
+-- State.IsZero.
+local function iszero(s)
+  return s.f == 0 and s.p == 0 and s.l == 0 and s.le == 0
+end
+
+local function snapshot(s)
+  return string.format('%d,%d,%d,%d,%d,%d,%d', s.f, s.p, s.l, s.g, s.lf, s.lb, s.le)
+end
+
+local function copy(s)
+  return {f = s.f, p = s.p, l = s.l, g = s.g, lf = s.lf, lb = s.lb, le = s.le}
+end
+
+-- horizon returns the instant until which s must be remembered, or
+-- INDEFINITE.
+local function horizon(s)
+  local h = 0
+  if s.f > 0 then h = math.max(h, satadd(s.lf, WIN)) end
+  if s.p > 0 then
+    local at = satadd(s.lb, RT)
+    local f = s.f
+    if f > 0 and at >= satadd(s.lf, WIN) then f = 0 end
+    f = math.min(f + s.p, MAX_FAILURES)
+    h = math.max(h, satadd(at, WIN))
+    if not OBS and f >= LIMIT then
+      local d = lockdur(math.min(s.l + 1, MAX_LEVEL), f)
+      if d == INDEFINITE then return INDEFINITE end
+      h = math.max(h, satadd(satadd(at, d), DECAY))
+    end
+  end
+  if s.le == INDEFINITE then return INDEFINITE end
+  if s.le ~= 0 then
+    if s.l > 0 then h = math.max(h, satadd(s.le, DECAY)) else h = math.max(h, s.le) end
+  end
+  return h
+end
+
+-- Storage: the sketch ---------------------------------------------------------------
+
+-- 4 rows of W cells of 192 bits; a lock end of T48 is INDEFINITE.
+local T48 = 281474976710655
+local CELL = {{'u16', 0, 'f'}, {'u16', 16, 'p'}, {'u8', 32, 'l'}, {'u7', 40, 'g'},
+  {'u48', 48, 'lf'}, {'u48', 96, 'lb'}, {'u48', 144, 'le'}}
+local sketchOn = nil
+local sketchTouched = false
+
+local function cellOff(r, i)
+  return ((r - 1) * W + tonumber(dimArg(i, DIM_COLUMNS + r - 1))) * 192
+end
+
+-- readRows returns the 4 cells of dimension i, refreshed at now.
+local function readRows(i)
+  if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+  local rows = {}
+  local v = nil
+  if sketchOn then
+    local args = {'BITFIELD_RO', SK}
+    for r = 1, 4 do
+      local o = cellOff(r, i)
+      for _, c in ipairs(CELL) do
+        args[#args + 1] = 'GET'
+        args[#args + 1] = c[1]
+        args[#args + 1] = o + c[2]
+      end
+    end
+    v = redis.call(unpack(args))
+  end
+  for r = 1, 4 do
+    local c = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+    if v then
+      for j, x in ipairs(CELL) do c[x[3]] = v[(r - 1) * 7 + j] end
+      if c.le == T48 then c.le = INDEFINITE end
+    end
+    refresh(c, now, GEN_CELL)
+    rows[r] = c
+  end
+  return rows
+end
+
+local function writeRows(i, rows)
+  local args = {'BITFIELD', SK}
+  for r = 1, 4 do
+    local c = rows[r]
+    local o = cellOff(r, i)
+    local le = c.le
+    if le == INDEFINITE or le >= T48 then le = T48 end
+    local vals = {f = math.min(c.f, MAX_FAILURES), p = math.min(c.p, MAX_FAILURES), l = c.l,
+      g = c.g % GEN_CELL, lf = math.min(c.lf, T48 - 1), lb = math.min(c.lb, T48 - 1), le = le}
+    for _, x in ipairs(CELL) do
+      args[#args + 1] = 'SET'
+      args[#args + 1] = x[1]
+      args[#args + 1] = o + x[2]
+      args[#args + 1] = vals[x[3]]
+    end
+  end
+  redis.call(unpack(args))
+  sketchOn = true
+  sketchTouched = true
+end
+
+-- estimate is the state a key reads from its cells: the minimum of each
+-- field (a lock end of INDEFINITE counting as the latest).
+local function estimate(rows)
+  local e = {f = rows[1].f, p = rows[1].p, l = rows[1].l, g = 0, lf = rows[1].lf,
+    lb = rows[1].lb, le = rows[1].le}
+  for r = 2, 4 do
+    local c = rows[r]
+    e.f = math.min(e.f, c.f)
+    e.p = math.min(e.p, c.p)
+    e.l = math.min(e.l, c.l)
+    e.lf = math.min(e.lf, c.lf)
+    e.lb = math.min(e.lb, c.lb)
+    if e.le == INDEFINITE then e.le = c.le elseif c.le ~= INDEFINITE then e.le = math.min(e.le, c.le) end
+  end
+  return e
+end
+
+local function maxle(a, b)
+  if a == INDEFINITE or b == INDEFINITE then return INDEFINITE end
+  return math.max(a, b)
+end
+
+-- mergeRows raises every cell to the new state s (conservative update)
+-- and adds dp reservations to every cell, or, with dp < 0, takes one back
+-- from the cells in match.
+local function mergeRows(rows, s, dp, match)
+  for r = 1, 4 do
+    local c = rows[r]
+    c.f = math.max(c.f, s.f)
+    c.l = math.max(c.l, s.l)
+    c.lf = math.max(c.lf, s.lf)
+    c.le = maxle(c.le, s.le)
+    if dp > 0 then
+      -- The cell's reservations time out together, the reserve timeout
+      -- after the first of them: never later than any one's own.
+      if c.p == 0 then c.lb = s.lb end
+      c.p = c.p + dp
+    elseif dp < 0 and match[r] then
+      c.p = c.p - 1
+    end
+  end
+end
+
+local function packGens(rows)
+  local g = 0
+  for r = 4, 1, -1 do g = g * GEN_CELL + rows[r].g % GEN_CELL end
+  return GEN_SKETCH + g
+end
+
+local function matches(rows, gen)
+  local m, any = {}, false
+  if gen < GEN_SKETCH then return m, false end
+  local g = gen - GEN_SKETCH
+  for r = 1, 4 do
+    m[r] = rows[r].g == g % GEN_CELL and rows[r].p > 0
+    any = any or m[r]
+    g = math.floor(g / GEN_CELL)
+  end
+  return m, any
+end
+
+-- Loading the states --------------------------------------------------------------
+
+-- mode[i]: 'x' an exact key (existing, or created by this call), 'e' a key
+-- that does not exist, read from the sketch's estimate, 's' a reservation
+-- held in the sketch, 'k' phase 2 of a failure or reservation that phase 1
+-- kept in the sketch.
+local st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
+local raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
+local isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
+local redo = phase == PHASE_REDO and applied1
+for i = 1, n do
+  local key = KEYS[KEY_DIMS - 1 + i]
+  gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
+  local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u')
+  exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
+  ident[i] = v[8] == '1'
+  hadToken[i] = v[9] ~= false
+  raw[i] = parse(v)
+  raced[i] = 0
+  if gens[i] >= GEN_SKETCH and (isSettle or redo) then
+    -- A reservation held in the sketch: settle it there.
+    mode[i] = 's'
+    rows[i] = readRows(i)
+    st[i] = estimate(rows[i])
+    local any
+    match[i], any = matches(rows[i], gens[i])
+    if any then
+      st[i].g = gens[i]
+      st[i].p = math.max(st[i].p, 1)
+    else
+      st[i].g = -1
+    end
+  elseif exists[i] then
+    mode[i] = 'x'
+    if redo then
+      if v[9] == token and v[10] then
+        local u = {}
+        for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
+        st[i] = parse(u)
+      else
+        raced[i] = 1
+        st[i] = parse(v)
+      end
+    else
+      st[i] = parse(v)
+    end
+    orig[i] = parse(v)
+  else
+    rows[i] = readRows(i)
+    st[i] = estimate(rows[i])
+    if redo then
+      -- Phase 1 counted in the sketch, which cannot give a count back.
+      mode[i] = 'k'
+    else
+      mode[i] = 'e'
+      if op >= OP_SETTLE_FAIL then
+        -- No reservation of a key that does not exist can be settled.
+        st[i].g = -1
+      else
+        -- A new key starts at a generation drawn from the clock (as the
+        -- memory store's start at a random one), so that a settle that
+        -- arrives after its key was forgotten and made anew almost never
+        -- matches a new reservation.
+        st[i].g = (tonumber(tm[2]) + 61 * i) % GEN_START
+      end
+    end
+  end
+  if orig[i] == nil then orig[i] = copy(st[i]) end
+end
+
+-- Rule.Apply ------------------------------------------------------------------------
+
+local refused = false
+local lockedBefore, applied = {}, {}
+if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
+  -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
+  -- written by another attempt since phase 1, or is held in the sketch.
+  -- Take back this attempt's reservation, or its failure unless that
+  -- failure started a lock (the sketch cannot take back a failure).
+  for i = 1, n do
+    local s = st[i]
+    out[i] = {started = false, counted = false, busy = false, timedOut = 0}
+    if mode[i] == 'x' then
+      out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
+      out[i].counted = out[i].timedOut > 0
+    end
+    lockedBefore[i] = lockedAt(s, now)
+    applied[i] = false
+    if op == OP_BEGIN and s.g == gens[i] and s.p > 0 then
+      s.p = s.p - 1
+    elseif op == OP_FAIL and mode[i] == 'x' and s.f > 0 and not lockedAt(s, now) then
+      s.f = s.f - 1
+    end
+  end
+  refused = true
+else
+  -- Refresh every dimension (the sketch's cells were refreshed as read).
+  for i = 1, n do
+    out[i] = {started = false, counted = false, busy = false, timedOut = 0}
+    if mode[i] == 'x' then
+      out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
+      out[i].counted = out[i].timedOut > 0
+    end
+    applied[i] = false
+  end
+  local locked = ext == EXT_LOCKED
+  for i = 1, n do
+    lockedBefore[i] = lockedAt(st[i], now)
+    if lockedBefore[i] then locked = true end
+  end
+  if op == OP_FAIL or op == OP_BEGIN then
+    if locked then
+      refused = true
+      if EXTEND then
+        for i = 1, n do
+          local s = st[i]
+          count(s, now)
+          out[i].counted = true
+          if lockedAt(s, now) then
+            if s.le ~= INDEFINITE then
+              local d = lockdur(math.max(s.l, 1), s.f)
+              if d == INDEFINITE then s.le = INDEFINITE else s.le = math.max(s.le, satadd(now, d)) end
+            end
+          elseif not OBS and s.f >= LIMIT then
+            startLock(s, now)
+            out[i].started = true
+          end
+        end
+      end
+    elseif op == OP_BEGIN then
+      if ext == EXT_BUSY then refused = true end
+      for i = 1, n do
+        local s = st[i]
+        if not OBS and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
+          out[i].busy = true
+          refused = true
+        end
+      end
+      if not refused then
+        for i = 1, n do
+          local s = st[i]
+          s.p = math.min(s.p + 1, MAX_FAILURES)
+          s.lb = math.max(s.lb, now)
+          gens[i] = s.g
+          applied[i] = true
+        end
+      end
+    else
+      for i = 1, n do
+        local s = st[i]
+        count(s, now)
+        out[i].counted = true
+        applied[i] = true
+        if not OBS and s.f >= LIMIT then
+          startLock(s, now)
+          out[i].started = true
+        end
+      end
+    end
+  elseif op == OP_SETTLE_FAIL then
+    for i = 1, n do
+      local s = st[i]
+      if s.g == gens[i] and s.p > 0 then
+        s.p = s.p - 1
+        count(s, now)
+        out[i].counted = true
+        if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
+          startLock(s, now)
+          out[i].started = true
+        end
+      end
+    end
+  elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
+    for i = 1, n do
+      local s = st[i]
+      if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
+      if ROS and not lockedAt(s, now) then
+        s.f, s.l, s.le = 0, 0, 0
+      end
+    end
+  end
+end
+
+-- Outcome (the end of Rule.Apply), written back --------------------------------------
+
+local reply = {}
+reply[1 + REPLY_NOW] = now
+reply[1 + REPLY_REFUSED] = refused and 1 or 0
+reply[1 + REPLY_SERVER] = snow
+for i = 1, n do
+  local s = st[i]
+  local o = out[i]
+  local fields = tonumber(dimArg(i, DIM_FIELDS))
+  local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
+  local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
+  local locked = lockedAt(s, now)
+  local remaining = 0
+  if locked then
+    if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
+  else
+    o.started = false
+  end
+  local key = KEYS[KEY_DIMS - 1 + i]
+  local sketched = mode[i] == 's'
+  local m = mode[i]
+  if m == 'e' then
+    if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
+      local need = 1
+      if ipIndex > 0 then need = need + 2 end
+      if userIndex > 0 then need = need + 2 end
+      if units() + need <= MAXU then
+        m = 'x'
+      else
+        local dp = 0
+        if applied[i] and op == OP_BEGIN then dp = 1 end
+        mergeRows(rows[i], s, dp, nil)
+        writeRows(i, rows[i])
+        if dp > 0 then gens[i] = packGens(rows[i]) end
+        sketched = true
+      end
+    end
+  elseif m == 's' then
+    local dp = 0
+    if s.p < orig[i].p then dp = -1 end
+    mergeRows(rows[i], s, dp, match[i])
+    writeRows(i, rows[i])
+  end
+  if m == 'x' and iszero(s) then
+    if exists[i] then
+      local e0 = expiry(key)
+      redis.call('DEL', key)
+      account(e0, -1)
+    end
+  elseif m == 'x' then
+    local setId = locked and (o.started or not ident[i])
+    local delId = (not locked) and ident[i]
+    local spreadUndo = token ~= '' and applied[i]
+    if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
+      local e0 = nil
+      if exists[i] then e0 = expiry(key) end
+      redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
+        'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields)
+      if dimArg(i, DIM_IP_KEY) ~= '' then redis.call('HSET', key, 'ik', dimArg(i, DIM_IP_KEY)) end
+      if dimArg(i, DIM_USER_KEY) ~= '' then redis.call('HSET', key, 'uk', dimArg(i, DIM_USER_KEY)) end
+      if spreadUndo then
+        redis.call('HSET', key, 'ut', token, 'u', snapshot(raw[i]))
+      elseif hadToken[i] then
+        -- Any other write voids the snapshot: an undo must not restore
+        -- over it.
+        redis.call('HDEL', key, 'ut', 'u')
+      end
+      if setId then
+        redis.call('HSET', key, 'id', '1', 'ip', idIP, 'un', idUser, 'ua', idUA)
+      elseif delId then
+        redis.call('HDEL', key, 'id', 'ip', 'un', 'ua')
+      end
+      local h = horizon(s)
+      local ttl = MAXTTL
+      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+      redis.call('PEXPIRE', key, ttl)
+      account(e0, -1)
+      account(snow + ttl, 1)
+      for _, q in ipairs({ipIndex, userIndex}) do
+        if q > 0 then index(KEYS[q], key, ttl) end
+      end
+    end
+  end
+  local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+  reply[r + REPLY_FAILURES] = s.f
+  reply[r + REPLY_LOCKED] = locked and 1 or 0
+  reply[r + REPLY_STARTED] = o.started and 1 or 0
+  reply[r + REPLY_COUNTED] = o.counted and 1 or 0
+  reply[r + REPLY_BUSY] = o.busy and 1 or 0
+  reply[r + REPLY_REMAINING] = remaining
+  reply[r + REPLY_GEN] = gens[i]
+  reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
+  reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
+  reply[r + REPLY_RACED] = raced[i]
+  reply[r + REPLY_SKETCHED] = sketched and 1 or 0
+  reply[r + REPLY_TIMED_OUT] = o.timedOut
+end
+if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
+budgetDone(MAXTTL)
+return reply
