@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -16,10 +17,10 @@ import (
 // SpreadSlots, ResetField.
 const scanBatch = 1000
 
-// adminTimeout bounds the scans of the administrative calls, which touch
-// every key rather than one.
-func (s *Store) adminContext() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), max(100*s.o.Timeout, 10*time.Second))
+// adminContext bounds the scans of the administrative calls, which touch
+// every key rather than one, within the caller's ctx.
+func (s *Store) adminContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(100*s.o.Timeout, 10*time.Second))
 }
 
 // forEachNode runs fn on every node that holds keys: each master of a
@@ -73,19 +74,19 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Co
 	})
 }
 
-// ResetField implements axes.Store. In the default one-slot layout it
+// ResetField implements store.Store. In the default one-slot layout it
 // deletes the dimension keys listed in the field's index set, a cost in
 // proportion to them; under SpreadSlots it scans every key (SCAN, COUNT
 // 1000, on every master) and deletes those recorded with the field digest.
 // The local fallback store forgets them too.
-func (s *Store) ResetField(f axes.Fields, k axes.Digest) (int, error) {
-	if s.local != nil {
-		s.local.ResetField(f, k)
+func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (int, error) {
+	if local := s.localOr(); local != nil {
+		local.ResetField(ctx, f, k)
 	}
 	if f != axes.IP && f != axes.Username {
 		return 0, nil
 	}
-	ctx, cancel := s.adminContext()
+	ctx, cancel := s.adminContext(ctx)
 	defer cancel()
 	if !s.o.SpreadSlots {
 		bk := s.budgetKeys(k)
@@ -123,14 +124,14 @@ func (s *Store) ResetField(f axes.Fields, k axes.Digest) (int, error) {
 	return total, err
 }
 
-// ResetAll implements axes.Store: it scans every key under the prefix on
+// ResetAll implements store.Store: it scans every key under the prefix on
 // every master (SCAN, COUNT 1000) and deletes it, returning how many
 // dimension keys it deleted. The secret verifier is kept.
-func (s *Store) ResetAll() (int, error) {
-	if s.local != nil {
-		s.local.ResetAll()
+func (s *Store) ResetAll(ctx context.Context) (int, error) {
+	if local := s.localOr(); local != nil {
+		local.ResetAll(ctx)
 	}
-	ctx, cancel := s.adminContext()
+	ctx, cancel := s.adminContext(ctx)
 	defer cancel()
 	verifier := s.root + "v"
 	total := 0
@@ -160,13 +161,13 @@ func (s *Store) ResetAll() (int, error) {
 	return total, err
 }
 
-// Lockouts implements axes.LockLister. It scans every dimension key (SCAN,
+// Lockouts implements store.LockLister. It scans every dimension key (SCAN,
 // COUNT 1000, on every master) and reads the locked ones: a cost in
 // proportion to all the keys, meant for admin pages, not for every
 // request. Lock ends are read on the server's clock (or now, under
 // UseRequestTime) and reported on now's.
-func (s *Store) Lockouts(now time.Time) ([]axes.Lockout, error) {
-	ctx, cancel := s.adminContext()
+func (s *Store) Lockouts(ctx context.Context, now time.Time) ([]axes.Lockout, error) {
+	ctx, cancel := s.adminContext(ctx)
 	defer cancel()
 	var out []axes.Lockout
 	err := s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
@@ -227,13 +228,9 @@ func parseDigest(s string) axes.Digest {
 	if i := strings.IndexByte(s, '}'); i >= 0 {
 		s = s[i+1:]
 	}
-	if len(s) != 32 {
+	d, err := store.ParseDigest(s)
+	if err != nil {
 		return axes.Digest{}
 	}
-	hi, err1 := strconv.ParseUint(s[:16], 16, 64)
-	lo, err2 := strconv.ParseUint(s[16:], 16, 64)
-	if err1 != nil || err2 != nil {
-		return axes.Digest{}
-	}
-	return axes.Digest{Hi: hi, Lo: lo}
+	return d
 }

@@ -3,14 +3,14 @@ package redisstore
 import (
 	"testing"
 
-	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/axes-go/axes/storetest"
 	"github.com/redis/go-redis/v9"
 )
 
 func conformance(t *testing.T, c redis.UniversalClient, o Options) {
 	o.UseRequestTime = true
-	storetest.Run(t, func() axes.Store { return mustNew(t, c, o) })
+	storetest.Run(t, func() store.Store { return mustNew(t, c, o) })
 }
 
 func TestConformanceStandalone(t *testing.T) {

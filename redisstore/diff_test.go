@@ -12,11 +12,12 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
 // The differential test runs random sequences of operations, instants and
-// policies through axes.Rule.Apply on Go States and through the script on
+// policies through store.Rule.Apply on Go States and through the script on
 // Redis, and compares every stored state and every outcome after every
 // operation.
 //
@@ -81,7 +82,7 @@ func differential(t *testing.T, c redis.UniversalClient, spread bool) {
 // diffPolicy is the random policy of a sequence: a base Rule, and how each
 // attempt varies it.
 type diffPolicy struct {
-	rule    axes.Rule
+	rule    store.Rule
 	jitter  float64 // JitterScale drawn per attempt in [1-jitter, 1+jitter]
 	perCall bool    // Cooloff drawn per attempt (as CooloffFunc)
 	kind    string
@@ -138,7 +139,7 @@ func randomPolicy(rng *rand.Rand) diffPolicy {
 			} else {
 				longest = max(longest, d)
 			}
-			r.Tiers = append(r.Tiers, axes.Tier{Failures: f, Cooloff: d})
+			r.Tiers = append(r.Tiers, store.Tier{Failures: f, Cooloff: d})
 		}
 		r.Cooloff = r.Tiers[0].Cooloff
 		if rng.IntN(2) == 0 {
@@ -163,7 +164,7 @@ func randomPolicy(rng *rand.Rand) diffPolicy {
 }
 
 // attempt returns the rule of one attempt.
-func (p *diffPolicy) attempt(rng *rand.Rand) axes.Rule {
+func (p *diffPolicy) attempt(rng *rand.Rand) store.Rule {
 	r := p.rule
 	if p.jitter > 0 {
 		r.JitterScale = 1 + p.jitter*(2*rng.Float64()-1)
@@ -179,8 +180,8 @@ func (p *diffPolicy) attempt(rng *rand.Rand) axes.Rule {
 
 // randomState returns a state to start a dimension from, with counts and
 // levels near their saturation at times.
-func randomState(rng *rand.Rand, now time.Duration) axes.State {
-	var s axes.State
+func randomState(rng *rand.Rand, now time.Duration) store.State {
+	var s store.State
 	pick := func(small, top int) int {
 		if rng.IntN(4) == 0 {
 			return top - rng.IntN(3)
@@ -222,8 +223,8 @@ func randomState(rng *rand.Rand, now time.Duration) axes.State {
 // diffDim is one dimension of a sequence: its request Dim and its Go
 // state.
 type diffDim struct {
-	dim   axes.Dim
-	state axes.State
+	dim   store.Dim
+	state store.State
 	// delta is the store's generation less Go's, modulo 2^31: a key the
 	// store creates starts at a generation drawn from its clock, a Go
 	// State at 0.
@@ -316,7 +317,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 	}
 	for i := range dims {
 		d := &dims[i]
-		d.dim = axes.Dim{Fields: fields[i], Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()},
+		d.dim = store.Dim{Fields: fields[i], Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()},
 			IPKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}, UserKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}}
 		if d.dim.Fields&axes.IP == 0 {
 			d.dim.IPKey = axes.Digest{}
@@ -327,7 +328,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		if rng.IntN(3) == 0 {
 			d.state = randomState(rng, now)
 			if d.state.IsZero() {
-				d.state = axes.State{}
+				d.state = store.State{}
 				continue
 			}
 			st := d.state
@@ -377,14 +378,14 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		now = min(now, diffEnd)
 
 		// The operation and its dimensions.
-		op := []axes.Op{axes.OpCheck, axes.OpFail, axes.OpFail, axes.OpBegin, axes.OpBegin,
-			axes.OpSettleFail, axes.OpSettleSuccess, axes.OpSuccess, axes.OpCheck, axes.OpReset}[rng.IntN(10)]
-		if op == axes.OpReset && rng.IntN(2) == 0 {
-			op = axes.OpFail
+		op := []store.Op{store.OpCheck, store.OpFail, store.OpFail, store.OpBegin, store.OpBegin,
+			store.OpSettleFail, store.OpSettleSuccess, store.OpSuccess, store.OpCheck, store.OpReset}[rng.IntN(10)]
+		if op == store.OpReset && rng.IntN(2) == 0 {
+			op = store.OpFail
 		}
 		var idx []int
 		var storeGens []uint32
-		settle := op == axes.OpSettleFail || op == axes.OpSettleSuccess
+		settle := op == store.OpSettleFail || op == store.OpSettleSuccess
 		if settle && len(reservations) > 0 && rng.IntN(5) != 0 {
 			res := reservations[rng.IntN(len(reservations))]
 			idx = res.dims
@@ -407,17 +408,24 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		rule := p.attempt(rng)
 
 		// Go.
-		states := make([]axes.State, len(idx))
-		outs := make([]axes.Outcome, len(idx))
+		states := make([]store.State, len(idx))
+		outs := make([]store.Outcome, len(idx))
 		for j, i := range idx {
 			states[j] = dims[i].state
 		}
-		before := append([]axes.State(nil), states...)
+		before := append([]store.State(nil), states...)
 		refused := false
-		if op == axes.OpReset {
+		if op == store.OpReset {
 			clear(states)
 		} else {
-			refused = rule.Apply(op, states, goGens, now, outs)
+			ds := make([]store.DimState, len(states))
+			for j := range ds {
+				ds[j] = store.DimState{State: states[j], Gen: goGens[j]}
+			}
+			refused = rule.Apply(op, ds, now)
+			for j := range ds {
+				states[j], goGens[j], outs[j] = ds[j].State, ds[j].Gen, ds[j].Outcome
+			}
 		}
 		for j := range states {
 			// The store keeps 31-bit generations, and forgets a zero
@@ -425,12 +433,12 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			states[j].Gen %= genSketch
 			goGens[j] %= genSketch
 			if states[j].IsZero() {
-				states[j] = axes.State{}
+				states[j] = store.State{}
 			}
 		}
 
 		// The store.
-		req := &axes.Request{Op: op, Now: time.UnixMilli(int64(now / time.Millisecond)), Rule: &rule}
+		req := &store.Request{Op: op, Now: time.UnixMilli(int64(now / time.Millisecond)), Rule: &rule}
 		for j, i := range idx {
 			d := dims[i].dim
 			d.Gen = storeGens[j]
@@ -448,7 +456,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			t.Fatal(err)
 		}
 		for j, i := range idx {
-			if before[j] == (axes.State{}) && states[j] != (axes.State{}) {
+			if before[j] == (store.State{}) && states[j] != (store.State{}) {
 				dims[i].delta = (uint32(stored[i]["g"]) + genSketch - states[j].Gen) % genSketch
 			}
 			dims[i].state = states[j]
@@ -469,11 +477,11 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			if o != want {
 				fail("step %d dimension %d: outcome\n  store %+v\n  go    %+v (from %+v to %+v)", step, i, o, g, before[j], states[j])
 			}
-			if op == axes.OpBegin && !refused && req.Dims[j].Gen != (goGens[j]+dims[i].delta)%genSketch {
+			if op == store.OpBegin && !refused && req.Dims[j].Gen != (goGens[j]+dims[i].delta)%genSketch {
 				fail("step %d dimension %d: Begin gave generation %d, go %d (delta %d)", step, i, req.Dims[j].Gen, goGens[j], dims[i].delta)
 			}
 		}
-		if op == axes.OpBegin && !refused {
+		if op == store.OpBegin && !refused {
 			gs := make([]uint32, len(idx))
 			for j := range idx {
 				gs[j] = req.Dims[j].Gen
@@ -484,7 +492,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			got := stored[i]
 			st := dims[i].state
 			g := int64((st.Gen + dims[i].delta) % genSketch)
-			if st == (axes.State{}) {
+			if st == (store.State{}) {
 				g = 0 // no key
 			}
 			want := map[string]int64{"f": int64(st.Failures), "p": int64(st.Pending), "l": int64(st.Level),

@@ -112,7 +112,7 @@ func mustNew(t testing.TB, c redis.UniversalClient, o Options) *Store {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
-		s.ResetAll()
+		s.ResetAll(context.Background())
 		s.Close()
 	})
 	return s

@@ -6,7 +6,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// applyScript is axes.Rule.Apply, with Rule.Refresh and Rule.LockDuration,
+// applyScript is store.Rule.Apply, with Rule.Refresh and Rule.LockDuration,
 // transcribed to Lua (script.lua, after the footprint prelude budget.lua).
 // It applies one operation to the dimension keys of one attempt (all of
 // them in the default one-slot layout, one at a time under SpreadSlots)
@@ -65,7 +65,7 @@ var budgetLua string
 
 // The script's ARGV positions (1-based).
 const (
-	argOp             = 1  // axes.Op
+	argOp             = 1  // store.Op
 	argNow            = 2  // the request's instant (ms), or -1 for the server's TIME
 	argLimit          = 3  // Rule.Limit
 	argWindow         = 4  // Rule.Window (ms)

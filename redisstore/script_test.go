@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -53,12 +54,12 @@ func scriptConstants(t *testing.T) map[string]float64 {
 // when either side changes one without the other.
 func TestScriptConstants(t *testing.T) {
 	want := map[string]float64{
-		"OP_CHECK":          float64(axes.OpCheck),
-		"OP_FAIL":           float64(axes.OpFail),
-		"OP_BEGIN":          float64(axes.OpBegin),
-		"OP_SETTLE_FAIL":    float64(axes.OpSettleFail),
-		"OP_SETTLE_SUCCESS": float64(axes.OpSettleSuccess),
-		"OP_SUCCESS":        float64(axes.OpSuccess),
+		"OP_CHECK":          float64(store.OpCheck),
+		"OP_FAIL":           float64(store.OpFail),
+		"OP_BEGIN":          float64(store.OpBegin),
+		"OP_SETTLE_FAIL":    float64(store.OpSettleFail),
+		"OP_SETTLE_SUCCESS": float64(store.OpSettleSuccess),
+		"OP_SUCCESS":        float64(store.OpSuccess),
 		"MAX_FAILURES":      axes.MaxFailures,
 		"MAX_LEVEL":         maxLevel,
 		"INDEFINITE":        float64(ms(axes.Indefinite)),
@@ -127,16 +128,16 @@ func TestScriptConstants(t *testing.T) {
 // the position the constants name.
 func TestScriptArguments(t *testing.T) {
 	s := &Store{o: Options{MaxTTL: 7 * time.Hour}, maxKeys: 1234, width: 77}
-	r := axes.Rule{Limit: 4, Window: 5 * time.Second, Cooloff: 6 * time.Second, Factor: 1.5,
+	r := store.Rule{Limit: 4, Window: 5 * time.Second, Cooloff: 6 * time.Second, Factor: 1.5,
 		MaxCooloff: 8 * time.Second, JitterScale: 0.75, Decay: 9 * time.Second, Extend: true,
 		ObserveOnly: false, ResetOnSuccess: true, ReserveTimeout: 13 * time.Second,
-		Tiers: []axes.Tier{{Failures: 2, Cooloff: time.Second}, {Failures: 5, Cooloff: axes.Indefinite}}}
-	req := &axes.Request{Op: axes.OpSettleFail, Rule: &r,
-		Identity: axes.Identity{Username: "user", UserAgent: "agent"}}
+		Tiers: []store.Tier{{Failures: 2, Cooloff: time.Second}, {Failures: 5, Cooloff: axes.Indefinite}}}
+	req := &store.Request{Op: store.OpSettleFail, Rule: &r,
+		Identity: store.Identity{Username: "user", UserAgent: "agent"}}
 	args := s.header(req, 42, 3, phaseRedo, "tok", extBusy, true, 99)
 	at := func(pos int) any { return args[pos-1] }
 	want := map[int]any{
-		argOp: int(axes.OpSettleFail), argNow: int64(42), argLimit: 4, argWindow: int64(5000),
+		argOp: int(store.OpSettleFail), argNow: int64(42), argLimit: 4, argWindow: int64(5000),
 		argCooloff: int64(6000), argFactor: 1.5, argMaxCooloff: int64(8000), argJitter: 0.75,
 		argDecay: int64(9000), argExtend: "1", argObserve: "0", argResetOnSuccess: "1",
 		argReserveTimeout: int64(13000), argMaxTTL: int64(7 * 3600 * 1000), argDims: 3,
@@ -153,7 +154,7 @@ func TestScriptArguments(t *testing.T) {
 			t.Errorf("argument %d = %v (%T), want %v (%T)", pos, g, g, w, w)
 		}
 	}
-	d := axes.Dim{Fields: axes.IP | axes.Username, Gen: 17,
+	d := store.Dim{Fields: axes.IP | axes.Username, Gen: 17,
 		IPKey: axes.Digest{Hi: 1, Lo: 2}, UserKey: axes.Digest{Hi: 3, Lo: 4}, Digest: axes.Digest{Hi: 5, Lo: 6}}
 	args, keys := s.dimArgs(nil, []string{"b", "bz", "s", "d"}, &d, false)
 	if len(args) != dimArgs || len(keys) != 4 {
@@ -182,11 +183,11 @@ func TestScriptArguments(t *testing.T) {
 func TestStaleSettleAfterForget(t *testing.T) {
 	s := mustNew(t, newClient(t), Options{UseRequestTime: true})
 	ctx := context.Background()
-	r := axes.Rule{Limit: 2, Window: time.Minute, Cooloff: time.Minute, ReserveTimeout: time.Second}
+	r := store.Rule{Limit: 2, Window: time.Minute, Cooloff: time.Minute, ReserveTimeout: time.Second}
 	t0 := time.UnixMilli(1_700_000_000_000)
-	do := func(op axes.Op, at time.Duration, d *axes.Dim) {
+	do := func(op store.Op, at time.Duration, d *store.Dim) {
 		t.Helper()
-		req := &axes.Request{Op: op, Now: t0.Add(at), Rule: &r, Dims: []axes.Dim{*d}}
+		req := &store.Request{Op: op, Now: t0.Add(at), Rule: &r, Dims: []store.Dim{*d}}
 		if err := s.apply(ctx, req); err != nil {
 			t.Fatal(err)
 		}
@@ -194,16 +195,16 @@ func TestStaleSettleAfterForget(t *testing.T) {
 	}
 	collisions := 0
 	for k := range 20 {
-		d := axes.Dim{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(k) + 1, Lo: 0xfeed}}
-		do(axes.OpBegin, 0, &d) // a handler that hangs
+		d := store.Dim{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(k) + 1, Lo: 0xfeed}}
+		do(store.OpBegin, 0, &d) // a handler that hangs
 		stale := d.Gen
-		do(axes.OpCheck, 3*time.Minute, &d) // timed out, then forgotten: the key goes
+		do(store.OpCheck, 3*time.Minute, &d) // timed out, then forgotten: the key goes
 		if n, _ := s.c.Exists(ctx, s.key(d.Digest)).Result(); n != 0 {
 			t.Fatalf("key %d still exists after its state was forgotten", k)
 		}
-		do(axes.OpBegin, 3*time.Minute, &d) // another client's reservation
+		do(store.OpBegin, 3*time.Minute, &d) // another client's reservation
 		d.Gen = stale
-		do(axes.OpSettleSuccess, 3*time.Minute, &d) // the hung handler settles
+		do(store.OpSettleSuccess, 3*time.Minute, &d) // the hung handler settles
 		p, err := s.c.HGet(ctx, s.key(d.Digest), "p").Int()
 		if err != nil && !errors.Is(err, redis.Nil) { // gone: nothing pending
 			t.Fatal(err)

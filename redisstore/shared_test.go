@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -165,6 +166,6 @@ func TestTTLOnEveryKey(t *testing.T) {
 }
 
 // noClose shares one store between limiters that each close their store.
-type noClose struct{ axes.Store }
+type noClose struct{ store.Store }
 
 func (noClose) Close() error { return nil }

@@ -4,7 +4,7 @@
 // server, Sentinel or Cluster.
 //
 // Each decision is one round trip: a Lua script (loaded once, run with
-// EVALSHA and reloaded on NOSCRIPT) applies axes.Rule.Apply to every
+// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
 // dimension key of the attempt, on the server's clock (TIME), and writes
 // each changed key back with a TTL that covers what it must remember. By
 // default all keys share one hash tag, so the dimensions of one attempt are
@@ -28,7 +28,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -41,6 +40,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -97,7 +97,7 @@ type Options struct {
 	// ResetUsername and Lockouts then scan every key.
 	SpreadSlots bool
 
-	// UseRequestTime makes the store use axes.Request.Now (the limiter's
+	// UseRequestTime makes the store use store.Request.Now (the limiter's
 	// clock) instead of the Redis server's TIME. Use it with fake clocks
 	// (tests, simulations) or when the servers' clocks are trusted more
 	// than Redis's; all servers sharing a prefix must agree.
@@ -180,15 +180,15 @@ type Stats struct {
 	OutageLocks  uint64 // locks started during an outage and written to Redis on recovery
 }
 
-// Store is an axes.Store on Redis. Create it with New; its methods are
-// safe for concurrent use. It implements axes.LockLister and
-// axes.StatsReporter.
+// Store is an store.Store on Redis. Create it with New; its methods are
+// safe for concurrent use. It implements store.LockLister and
+// store.StatsReporter.
 type Store struct {
 	c      redis.UniversalClient
 	o      Options
-	tag    string // key part before the digest, such as "axes:{axes}d:"
-	root   string // prefix and hash tag, such as "axes:{axes}"
-	local  axes.Store
+	tag    string                     // key part before the digest, such as "axes:{axes}d:"
+	root   string                     // prefix and hash tag, such as "axes:{axes}"
+	local  atomic.Pointer[localStore] // FallbackLocal's memory store, made by the first decision; nil before
 	log    *slog.Logger
 	primed sync.Once
 
@@ -221,9 +221,9 @@ type Store struct {
 // outageLock is a lock the local store started during an outage, to be
 // written to Redis on recovery.
 type outageLock struct {
-	dim      axes.Dim
+	dim      store.Dim
 	end      time.Time // on the limiter's clock; zero for a lock with no end
-	identity axes.Identity
+	identity store.Identity
 }
 
 // ErrSecretMismatch is returned by New when Options.Secret does not match
@@ -304,12 +304,8 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		s.root = o.Prefix + "{" + o.HashTag + "}"
 		s.tag = s.root + "d:"
 	}
-	if o.OnFailure == FallbackLocal {
-		local, err := axes.NewMemoryStore(o.LocalMaxEntries)
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: LocalMaxEntries: %w", err)
-		}
-		s.local = local
+	if o.OnFailure == FallbackLocal && o.LocalMaxEntries < 1 {
+		return nil, fmt.Errorf("redisstore: LocalMaxEntries must be positive, got %d", o.LocalMaxEntries)
 	}
 	if err := s.startChecks(); err != nil {
 		if errors.Is(err, ErrSecretMismatch) || errors.Is(err, errEvicting) {
@@ -407,10 +403,10 @@ func (s *Store) startChecks() error {
 	return s.c.PExpire(ctx, key, s.o.MaxTTL).Err()
 }
 
-// Apply implements axes.Store.
-func (s *Store) Apply(req *axes.Request) error {
-	if s.local != nil {
-		s.primeLocal(req)
+// Apply implements store.Store.
+func (s *Store) Apply(ctx context.Context, req *store.Request) error {
+	if s.o.OnFailure == FallbackLocal {
+		s.makeLocal(req)
 	}
 	if s.degraded.Load() {
 		return s.fallback(req)
@@ -422,7 +418,7 @@ func (s *Store) Apply(req *axes.Request) error {
 			return s.fallback(req)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	err := s.apply(ctx, req)
 	cancel()
 	if err != nil {
@@ -430,49 +426,67 @@ func (s *Store) Apply(req *axes.Request) error {
 		s.fail(err)
 		return s.fallback(req)
 	}
-	if s.local != nil {
+	if s.o.OnFailure == FallbackLocal {
 		s.remember(req)
 	}
 	return nil
 }
 
-// primeLocal makes the local store take the limiter's rule as the base of
-// its sweeps before any lock is mirrored into it.
-func (s *Store) primeLocal(req *axes.Request) {
+// localStore is the local fallback of FallbackLocal.
+type localStore struct{ store.Store }
+
+// makeLocal makes the local store, once, with the limiter's rule (that of
+// the first decision) as the base of its sweeps.
+func (s *Store) makeLocal(req *store.Request) {
+	if s.local.Load() != nil {
+		return
+	}
 	s.primed.Do(func() {
-		r := *req.Rule
-		s.local.Apply(&axes.Request{Op: axes.OpCheck, Now: req.Now, Rule: &r, Dims: []axes.Dim{{Fields: axes.IP}}})
+		m, err := store.NewMemory(s.o.LocalMaxEntries, *req.Rule)
+		if err != nil {
+			panic(err) // LocalMaxEntries was checked by New
+		}
+		s.local.Store(&localStore{m})
 	})
+}
+
+// localOr returns the local store, or nil before the first decision and
+// when the mode is not FallbackLocal.
+func (s *Store) localOr() store.Store {
+	if l := s.local.Load(); l != nil {
+		return l.Store
+	}
+	return nil
 }
 
 // remember mirrors the locks Redis reported into the local store, so that
 // they hold while Redis is unavailable.
-func (s *Store) remember(req *axes.Request) {
+func (s *Store) remember(req *store.Request) {
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		if !d.Outcome.Locked {
 			continue
 		}
 		rem := d.Outcome.Remaining
-		r := axes.Rule{Limit: 1, Window: max(rem, time.Second), Cooloff: rem, ReserveTimeout: axes.DefaultReserveTimeout}
-		one := []axes.Dim{{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}}
-		s.local.Apply(&axes.Request{Op: axes.OpFail, Now: req.Now, Rule: &r, Dims: one, Identity: req.Identity})
+		r := store.Rule{Limit: 1, Window: max(rem, time.Second), Cooloff: rem, ReserveTimeout: axes.DefaultReserveTimeout}
+		one := []store.Dim{{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}}
+		s.localOr().Apply(context.Background(), &store.Request{Op: store.OpFail, Now: req.Now, Rule: &r, Dims: one, Identity: req.Identity})
 	}
 }
 
 // fallback decides req without Redis, by Options.OnFailure.
-func (s *Store) fallback(req *axes.Request) error {
+func (s *Store) fallback(req *store.Request) error {
 	s.n.fallbacks.Add(1)
 	switch s.o.OnFailure {
 	case FallbackLocal:
-		err := s.local.Apply(req)
+		err := s.localOr().Apply(context.Background(), req)
 		if err == nil {
 			s.recordOutage(req)
 		}
 		return err
 	case FailOpen:
 		for i := range req.Dims {
-			req.Dims[i].Outcome = axes.Outcome{}
+			req.Dims[i].Outcome = store.Outcome{}
 		}
 		return nil
 	}
@@ -483,7 +497,7 @@ var errUnavailable = errors.New("redisstore: Redis is unavailable")
 
 // recordOutage keeps the locks the local store started (or extended) for
 // req, to write them to Redis on recovery.
-func (s *Store) recordOutage(req *axes.Request) {
+func (s *Store) recordOutage(req *store.Request) {
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome
@@ -504,7 +518,7 @@ func (s *Store) recordOutage(req *axes.Request) {
 				id := req.Identity
 				id.Username = strings.Clone(id.Username)
 				id.UserAgent = strings.Clone(id.UserAgent)
-				dim := axes.Dim{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}
+				dim := store.Dim{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}
 				s.outage[d.Digest] = outageLock{dim: dim, end: end, identity: id}
 				s.pending.Store(int64(len(s.outage)))
 			}
@@ -531,8 +545,8 @@ func (s *Store) flushOutage(now time.Time) error {
 			delete(s.outage, k)
 			continue
 		}
-		r := axes.Rule{Limit: 1, Window: win, Cooloff: rem, Extend: true, ReserveTimeout: axes.DefaultReserveTimeout}
-		req := axes.Request{Op: axes.OpFail, Now: now, Rule: &r, Dims: []axes.Dim{ol.dim}, Identity: ol.identity}
+		r := store.Rule{Limit: 1, Window: win, Cooloff: rem, Extend: true, ReserveTimeout: axes.DefaultReserveTimeout}
+		req := store.Request{Op: store.OpFail, Now: now, Rule: &r, Dims: []store.Dim{ol.dim}, Identity: ol.identity}
 		ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 		err := s.apply(ctx, &req)
 		cancel()
@@ -709,13 +723,13 @@ func (s *Store) Stats() Stats {
 	}
 }
 
-// StoreStats implements axes.StatsReporter, so that the limiter's Stats
+// StoreStats implements store.StatsReporter, so that the limiter's Stats
 // shows the degradation. Entries counts the local fallback store's entries
 // only: counting Redis keys would need a scan. SketchDecisions adds the
 // dimension decisions kept in Redis's sketch (Stats.Sketched).
-func (s *Store) StoreStats() axes.StoreStats {
-	var st axes.StoreStats
-	if sr, ok := s.local.(axes.StatsReporter); ok {
+func (s *Store) StoreStats() store.Stats {
+	var st store.Stats
+	if sr, ok := s.localOr().(store.StatsReporter); ok {
 		st = sr.StoreStats()
 	}
 	st.Degraded = s.degraded.Load()
@@ -730,13 +744,10 @@ func (s *Store) Degraded() bool { return s.degraded.Load() }
 // key returns the dimension key of d: under SpreadSlots it carries the
 // hash tag of d's shard.
 func (s *Store) key(d axes.Digest) string {
-	var b [16]byte
-	binary.BigEndian.PutUint64(b[:8], d.Hi)
-	binary.BigEndian.PutUint64(b[8:], d.Lo)
 	if s.o.SpreadSlots {
-		return s.tag + s.shardTag(d) + hex.EncodeToString(b[:])
+		return s.tag + s.shardTag(d) + d.String()
 	}
-	return s.tag + hex.EncodeToString(b[:])
+	return s.tag + d.String()
 }
 
 // shardTag returns the hash tag of d's shard under SpreadSlots, such as
@@ -805,7 +816,7 @@ func fromMS(v int64) time.Duration {
 }
 
 // header returns the script's arguments up to the tiers.
-func (s *Store) header(req *axes.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
+func (s *Store) header(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
 	r := req.Rule
 	b := func(v bool) string {
 		if v {
@@ -857,7 +868,7 @@ func (s *Store) header(req *axes.Request, now int64, n int, phase int, token str
 	return args
 }
 
-func (s *Store) now(req *axes.Request) int64 {
+func (s *Store) now(req *store.Request) int64 {
 	if s.o.UseRequestTime {
 		return max(req.Now.UnixMilli(), 0)
 	}
@@ -866,7 +877,7 @@ func (s *Store) now(req *axes.Request) int64 {
 
 // dimArgs appends the per-dimension arguments of d and returns the keys
 // with its index sets appended.
-func (s *Store) dimArgs(args []any, keys []string, d *axes.Dim, index bool) ([]any, []string) {
+func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]any, []string) {
 	ipPos, userPos := 0, 0
 	ik, uk := "", ""
 	if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
@@ -900,11 +911,11 @@ func (s *Store) dimArgs(args []any, keys []string, d *axes.Dim, index bool) ([]a
 }
 
 // apply runs req on Redis.
-func (s *Store) apply(ctx context.Context, req *axes.Request) error {
+func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	if len(req.Dims) == 0 {
 		return nil
 	}
-	if req.Op == axes.OpReset {
+	if req.Op == store.OpReset {
 		return s.reset(ctx, req)
 	}
 	if s.o.SpreadSlots && len(req.Dims) > 1 {
@@ -966,7 +977,7 @@ type dimInfo struct {
 
 // parseReply fills the outcomes of dims from a script reply and, if info
 // is not nil, the extra flags. It reports whether the script refused.
-func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
+func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
@@ -983,7 +994,7 @@ func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 	for i := range dims {
 		r := iv[replyHead+replyDim*i:]
 		o := &dims[i].Outcome
-		*o = axes.Outcome{
+		*o = store.Outcome{
 			Failures: int(r[replyFailures]),
 			Locked:   r[replyLocked] == 1,
 			Started:  r[replyStarted] == 1,
@@ -1008,10 +1019,10 @@ func parseReply(v any, dims []axes.Dim, info []dimInfo) (bool, error) {
 // applySpread runs req dimension by dimension (SpreadSlots), pipelined,
 // with a second round trip when one dimension refuses an attempt that
 // another has already counted or reserved.
-func (s *Store) applySpread(ctx context.Context, req *axes.Request) error {
+func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	n := len(req.Dims)
 	token := ""
-	if req.Op == axes.OpFail || req.Op == axes.OpBegin {
+	if req.Op == store.OpFail || req.Op == store.OpBegin {
 		var b [12]byte
 		rand.Read(b[:])
 		token = hex.EncodeToString(b[:])
@@ -1143,19 +1154,19 @@ func (s *Store) pipeline(ctx context.Context, fill func(redis.Pipeliner) []*redi
 
 // reset deletes the dimensions of req, and their units of the budget. It
 // cannot take them out of the sketch.
-func (s *Store) reset(ctx context.Context, req *axes.Request) error {
+func (s *Store) reset(ctx context.Context, req *store.Request) error {
 	s.n.trips.Add(1)
 	_, err := s.c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i := range req.Dims {
 			d := req.Dims[i].Digest
 			bk := s.budgetKeys(d)
 			deleteScript.Eval(ctx, pipe, []string{bk[0], bk[1], s.key(d)}, budgetGrain, ms(s.o.MaxTTL))
-			req.Dims[i].Outcome = axes.Outcome{}
+			req.Dims[i].Outcome = store.Outcome{}
 		}
 		return nil
 	})
-	if err == nil && s.local != nil {
-		err = s.local.Apply(req)
+	if local := s.localOr(); err == nil && local != nil {
+		err = local.Apply(context.Background(), req)
 	}
 	return err
 }

@@ -19,7 +19,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/cmd/axesdemo/internal/demo"
 	"github.com/axes-go/axes/store"
 )

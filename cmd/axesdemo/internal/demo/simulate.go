@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/axes-go/axes"
 	"github.com/axes-go/axes/store"
 )
 
