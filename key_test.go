@@ -5,9 +5,6 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func testHasher() hasher { return newHasher([]byte("0123456789abcdef")) }
@@ -25,20 +22,31 @@ func TestDigestsSeparateValues(t *testing.T) {
 	h := testHasher()
 	a := dimDigest(&h, IP|Username, Key{IP: netip.MustParseAddr("2.3.4.5"), Username: "bob1"})
 	b := dimDigest(&h, IP|Username, Key{IP: netip.MustParseAddr("12.3.4.5"), Username: "bob"})
-	assert.NotEqual(t, a, b)
+	if a == b {
+		t.Errorf("2.3.4.5+bob1 and 12.3.4.5+bob share the digest %v", a)
+	}
 	// The same values under another combination are another dimension.
-	assert.NotEqual(t, dimDigest(&h, IP, Key{IP: netip.MustParseAddr("2.3.4.5")}),
-		dimDigest(&h, IP|UserAgent, Key{IP: netip.MustParseAddr("2.3.4.5")}))
+	if d := dimDigest(&h, IP, Key{IP: netip.MustParseAddr("2.3.4.5")}); d == dimDigest(&h, IP|UserAgent, Key{IP: netip.MustParseAddr("2.3.4.5")}) {
+		t.Errorf("ip and ip+user_agent share the digest %v", d)
+	}
 	// A username spelling an IP is not that IP.
-	assert.NotEqual(t, h.fieldDigest(tagUsername, "2.3.4.5"), h.fieldDigest(tagUserAgent, "2.3.4.5"))
+	if d := h.fieldDigest(tagUsername, "2.3.4.5"); d == h.fieldDigest(tagUserAgent, "2.3.4.5") {
+		t.Errorf("%q as a username and as a user agent share the digest %v", "2.3.4.5", d)
+	}
 	// Empty is a value of its own, under each tag.
-	assert.NotEqual(t, h.fieldDigest(tagUsername, ""), h.fieldDigest(tagUserAgent, ""))
+	if d := h.fieldDigest(tagUsername, ""); d == h.fieldDigest(tagUserAgent, "") {
+		t.Errorf("the empty username and user agent share the digest %v", d)
+	}
 	// Another secret gives other digests.
 	h2 := newHasher([]byte("fedcba9876543210"))
-	assert.NotEqual(t, a, dimDigest(&h2, IP|Username, Key{IP: netip.MustParseAddr("2.3.4.5"), Username: "bob1"}))
+	if d := dimDigest(&h2, IP|Username, Key{IP: netip.MustParseAddr("2.3.4.5"), Username: "bob1"}); d == a {
+		t.Errorf("another secret gives the same digest %v", d)
+	}
 	// The same secret gives the same digests (servers sharing a store).
 	h3 := testHasher()
-	assert.Equal(t, a, dimDigest(&h3, IP|Username, Key{IP: netip.MustParseAddr("2.3.4.5"), Username: "bob1"}))
+	if d := dimDigest(&h3, IP|Username, Key{IP: netip.MustParseAddr("2.3.4.5"), Username: "bob1"}); d != a {
+		t.Errorf("the same secret: digest %v, want %v", d, a)
+	}
 }
 
 func TestDefaultNormalizeUsername(t *testing.T) {
@@ -56,11 +64,17 @@ func TestDefaultNormalizeUsername(t *testing.T) {
 	}
 	h := testHasher()
 	for in, want := range cases {
-		assert.Equal(t, want, DefaultNormalizeUsername(in), "%q", in)
-		assert.Equal(t, h.fieldDigest(tagUsername, want), h.usernameDigest(in), "%q", in)
+		if got := DefaultNormalizeUsername(in); got != want {
+			t.Errorf("DefaultNormalizeUsername(%q) = %q, want %q", in, got, want)
+		}
+		if got, wd := h.usernameDigest(in), h.fieldDigest(tagUsername, want); got != wd {
+			t.Errorf("usernameDigest(%q) = %v, want the digest of %q, %v", in, got, want, wd)
+		}
 	}
 	long := strings.Repeat("AbÇ", 200000)
-	assert.Equal(t, h.fieldDigest(tagUsername, DefaultNormalizeUsername(long)), h.usernameDigest(long))
+	if got, want := h.usernameDigest(long), h.fieldDigest(tagUsername, DefaultNormalizeUsername(long)); got != want {
+		t.Errorf("usernameDigest of a %d-byte username = %v, want the digest of its normal form, %v", len(long), got, want)
+	}
 }
 
 func TestCanonicalIP(t *testing.T) {
@@ -78,14 +92,24 @@ func TestCanonicalIP(t *testing.T) {
 	}
 	for _, c := range cases {
 		got := canonicalIP(netip.MustParseAddr(c.in), c.bits)
-		assert.Equal(t, c.want, got.String(), c.in)
+		if got.String() != c.want {
+			t.Errorf("canonicalIP(%s, %d) = %v, want %s", c.in, c.bits, got, c.want)
+		}
 	}
-	assert.False(t, canonicalIP(netip.Addr{}, 64).IsValid())
-	assert.NotEqual(t, encodeIP(netip.Prefix{}), encodeIP(canonicalIP(netip.IPv4Unspecified(), 64)))
-	assert.NotEqual(t, encodeIP(canonicalIP(netip.IPv6Unspecified(), 64)), encodeIP(canonicalIP(netip.IPv4Unspecified(), 64)))
+	if p := canonicalIP(netip.Addr{}, 64); p.IsValid() {
+		t.Errorf("canonicalIP(invalid Addr) = %v, want an invalid Prefix", p)
+	}
+	if e := encodeIP(netip.Prefix{}); e == encodeIP(canonicalIP(netip.IPv4Unspecified(), 64)) {
+		t.Errorf("the invalid Prefix and 0.0.0.0/32 share the encoding %x", e)
+	}
+	if e := encodeIP(canonicalIP(netip.IPv6Unspecified(), 64)); e == encodeIP(canonicalIP(netip.IPv4Unspecified(), 64)) {
+		t.Errorf(":: and 0.0.0.0 share the encoding %x", e)
+	}
 	// The same /64 under another grouping is another bucket.
 	a := netip.MustParseAddr("2001:db8::")
-	assert.NotEqual(t, encodeIP(canonicalIP(a, 64)), encodeIP(canonicalIP(a, 48)))
+	if e := encodeIP(canonicalIP(a, 64)); e == encodeIP(canonicalIP(a, 48)) {
+		t.Errorf("2001:db8::/64 and 2001:db8::/48 share the encoding %x", e)
+	}
 }
 
 func FuzzKeyDigest(f *testing.F) {
@@ -95,20 +119,30 @@ func FuzzKeyDigest(f *testing.F) {
 	h := testHasher()
 	f.Fuzz(func(t *testing.T, user, ua, ip string) {
 		n := DefaultNormalizeUsername(user)
-		require.Equal(t, h.fieldDigest(tagUsername, n), h.usernameDigest(user))
-		require.Equal(t, n, DefaultNormalizeUsername(n), "normalising is idempotent")
-		if utf8.ValidString(user) {
-			require.True(t, utf8.ValidString(n))
+		if got, want := h.usernameDigest(user), h.fieldDigest(tagUsername, n); got != want {
+			t.Fatalf("usernameDigest(%q) = %v, want the digest of its normal form %q, %v", user, got, n, want)
+		}
+		if nn := DefaultNormalizeUsername(n); nn != n {
+			t.Fatalf("normalising is not idempotent: %q -> %q -> %q", user, n, nn)
+		}
+		if utf8.ValidString(user) && !utf8.ValidString(n) {
+			t.Fatalf("valid UTF-8 %q normalised to invalid UTF-8 %q", user, n)
 		}
 		addr, _ := netip.ParseAddr(ip)
 		k := Key{IP: addr, Username: user, UserAgent: ua}
 		for f := Fields(1); f <= allFields; f++ {
 			d := dimDigest(&h, f, k)
-			require.False(t, d.IsZero())
-			require.Equal(t, d, dimDigest(&h, f, k))
+			if d.IsZero() {
+				t.Fatalf("%v digest of %+v is zero", f, k)
+			}
+			if d2 := dimDigest(&h, f, k); d2 != d {
+				t.Fatalf("%v digest of %+v: %v, then %v", f, k, d, d2)
+			}
 		}
 		if other := ua + "\x00"; DefaultNormalizeUsername(user) != DefaultNormalizeUsername(other) {
-			require.NotEqual(t, dimDigest(&h, Username, Key{Username: user}), dimDigest(&h, Username, Key{Username: other}))
+			if d := dimDigest(&h, Username, Key{Username: user}); d == dimDigest(&h, Username, Key{Username: other}) {
+				t.Fatalf("usernames %q and %q share the digest %v", user, other, d)
+			}
 		}
 	})
 }
@@ -123,21 +157,35 @@ func FuzzCanonicalIP(f *testing.F) {
 		}
 		a, ok := netip.AddrFromSlice(b)
 		if !ok {
-			require.False(t, canonicalIP(a, bits).IsValid())
+			if p := canonicalIP(a, bits); p.IsValid() {
+				t.Fatalf("canonicalIP(invalid Addr, %d) = %v, want an invalid Prefix", bits, p)
+			}
 			return
 		}
 		p := canonicalIP(a, bits)
-		require.True(t, p.IsValid())
-		require.True(t, p.Contains(a.Unmap()), "%v does not contain %v", p, a)
-		require.Equal(t, p, p.Masked())
-		if a.Unmap().Is4() {
-			require.Equal(t, 32, p.Bits())
-		} else {
-			require.Equal(t, bits, p.Bits())
+		if !p.IsValid() {
+			t.Fatalf("canonicalIP(%v, %d) is invalid", a, bits)
 		}
-		require.Equal(t, p, canonicalIP(p.Addr(), bits), "grouping is idempotent")
+		if !p.Contains(a.Unmap()) {
+			t.Fatalf("%v does not contain %v", p, a)
+		}
+		if m := p.Masked(); p != m {
+			t.Fatalf("canonicalIP(%v, %d) = %v, not masked (%v)", a, bits, p, m)
+		}
+		if a.Unmap().Is4() {
+			if p.Bits() != 32 {
+				t.Fatalf("canonicalIP(%v, %d) = %v, want 32 bits", a, bits, p)
+			}
+		} else if p.Bits() != bits {
+			t.Fatalf("canonicalIP(%v, %d) = %v, want %d bits", a, bits, p, bits)
+		}
+		if p2 := canonicalIP(p.Addr(), bits); p2 != p {
+			t.Fatalf("grouping is not idempotent: %v -> %v -> %v", a, p, p2)
+		}
 		e := encodeIP(p)
-		require.NotZero(t, e[0])
+		if e[0] == 0 {
+			t.Fatalf("encodeIP(%v) = %x starts with 0", p, e)
+		}
 	})
 }
 

@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"github.com/axes-go/axes/store"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -31,7 +29,9 @@ func newTest(t testing.TB, p Policy, opts ...Option) (*Limiter, *fakeClock) {
 	t.Helper()
 	c := &fakeClock{}
 	l, err := New(p, append([]Option{WithClock(c.Now)}, opts...)...)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("New(%+v): %v", p, err)
+	}
 	t.Cleanup(func() { l.Close() })
 	return l, c
 }
@@ -73,32 +73,69 @@ func TestPolicyValidation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := New(c.p, c.opts...)
-			require.Error(t, err)
-			assert.True(t, strings.HasPrefix(err.Error(), "axes: "), err.Error())
-			assert.Contains(t, err.Error(), c.want)
+			if err == nil {
+				t.Fatal("New: no error")
+			}
+			if !strings.HasPrefix(err.Error(), "axes: ") {
+				t.Errorf("error %q does not start with \"axes: \"", err)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
 		})
 	}
 	_, err := New(Policy{})
-	require.NoError(t, err)
-	assert.Panics(t, func() { Must(New(Policy{Limit: -1})) })
+	if err != nil {
+		t.Fatalf("New(Policy{}): %v", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Must(New(Policy{Limit: -1})) did not panic")
+			}
+		}()
+		Must(New(Policy{Limit: -1}))
+	}()
 }
 
 func TestDefaults(t *testing.T) {
 	l, _ := newTest(t, Policy{})
-	assert.Equal(t, 3, l.rule.Limit)
-	assert.Equal(t, 15*time.Minute, l.rule.Cooloff)
-	assert.Equal(t, 15*time.Minute, l.rule.Window)
-	assert.Equal(t, []Fields{IP}, l.dims)
-	assert.Equal(t, 64, l.v6bits)
+	if l.rule.Limit != 3 {
+		t.Errorf("default Limit = %d, want 3", l.rule.Limit)
+	}
+	if l.rule.Cooloff != 15*time.Minute {
+		t.Errorf("default Cooloff = %v, want 15m", l.rule.Cooloff)
+	}
+	if l.rule.Window != 15*time.Minute {
+		t.Errorf("default Window = %v, want 15m", l.rule.Window)
+	}
+	if want := []Fields{IP}; !slices.Equal(l.dims, want) {
+		t.Errorf("default LockoutBy = %v, want %v", l.dims, want)
+	}
+	if l.v6bits != 64 {
+		t.Errorf("default IPv6Prefix = %d, want 64", l.v6bits)
+	}
 	lt, _ := newTest(t, Policy{Cooloff: Tiers{{4, time.Minute}, {8, time.Hour}, {20, Indefinite}}})
-	assert.Equal(t, 4, lt.rule.Limit)
-	assert.Equal(t, 24*time.Hour, lt.rule.Window)
+	if lt.rule.Limit != 4 {
+		t.Errorf("Tiers: Limit = %d, want the first tier's 4", lt.rule.Limit)
+	}
+	if lt.rule.Window != 24*time.Hour {
+		t.Errorf("Tiers: Window = %v, want 24h", lt.rule.Window)
+	}
 	lb, _ := newTest(t, Policy{Cooloff: Backoff{Base: time.Minute}})
-	assert.Equal(t, 2.0, lb.rule.Factor)
-	assert.Equal(t, 24*time.Hour, lb.rule.Decay)
-	assert.Equal(t, time.Minute, lb.rule.Window)
+	if lb.rule.Factor != 2.0 {
+		t.Errorf("Backoff: Factor = %v, want 2", lb.rule.Factor)
+	}
+	if lb.rule.Decay != 24*time.Hour {
+		t.Errorf("Backoff: Decay = %v, want 24h", lb.rule.Decay)
+	}
+	if lb.rule.Window != time.Minute {
+		t.Errorf("Backoff: Window = %v, want the Base, 1m", lb.rule.Window)
+	}
 	lf, _ := newTest(t, Policy{Cooloff: Forever})
-	assert.Equal(t, 15*time.Minute, lf.rule.Window)
+	if lf.rule.Window != 15*time.Minute {
+		t.Errorf("Forever: Window = %v, want 15m", lf.rule.Window)
+	}
 }
 
 func TestLockedReadsNoClockWhenNotLocked(t *testing.T) {
@@ -108,13 +145,21 @@ func TestLockedReadsNoClockWhenNotLocked(t *testing.T) {
 	l.Fail(Key{IP: ipN(2)})
 	before := c.reads.Load()
 	for range 100 {
-		assert.False(t, l.Locked(k))
-		assert.False(t, l.Locked(Key{IP: ipN(3), Username: "x"}))
+		if l.Locked(k) {
+			t.Errorf("Locked(%+v) = true after 1 failure", k)
+		}
+		if l.Locked(Key{IP: ipN(3), Username: "x"}) {
+			t.Error("Locked = true for a key never seen")
+		}
 	}
-	assert.Equal(t, before, c.reads.Load(), "Locked read the clock for an unlocked key")
+	if got := c.reads.Load(); got != before {
+		t.Errorf("Locked read the clock %d times for an unlocked key", got-before)
+	}
 	l.Fail(k)
 	l.Fail(k)
-	assert.True(t, l.Locked(k))
+	if !l.Locked(k) {
+		t.Errorf("Locked(%+v) = false after 3 failures", k)
+	}
 }
 
 // TestReservationsExactUnderRace releases 1,000 goroutines together, each
@@ -185,8 +230,12 @@ func TestPlainPatternWeakerBound(t *testing.T) {
 	passed.Wait()
 	close(release)
 	done.Wait()
-	assert.Equal(t, int64(n), checked.Load(), "all %d racing requests reach the password check with limit 5", n)
-	assert.True(t, l.Locked(k))
+	if got := checked.Load(); got != n {
+		t.Errorf("%d racing requests reached the password check with limit 5, want all %d", got, n)
+	}
+	if !l.Locked(k) {
+		t.Error("Locked = false after the burst of failures")
+	}
 }
 
 func TestFlood(t *testing.T) {
@@ -204,38 +253,62 @@ func flood(t *testing.T) {
 	for range 3 {
 		l.Fail(a)
 	}
-	require.True(t, l.Locked(a))
+	if !l.Locked(a) {
+		t.Fatal("not locked after 3 failures")
+	}
 	l.Fail(b)
 	l.Fail(b)
 	for i := range 10 * capN {
 		c.Set(time.Duration(i) * time.Millisecond)
 		l.Fail(Key{IP: ipN(i)})
 		if i%512 == 0 {
-			require.LessOrEqual(t, l.Stats().Entries, capN)
+			if got := l.Stats().Entries; got > capN {
+				t.Fatalf("after %d flood keys: Stats().Entries = %d, want at most %d", i+1, got, capN)
+			}
 		}
 	}
 	st := l.Stats()
-	assert.LessOrEqual(t, st.Entries, capN)
-	assert.Positive(t, st.EvictedPressure)
-	assert.True(t, l.Locked(a), "a flood evicted a lock")
+	if st.Entries > capN {
+		t.Errorf("Stats().Entries = %d, want at most %d", st.Entries, capN)
+	}
+	if st.EvictedPressure == 0 {
+		t.Error("Stats().EvictedPressure = 0, want > 0")
+	}
+	if !l.Locked(a) {
+		t.Error("a flood evicted a lock")
+	}
 	v := l.Fail(b)
-	assert.True(t, v.Locked, "a flood flushed a partial count: %+v", v)
+	if !v.Locked {
+		t.Errorf("a flood flushed a partial count: %+v", v)
+	}
 }
 
 func TestOverflowWhenOnlyLockedRemain(t *testing.T) {
 	const capN = 64
 	l, _ := newTest(t, Policy{Limit: 1}, WithMaxEntries(capN))
 	for i := range capN {
-		require.True(t, l.Fail(Key{IP: ipN(i)}).Locked)
+		if v := l.Fail(Key{IP: ipN(i)}); !v.Locked {
+			t.Fatalf("key %d: Fail = %+v, want locked", i, v)
+		}
 	}
-	assert.Equal(t, capN, l.Stats().Entries)
+	if got := l.Stats().Entries; got != capN {
+		t.Errorf("Stats().Entries = %d, want %d", got, capN)
+	}
 	v := l.Fail(Key{IP: ipN(100000)})
 	st := l.Stats()
-	assert.Equal(t, capN, st.Entries)
-	assert.Equal(t, uint64(1), st.Overflows)
-	assert.True(t, v.Locked && l.Locked(Key{IP: ipN(100000)}), "a key the table cannot hold stays locked in the sketch")
+	if st.Entries != capN {
+		t.Errorf("Stats().Entries = %d after the overflow, want %d", st.Entries, capN)
+	}
+	if st.Overflows != 1 {
+		t.Errorf("Stats().Overflows = %d, want 1", st.Overflows)
+	}
+	if locked := l.Locked(Key{IP: ipN(100000)}); !v.Locked || !locked {
+		t.Errorf("a key the table cannot hold stays locked in the sketch: Fail = %+v, Locked = %v", v, locked)
+	}
 	for i := range capN {
-		assert.True(t, l.Locked(Key{IP: ipN(i)}), "lock %d evicted", i)
+		if !l.Locked(Key{IP: ipN(i)}) {
+			t.Errorf("lock %d evicted", i)
+		}
 	}
 }
 
@@ -244,14 +317,20 @@ func TestExpiredEntriesAreSwept(t *testing.T) {
 	for i := range 2000 {
 		l.Fail(Key{IP: ipN(i)})
 	}
-	assert.Equal(t, 2000, l.Stats().Entries)
+	if got := l.Stats().Entries; got != 2000 {
+		t.Errorf("Stats().Entries = %d, want 2000", got)
+	}
 	c.Set(time.Hour)
 	for i := range 3000 {
 		l.Fail(Key{IP: ipN(10000 + i)})
 	}
 	st := l.Stats()
-	assert.LessOrEqual(t, st.Entries, 3000+256, "expired entries linger: %+v", st)
-	assert.Positive(t, st.EvictedExpired)
+	if st.Entries > 3000+256 {
+		t.Errorf("expired entries linger: %+v", st)
+	}
+	if st.EvictedExpired == 0 {
+		t.Error("Stats().EvictedExpired = 0, want > 0")
+	}
 }
 
 // TestStoreMatchesModel drives the memory store's table through random
@@ -285,10 +364,14 @@ func TestStoreMatchesModel(t *testing.T) {
 			t.Fatalf("key %d: %d failures, want %d", i, got, n)
 		}
 	}
-	assert.Equal(t, len(model), l.Stats().Entries)
+	if got := l.Stats().Entries; got != len(model) {
+		t.Errorf("Stats().Entries = %d, want the model's %d", got, len(model))
+	}
 	c.Set(time.Hour)
 	for i := range model {
-		assert.Equal(t, 0, l.Check(Key{IP: ipN(i)}).Failures)
+		if got := l.Check(Key{IP: ipN(i)}).Failures; got != 0 {
+			t.Errorf("key %d: %d failures an hour later, want 0", i, got)
+		}
 	}
 }
 
@@ -305,24 +388,52 @@ func TestStatsAndLogEvents(t *testing.T) {
 	l.Fail(Key{IP: netip.MustParseAddr("203.0.113.5")})
 	l.ResetAll()
 	st := l.Stats()
-	assert.Equal(t, uint64(3), st.Failures)
-	assert.Equal(t, uint64(1), st.Lockouts)
-	assert.Equal(t, uint64(2), st.Refused)
-	assert.Equal(t, uint64(1), st.Successes)
-	assert.Equal(t, uint64(1), st.Resets)
+	if st.Failures != 3 {
+		t.Errorf("Stats().Failures = %d, want 3", st.Failures)
+	}
+	if st.Lockouts != 1 {
+		t.Errorf("Stats().Lockouts = %d, want 1", st.Lockouts)
+	}
+	if st.Refused != 2 {
+		t.Errorf("Stats().Refused = %d, want 2", st.Refused)
+	}
+	if st.Successes != 1 {
+		t.Errorf("Stats().Successes = %d, want 1", st.Successes)
+	}
+	if st.Resets != 1 {
+		t.Errorf("Stats().Resets = %d, want 1", st.Resets)
+	}
 	out := buf.String()
-	assert.Contains(t, out, "axes lockout")
-	assert.Contains(t, out, "ip=192.0.*.*")
-	assert.NotContains(t, out, "192.0.2.77")
-	assert.NotContains(t, out, "Alice")
-	assert.Contains(t, out, "username=sha256:")
-	assert.Contains(t, out, "reason=denied")
-	assert.NotContains(t, out, "axes failure", "failures are not logged by default")
+	if !strings.Contains(out, "axes lockout") {
+		t.Errorf("the log lacks %q:\n%s", "axes lockout", out)
+	}
+	if !strings.Contains(out, "ip=192.0.*.*") {
+		t.Errorf("the log lacks the masked IP %q:\n%s", "ip=192.0.*.*", out)
+	}
+	if strings.Contains(out, "192.0.2.77") {
+		t.Errorf("the log holds the raw IP:\n%s", out)
+	}
+	if strings.Contains(out, "Alice") {
+		t.Errorf("the log holds the raw username:\n%s", out)
+	}
+	if !strings.Contains(out, "username=sha256:") {
+		t.Errorf("the log lacks %q:\n%s", "username=sha256:", out)
+	}
+	if !strings.Contains(out, "reason=denied") {
+		t.Errorf("the log lacks %q:\n%s", "reason=denied", out)
+	}
+	if strings.Contains(out, "axes failure") {
+		t.Errorf("failures are not logged by default, but the log holds one:\n%s", out)
+	}
 	buf.Reset()
 	l2, _ := newTest(t, Policy{OnEvent: LogEvents(logger, LogRawIdentity(), LogFailures())})
 	l2.Fail(k)
-	assert.Contains(t, buf.String(), "192.0.2.77")
-	assert.Contains(t, buf.String(), "username=Alice")
+	if !strings.Contains(buf.String(), "192.0.2.77") {
+		t.Errorf("the log with LogRawIdentity lacks the raw IP:\n%s", buf.String())
+	}
+	if !strings.Contains(buf.String(), "username=Alice") {
+		t.Errorf("the log with LogRawIdentity lacks %q:\n%s", "username=Alice", buf.String())
+	}
 }
 
 func TestLockoutIdentityNotRetained(t *testing.T) {
@@ -330,33 +441,65 @@ func TestLockoutIdentityNotRetained(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
 	l.Fail(Key{Username: big, UserAgent: big})
 	lo := l.Lockouts()
-	require.Len(t, lo, 1)
-	assert.Len(t, lo[0].Username, MaxIdentityBytes)
-	assert.Len(t, lo[0].UserAgent, MaxIdentityBytes)
+	if len(lo) != 1 {
+		t.Fatalf("%d lockouts, want 1", len(lo))
+	}
+	if len(lo[0].Username) != MaxIdentityBytes {
+		t.Errorf("the listed username holds %d bytes, want %d", len(lo[0].Username), MaxIdentityBytes)
+	}
+	if len(lo[0].UserAgent) != MaxIdentityBytes {
+		t.Errorf("the listed user agent holds %d bytes, want %d", len(lo[0].UserAgent), MaxIdentityBytes)
+	}
 }
 
 func TestBackoffJitterAndSaturation(t *testing.T) {
 	l, _ := newTest(t, Policy{Limit: 1, Cooloff: Backoff{Base: time.Hour, Jitter: 0.5}})
 	for i := range 50 {
 		v := l.Fail(Key{IP: ipN(i)})
-		require.True(t, v.Locked)
-		assert.GreaterOrEqual(t, v.RetryAfter, 30*time.Minute)
-		assert.LessOrEqual(t, v.RetryAfter, 90*time.Minute+time.Second)
+		if !v.Locked {
+			t.Fatalf("key %d: Fail = %+v, want locked", i, v)
+		}
+		if v.RetryAfter < 30*time.Minute {
+			t.Errorf("key %d: RetryAfter = %v, want at least 30m", i, v.RetryAfter)
+		}
+		if v.RetryAfter > 90*time.Minute+time.Second {
+			t.Errorf("key %d: RetryAfter = %v, want at most 1h30m1s", i, v.RetryAfter)
+		}
 	}
 	r := store.Rule{Cooloff: time.Hour, Factor: 10}
-	assert.Equal(t, maxFinite, r.LockDuration(255, 1))
-	assert.Positive(t, r.LockDuration(40, 1))
+	if got := r.LockDuration(255, 1); got != maxFinite {
+		t.Errorf("LockDuration(255, 1) = %v, want maxFinite %v", got, maxFinite)
+	}
+	if got := r.LockDuration(40, 1); got <= 0 {
+		t.Errorf("LockDuration(40, 1) = %v, want > 0", got)
+	}
 }
 
 func TestFieldsString(t *testing.T) {
-	assert.Equal(t, "ip+username+user_agent", (IP | Username | UserAgent).String())
-	assert.Equal(t, "none", Fields(0).String())
-	assert.Equal(t, "ip+unknown", (IP | 64).String())
-	assert.Equal(t, "busy", ReasonBusy.String())
-	assert.Equal(t, "lockout", EventLockout.String())
-	assert.Equal(t, "settle-fail", store.OpSettleFail.String())
-	assert.Equal(t, "unknown", Reason(99).String())
-	assert.Equal(t, fmt.Sprint(store.Op(99)), "Op(99)")
+	if got := (IP | Username | UserAgent).String(); got != "ip+username+user_agent" {
+		t.Errorf("(IP | Username | UserAgent).String() = %q, want %q", got, "ip+username+user_agent")
+	}
+	if got := Fields(0).String(); got != "none" {
+		t.Errorf("Fields(0).String() = %q, want %q", got, "none")
+	}
+	if got := (IP | 64).String(); got != "ip+unknown" {
+		t.Errorf("(IP | 64).String() = %q, want %q", got, "ip+unknown")
+	}
+	if got := ReasonBusy.String(); got != "busy" {
+		t.Errorf("ReasonBusy.String() = %q, want %q", got, "busy")
+	}
+	if got := EventLockout.String(); got != "lockout" {
+		t.Errorf("EventLockout.String() = %q, want %q", got, "lockout")
+	}
+	if got := store.OpSettleFail.String(); got != "settle-fail" {
+		t.Errorf("store.OpSettleFail.String() = %q, want %q", got, "settle-fail")
+	}
+	if got := Reason(99).String(); got != "unknown" {
+		t.Errorf("Reason(99).String() = %q, want %q", got, "unknown")
+	}
+	if got := fmt.Sprint(store.Op(99)); got != "Op(99)" {
+		t.Errorf("fmt.Sprint(store.Op(99)) = %q, want %q", got, "Op(99)")
+	}
 }
 
 func TestCancelAndResetLockout(t *testing.T) {
@@ -364,27 +507,44 @@ func TestCancelAndResetLockout(t *testing.T) {
 	k := Key{IP: ipN(1), UserAgent: strings.Repeat("u", 1000)}
 	l.Fail(k)
 	a := l.Begin(k)
-	require.True(t, a.Allowed())
+	if !a.Allowed() {
+		t.Fatalf("Begin after 1 failure of 2 refused: %+v", a.Verdict())
+	}
 	a.Cancel()
 	a.Cancel()
-	assert.Equal(t, 1, l.Check(k).Failures, "Cancel neither counts nor resets")
-	assert.Equal(t, uint64(0), l.Stats().Successes)
+	if got := l.Check(k).Failures; got != 1 {
+		t.Errorf("Check(...).Failures = %d after Cancel, want 1: Cancel neither counts nor resets", got)
+	}
+	if got := l.Stats().Successes; got != 0 {
+		t.Errorf("Stats().Successes = %d after Cancel, want 0", got)
+	}
 	l.Fail(k)
 	lo := l.Lockouts()
-	require.Len(t, lo, 2)
+	if len(lo) != 2 {
+		t.Fatalf("%d lockouts, want 2: %+v", len(lo), lo)
+	}
 	for _, x := range lo {
 		if x.By == IP|UserAgent {
 			l.ResetLockout(x)
 		}
 	}
 	lo = l.Lockouts()
-	require.Len(t, lo, 1)
-	assert.Equal(t, IP, lo[0].By)
+	if len(lo) != 1 {
+		t.Fatalf("%d lockouts after ResetLockout, want 1: %+v", len(lo), lo)
+	}
+	if lo[0].By != IP {
+		t.Errorf("the lockout left is by %v, want %v", lo[0].By, IP)
+	}
 	d, err := store.ParseDigest(lo[0].Digest.String())
-	require.NoError(t, err)
-	assert.Equal(t, lo[0].Digest, d)
-	_, err = store.ParseDigest("xyz")
-	assert.Error(t, err)
+	if err != nil {
+		t.Fatalf("ParseDigest(%q): %v", lo[0].Digest.String(), err)
+	}
+	if d != lo[0].Digest {
+		t.Errorf("ParseDigest(%q) = %v, want %v", lo[0].Digest.String(), d, lo[0].Digest)
+	}
+	if _, err = store.ParseDigest("xyz"); err == nil {
+		t.Error(`ParseDigest("xyz"): no error`)
+	}
 }
 
 // The cap is global: a new key whose own shard holds nothing evictable
@@ -406,11 +566,21 @@ func TestEvictionCrossesShards(t *testing.T) {
 	}
 	v := l.Fail(victim)
 	s := l.Stats()
-	assert.Equal(t, uint64(0), s.Overflows)
-	assert.Positive(t, s.EvictedPressure)
-	assert.Equal(t, 1, v.Failures)
-	assert.Equal(t, 1, l.Check(victim).Failures, "the victim's failure was not stored")
-	assert.LessOrEqual(t, s.Entries, capN)
+	if s.Overflows != 0 {
+		t.Errorf("Stats().Overflows = %d, want 0", s.Overflows)
+	}
+	if s.EvictedPressure == 0 {
+		t.Error("Stats().EvictedPressure = 0, want > 0")
+	}
+	if v.Failures != 1 {
+		t.Errorf("Fail(victim).Failures = %d, want 1", v.Failures)
+	}
+	if got := l.Check(victim).Failures; got != 1 {
+		t.Errorf("the victim's failure was not stored: Check(victim).Failures = %d, want 1", got)
+	}
+	if s.Entries > capN {
+		t.Errorf("Stats().Entries = %d, want at most %d", s.Entries, capN)
+	}
 }
 
 // Regressions: a reservation generation past 255, Locked agreeing with
@@ -430,7 +600,9 @@ func TestReservationEdges(t *testing.T) {
 	a.Succeed()
 	now += 2 * time.Minute
 	c.Set(now)
-	assert.Equal(t, before, l.Check(k).Failures, "a settled success counted as a failure after the generation wrapped")
+	if got := l.Check(k).Failures; got != before {
+		t.Errorf("a settled success counted as a failure after the generation wrapped: %d failures, want %d", got, before)
+	}
 
 	l2, c2 := newTest(t, Policy{Limit: 3})
 	k2 := Key{IP: ipN(2), Username: "carol"}
@@ -438,19 +610,31 @@ func TestReservationEdges(t *testing.T) {
 	l2.Fail(k2)
 	l2.Begin(k2) // the handler crashes
 	c2.Set(2 * time.Minute)
-	assert.True(t, l2.Locked(k2), "Locked disagrees with Check")
-	assert.True(t, l2.Check(k2).Locked)
+	if !l2.Locked(k2) {
+		t.Error("Locked disagrees with Check: Locked = false")
+	}
+	if v := l2.Check(k2); !v.Locked {
+		t.Errorf("Check after the timed-out reservation = %+v, want locked", v)
+	}
 	lo := l2.Lockouts()
-	require.Len(t, lo, 1)
-	assert.Equal(t, "carol", lo[0].Username)
+	if len(lo) != 1 {
+		t.Fatalf("%d lockouts, want 1: %+v", len(lo), lo)
+	}
+	if lo[0].Username != "carol" {
+		t.Errorf("the lockout's Username = %q, want %q", lo[0].Username, "carol")
+	}
 
 	l3, c3 := newTest(t, Policy{Limit: 3, LimitFunc: func(Key) int { return 1 }})
 	k3 := Key{IP: ipN(3)}
 	l3.Begin(k3)
 	c3.Set(2 * time.Minute)
-	assert.True(t, l3.Check(k3).Locked, "a read applied the base limit instead of LimitFunc's")
+	if v := l3.Check(k3); !v.Locked {
+		t.Errorf("a read applied the base limit instead of LimitFunc's: Check = %+v", v)
+	}
 	a3 := l3.Begin(k3)
-	assert.False(t, a3.Allowed())
+	if a3.Allowed() {
+		t.Error("Begin admitted a key LimitFunc locks after 1 failure")
+	}
 }
 
 func TestTimedOutReservationsAreReported(t *testing.T) {
@@ -460,9 +644,15 @@ func TestTimedOutReservationsAreReported(t *testing.T) {
 	l.Begin(k)
 	l.Begin(k)
 	c.Set(2 * time.Minute)
-	assert.Equal(t, 2, l.Check(k).Failures)
-	assert.Equal(t, uint64(2), l.Stats().Failures)
-	assert.Equal(t, []string{"failure"}, kinds)
+	if got := l.Check(k).Failures; got != 2 {
+		t.Errorf("Check(...).Failures = %d after 2 timed-out reservations, want 2", got)
+	}
+	if got := l.Stats().Failures; got != 2 {
+		t.Errorf("Stats().Failures = %d, want 2", got)
+	}
+	if want := []string{"failure"}; !slices.Equal(kinds, want) {
+		t.Errorf("events %q, want %q", kinds, want)
+	}
 }
 
 func TestResetClient(t *testing.T) {
@@ -473,11 +663,23 @@ func TestResetClient(t *testing.T) {
 		l.Fail(k)
 		l.Fail(other)
 	}
-	require.True(t, l.Locked(k))
-	assert.Equal(t, 3, l.ResetClient(ipN(1), "Bob "), "IP, Username and IP|Username; not IP|UserAgent")
+	if !l.Locked(k) {
+		t.Fatal("not locked after 2 failures")
+	}
+	if got := l.ResetClient(ipN(1), "Bob "); got != 3 {
+		t.Errorf("ResetClient = %d, want 3: IP, Username and IP|Username; not IP|UserAgent", got)
+	}
 	v := l.Check(k)
-	assert.True(t, v.Locked, "the IP|UserAgent dimension keeps its lock")
-	assert.Equal(t, IP|UserAgent, v.By)
-	assert.False(t, l.Locked(Key{IP: ipN(1), Username: "bob", UserAgent: "other"}), "every dimension without the user agent was forgotten")
-	assert.True(t, l.Locked(other), "other clients keep their locks")
+	if !v.Locked {
+		t.Errorf("the IP|UserAgent dimension keeps its lock: Check = %+v", v)
+	}
+	if v.By != IP|UserAgent {
+		t.Errorf("Check(...).By = %v, want %v", v.By, IP|UserAgent)
+	}
+	if l.Locked(Key{IP: ipN(1), Username: "bob", UserAgent: "other"}) {
+		t.Error("every dimension without the user agent was forgotten, yet another user agent is locked")
+	}
+	if !l.Locked(other) {
+		t.Error("other clients keep their locks: Locked(other) = false")
+	}
 }

@@ -9,9 +9,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // Attacks on the memory store's bound: a full store blurs what it cannot
@@ -29,9 +26,13 @@ func lockFill(t *testing.T, capN int) *Limiter {
 		for range 3 {
 			l.Fail(k)
 		}
-		require.True(t, l.Locked(k), "junk %d", i)
+		if !l.Locked(k) {
+			t.Fatalf("junk %d is not locked after 3 failures", i)
+		}
 	}
-	require.Equal(t, capN, l.Stats().Entries)
+	if got := l.Stats().Entries; got != capN {
+		t.Fatalf("Stats().Entries = %d after filling, want %d", got, capN)
+	}
 	return l
 }
 
@@ -48,12 +49,22 @@ func TestLockFillBegin(t *testing.T) {
 			a.Fail()
 		}
 	}
-	assert.LessOrEqual(t, admitted, 3, "a full store admitted %d guesses", admitted)
-	assert.True(t, l.Locked(victim))
-	assert.True(t, l.Check(victim).Locked)
+	if admitted > 3 {
+		t.Errorf("a full store admitted %d guesses, want at most 3", admitted)
+	}
+	if !l.Locked(victim) {
+		t.Error("Locked(victim) = false after the guesses")
+	}
+	if v := l.Check(victim); !v.Locked {
+		t.Errorf("Check(victim) = %+v, want locked", v)
+	}
 	st := l.Stats()
-	assert.Positive(t, st.Overflows)
-	assert.Positive(t, st.SketchDecisions)
+	if st.Overflows == 0 {
+		t.Error("Stats().Overflows = 0, want > 0")
+	}
+	if st.SketchDecisions == 0 {
+		t.Error("Stats().SketchDecisions = 0, want > 0")
+	}
 }
 
 // TestLockFillLockedThenFail: the same through the plain Locked-then-Fail
@@ -69,11 +80,19 @@ func TestLockFillLockedThenFail(t *testing.T) {
 		guesses++
 		l.Fail(victim)
 	}
-	assert.LessOrEqual(t, guesses, 3, "a full store admitted %d guesses", guesses)
+	if guesses > 3 {
+		t.Errorf("a full store admitted %d guesses, want at most 3", guesses)
+	}
 	v := l.Fail(victim)
-	assert.True(t, v.Locked)
-	assert.Equal(t, ReasonLockout, v.Reason)
-	assert.Positive(t, v.RetryAfter)
+	if !v.Locked {
+		t.Errorf("Fail(victim) = %+v, want locked", v)
+	}
+	if v.Reason != ReasonLockout {
+		t.Errorf("Fail(victim).Reason = %v, want %v", v.Reason, ReasonLockout)
+	}
+	if v.RetryAfter <= 0 {
+		t.Errorf("Fail(victim).RetryAfter = %v, want > 0", v.RetryAfter)
+	}
 }
 
 // TestLockFillSuccessDoesNotUncount: a reservation decided from the sketch
@@ -89,7 +108,9 @@ func TestLockFillSuccessDoesNotUncount(t *testing.T) {
 			a.Succeed()
 		}
 	}
-	assert.LessOrEqual(t, admitted, 3)
+	if admitted > 3 {
+		t.Errorf("a full store admitted %d guesses settled as successes, want at most 3", admitted)
+	}
 }
 
 // TestFullStoreCountsWhatItRecords: Stats.Failures counts failures the
@@ -99,12 +120,17 @@ func TestFullStoreCountsWhatItRecords(t *testing.T) {
 	before := l.Stats().Failures
 	for i := range 10 {
 		v := l.Fail(Key{Username: fmt.Sprintf("fresh-%d", i)})
-		assert.Equal(t, 1, v.Failures, "fresh %d", i)
+		if v.Failures != 1 {
+			t.Errorf("fresh %d: Fail(...).Failures = %d, want 1", i, v.Failures)
+		}
 	}
-	assert.Equal(t, before+10, l.Stats().Failures)
+	if got := l.Stats().Failures; got != before+10 {
+		t.Errorf("Stats().Failures = %d, want %d", got, before+10)
+	}
 	for i := range 10 {
-		assert.GreaterOrEqual(t, l.Check(Key{Username: fmt.Sprintf("fresh-%d", i)}).Failures, 1,
-			"failure of fresh %d was counted in Stats but not recorded", i)
+		if got := l.Check(Key{Username: fmt.Sprintf("fresh-%d", i)}).Failures; got < 1 {
+			t.Errorf("failure of fresh %d was counted in Stats but not recorded: Check(...).Failures = %d, want >= 1", i, got)
+		}
 	}
 }
 
@@ -127,15 +153,21 @@ func TestPartialCountSpray(t *testing.T) {
 				l.Fail(k)
 				l.Fail(k)
 			}
-			require.LessOrEqual(t, l.Stats().Entries, capN)
+			if got := l.Stats().Entries; got > capN {
+				t.Fatalf("Stats().Entries = %d, want at most %d", got, capN)
+			}
 			lost := 0
 			for i := range 50 {
 				if !l.Fail(victim(i)).Locked {
 					lost++
 				}
 			}
-			assert.Zero(t, lost, "%d of 50 victims lost their partial count", lost)
-			assert.Positive(t, l.Stats().SketchFolds)
+			if lost != 0 {
+				t.Errorf("%d of 50 victims lost their partial count", lost)
+			}
+			if l.Stats().SketchFolds == 0 {
+				t.Error("Stats().SketchFolds = 0, want > 0")
+			}
 		})
 	}
 }
@@ -146,18 +178,28 @@ func TestEvictedBackoffLevelIsKept(t *testing.T) {
 	const capN = 1024
 	l, c := newTest(t, Policy{Limit: 1, Cooloff: Backoff{Base: time.Minute, Decay: 24 * time.Hour}}, WithMaxEntries(capN))
 	v := Key{IP: netip.MustParseAddr("198.51.100.1")}
-	require.Equal(t, time.Minute, l.Fail(v).RetryAfter)
+	if got := l.Fail(v).RetryAfter; got != time.Minute {
+		t.Fatalf("first lock: RetryAfter = %v, want %v", got, time.Minute)
+	}
 	c.Set(2 * time.Minute)
-	require.False(t, l.Locked(v))
+	if l.Locked(v) {
+		t.Fatal("still locked after the first lock ended")
+	}
 	// Fill the store with locks until v, the only unlocked entry, is
 	// evicted.
 	for i := 0; l.Stats().SketchFolds == 0; i++ {
-		require.Less(t, i, 2*capN)
+		if i >= 2*capN {
+			t.Fatalf("no entry folded into the sketch after %d locks", i)
+		}
 		l.Fail(Key{IP: ipN(i)})
 	}
 	got := l.Fail(v)
-	require.True(t, got.Locked)
-	assert.GreaterOrEqual(t, got.RetryAfter, 2*time.Minute, "the back-off level was forgotten")
+	if !got.Locked {
+		t.Fatalf("Fail(v) after eviction = %+v, want locked", got)
+	}
+	if got.RetryAfter < 2*time.Minute {
+		t.Errorf("the back-off level was forgotten: RetryAfter = %v, want >= %v", got.RetryAfter, 2*time.Minute)
+	}
 }
 
 // TestSketchLockedFastPath: Locked's lock-free "no" is never given for a
@@ -169,11 +211,19 @@ func TestSketchLockedFastPath(t *testing.T) {
 		l.Fail(Key{Username: fmt.Sprintf("junk-%d", i)})
 	}
 	k := Key{Username: "victim"}
-	require.True(t, l.Fail(k).Locked)
-	require.True(t, l.Locked(k))
-	require.Positive(t, l.Stats().Overflows)
+	if v := l.Fail(k); !v.Locked {
+		t.Fatalf("Fail(victim) = %+v, want locked", v)
+	}
+	if !l.Locked(k) {
+		t.Fatal("Locked(victim) = false, want true")
+	}
+	if l.Stats().Overflows == 0 {
+		t.Fatal("Stats().Overflows = 0, want > 0")
+	}
 	c.Set(16 * time.Minute)
-	assert.False(t, l.Locked(k))
+	if l.Locked(k) {
+		t.Error("Locked(victim) = true after the lock ended")
+	}
 	l.Check(k) // a slow-path call notices that the sketch's locks ended
 	// A key whose place in the table's filter is free (the junk entries'
 	// ended locks stay in the filter until they are touched).
@@ -187,8 +237,12 @@ func TestSketchLockedFastPath(t *testing.T) {
 		}
 	}
 	before := c.reads.Load()
-	assert.False(t, l.Locked(other))
-	assert.Equal(t, before, c.reads.Load(), "Locked stays on the slow path after the sketch's locks ended")
+	if l.Locked(other) {
+		t.Errorf("Locked(%+v) = true, want false", other)
+	}
+	if got := c.reads.Load(); got != before {
+		t.Errorf("Locked stays on the slow path after the sketch's locks ended: %d clock reads, want none", got-before)
+	}
 }
 
 // TestResetAllClearsSketch: ResetAll forgets the sketch too.
@@ -198,10 +252,16 @@ func TestResetAllClearsSketch(t *testing.T) {
 		l.Fail(Key{Username: fmt.Sprintf("junk-%d", i)})
 	}
 	k := Key{Username: "victim"}
-	require.True(t, l.Fail(k).Locked)
+	if v := l.Fail(k); !v.Locked {
+		t.Fatalf("Fail(victim) = %+v, want locked", v)
+	}
 	l.ResetAll()
-	assert.False(t, l.Locked(k))
-	assert.Equal(t, 0, l.Check(k).Failures)
+	if l.Locked(k) {
+		t.Error("Locked(victim) = true after ResetAll")
+	}
+	if got := l.Check(k).Failures; got != 0 {
+		t.Errorf("Check(victim).Failures = %d after ResetAll, want 0", got)
+	}
 }
 
 // TestIdentityBudget: a store full of locks with the longest identities
@@ -213,7 +273,9 @@ func TestIdentityBudget(t *testing.T) {
 	long := strings.Repeat("x", 300)
 	for i := range capN {
 		k := Key{IP: ipN(i), Username: fmt.Sprintf("%s-%d", long, i), UserAgent: long}
-		require.True(t, l.Fail(k).Locked)
+		if v := l.Fail(k); !v.Locked {
+			t.Fatalf("key %d: Fail(...) = %+v, want locked", i, v)
+		}
 	}
 	st := l.mem
 	held := 0
@@ -223,21 +285,37 @@ func TestIdentityBudget(t *testing.T) {
 			held += identityCost(id)
 		}
 	}
-	assert.Equal(t, int64(held), st.idBytes.Load())
-	assert.LessOrEqual(t, held, st.idBudget, "identities hold %d bytes, budget %d", held, st.idBudget)
-	assert.Equal(t, capN*identityBytesPerEntry, st.idBudget)
+	if got := st.idBytes.Load(); got != int64(held) {
+		t.Errorf("idBytes = %d, want the %d bytes the identities hold", got, held)
+	}
+	if held > st.idBudget {
+		t.Errorf("identities hold %d bytes, budget %d", held, st.idBudget)
+	}
+	if want := capN * identityBytesPerEntry; st.idBudget != want {
+		t.Errorf("idBudget = %d, want %d", st.idBudget, want)
+	}
 	los := l.Lockouts()
-	require.Len(t, los, capN, "a lock without an identity must still be listed")
+	if len(los) != capN {
+		t.Fatalf("%d lockouts listed, want %d: a lock without an identity must still be listed", len(los), capN)
+	}
 	named := 0
 	for _, lo := range los {
 		if lo.Username != "" {
 			named++
-			assert.Len(t, lo.Username, MaxIdentityBytes)
-			assert.True(t, lo.IP.IsValid())
+			if len(lo.Username) != MaxIdentityBytes {
+				t.Errorf("a listed username of %d bytes, want %d", len(lo.Username), MaxIdentityBytes)
+			}
+			if !lo.IP.IsValid() {
+				t.Errorf("lockout %+v has a username but no IP", lo)
+			}
 		}
 	}
-	assert.Positive(t, named)
-	assert.Less(t, named, capN)
+	if named == 0 {
+		t.Error("no lockout listed with its identity")
+	}
+	if named >= capN {
+		t.Errorf("%d of %d lockouts listed with their identity, want fewer (the budget)", named, capN)
+	}
 }
 
 // TestLockFillBeginUnderRace: racing reservations on keys decided by the
@@ -268,6 +346,8 @@ func TestLockFillBeginUnderRace(t *testing.T) {
 	}
 	wg.Wait()
 	for v := range admitted {
-		assert.LessOrEqual(t, admitted[v].Load(), int64(3), "victim %d", v)
+		if n := admitted[v].Load(); n > 3 {
+			t.Errorf("victim %d: %d reservations admitted, want at most 3", v, n)
+		}
 	}
 }

@@ -8,12 +8,10 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 var snapSecret = []byte("snapshot-test-secret-0123456789")
@@ -36,7 +34,9 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		c := &fakeClock{}
 		c.Set(time.Duration(r.IntN(1000)) * time.Second)
 		a, err := New(snapPolicy(), WithClock(c.Now), WithSecret(snapSecret))
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
 		key := func() Key {
 			return Key{IP: ipN(r.IntN(20)), Username: []string{"ann", "Bob", "cy", ""}[r.IntN(4)], UserAgent: []string{"x", "y"}[r.IntN(2)]}
 		}
@@ -60,19 +60,31 @@ func TestSnapshotRoundTrip(t *testing.T) {
 				}
 			}
 			for i := 1; i < len(vs); i++ {
-				require.Equal(t, vs[0], vs[i], "seed %d: verdicts differ after restore for %+v", seed, k)
+				if vs[i] != vs[0] {
+					t.Fatalf("seed %d: verdicts differ after restore for %+v:\n got %+v\nwant %+v", seed, k, vs[i], vs[0])
+				}
 			}
 		}
 		for range 300 {
 			step(a)
 		}
 		var buf bytes.Buffer
-		require.NoError(t, a.Snapshot(&buf))
+		if err := a.Snapshot(&buf); err != nil {
+			t.Fatalf("seed %d: Snapshot: %v", seed, err)
+		}
 		b, err := New(snapPolicy(), WithClock(c.Now), WithSecret(snapSecret))
-		require.NoError(t, err)
-		require.NoError(t, b.Restore(bytes.NewReader(buf.Bytes())))
-		assert.Equal(t, len(a.Lockouts()), len(b.Lockouts()), "seed %d", seed)
-		assert.Equal(t, a.Lockouts(), b.Lockouts(), "seed %d", seed)
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		if err := b.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+			t.Fatalf("seed %d: Restore: %v", seed, err)
+		}
+		if want, got := len(a.Lockouts()), len(b.Lockouts()); got != want {
+			t.Errorf("seed %d: %d lockouts after restore, want %d", seed, got, want)
+		}
+		if want, got := a.Lockouts(), b.Lockouts(); !reflect.DeepEqual(got, want) {
+			t.Errorf("seed %d: lockouts after restore\n got %+v\nwant %+v", seed, got, want)
+		}
 		for range 300 {
 			step(a, b)
 		}
@@ -86,25 +98,49 @@ func TestSnapshotDropsExpiredAndIdentities(t *testing.T) {
 	a.Fail(Key{IP: ipN(1), Username: "alice"}) // locked
 	a.Fail(Key{IP: ipN(2), Username: "bob"})
 	var with, without bytes.Buffer
-	require.NoError(t, a.Snapshot(&with))
-	require.NoError(t, a.Snapshot(&without, WithoutIdentities()))
-	assert.Contains(t, with.String(), "alice")
-	assert.NotContains(t, without.String(), "alice")
-	assert.NotContains(t, with.String(), "bob", "identities are kept for locks only")
+	if err := a.Snapshot(&with); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	if err := a.Snapshot(&without, WithoutIdentities()); err != nil {
+		t.Fatalf("Snapshot(WithoutIdentities()): %v", err)
+	}
+	if !strings.Contains(with.String(), "alice") {
+		t.Error("the snapshot lacks the locked username alice")
+	}
+	if strings.Contains(without.String(), "alice") {
+		t.Error("the snapshot WithoutIdentities holds the username alice")
+	}
+	if strings.Contains(with.String(), "bob") {
+		t.Error("the snapshot holds the unlocked username bob: identities are kept for locks only")
+	}
 
 	c.Set(16 * time.Minute) // everything has expired
 	b := Must(New(Policy{Limit: 2}, WithClock(c.Now), WithSecret(snapSecret)))
-	require.NoError(t, b.Restore(&with))
-	assert.Equal(t, 0, b.Stats().Entries)
+	if err := b.Restore(&with); err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	if got := b.Stats().Entries; got != 0 {
+		t.Errorf("Stats().Entries = %d after restoring expired entries, want 0", got)
+	}
 
 	c.Set(5 * time.Minute)
 	b2 := Must(New(Policy{Limit: 2}, WithClock(c.Now), WithSecret(snapSecret)))
-	require.NoError(t, b2.Restore(&without))
-	assert.True(t, b2.Locked(Key{IP: ipN(1)}))
+	if err := b2.Restore(&without); err != nil {
+		t.Fatalf("Restore(WithoutIdentities snapshot): %v", err)
+	}
+	if !b2.Locked(Key{IP: ipN(1)}) {
+		t.Error("the restored lock is not locked")
+	}
 	lo := b2.Lockouts()
-	require.Len(t, lo, 1)
-	assert.Equal(t, "", lo[0].Username)
-	assert.Equal(t, 10*time.Minute, b2.Check(Key{IP: ipN(1)}).RetryAfter)
+	if len(lo) != 1 {
+		t.Fatalf("%d lockouts after restore, want 1: %+v", len(lo), lo)
+	}
+	if lo[0].Username != "" {
+		t.Errorf("restored lockout's Username = %q, want none", lo[0].Username)
+	}
+	if got := b2.Check(Key{IP: ipN(1)}).RetryAfter; got != 10*time.Minute {
+		t.Errorf("RetryAfter after restore = %v, want %v", got, 10*time.Minute)
+	}
 }
 
 func TestRestoreRejectsBadInput(t *testing.T) {
@@ -114,7 +150,9 @@ func TestRestoreRejectsBadInput(t *testing.T) {
 		a.Fail(Key{IP: ipN(i % 7), Username: strings.Repeat("u", i)})
 	}
 	var buf bytes.Buffer
-	require.NoError(t, a.Snapshot(&buf))
+	if err := a.Snapshot(&buf); err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
 	good := buf.Bytes()
 	fresh := func() *Limiter {
 		return Must(New(Policy{LockoutBy: []Fields{IP, Username}}, WithClock(c.Now), WithSecret(snapSecret)))
@@ -122,40 +160,66 @@ func TestRestoreRejectsBadInput(t *testing.T) {
 	// Every truncation fails.
 	for n := 0; n < len(good); n += 1 + n/8 {
 		l := fresh()
-		require.Error(t, l.Restore(bytes.NewReader(good[:n])), "truncated at %d", n)
-		assert.Equal(t, 0, l.Stats().Entries, "a failed restore loaded entries")
+		if err := l.Restore(bytes.NewReader(good[:n])); err == nil {
+			t.Fatalf("Restore of the snapshot truncated at %d: no error", n)
+		}
+		if got := l.Stats().Entries; got != 0 {
+			t.Errorf("a failed restore (truncated at %d) loaded %d entries", n, got)
+		}
 	}
 	// Every flipped bit fails.
 	for i := 0; i < len(good); i += 1 + i/16 {
 		bad := append([]byte(nil), good...)
 		bad[i] ^= 0x10
-		require.Error(t, fresh().Restore(bytes.NewReader(bad)), "bit flipped at %d", i)
+		if err := fresh().Restore(bytes.NewReader(bad)); err == nil {
+			t.Fatalf("Restore of the snapshot with a bit flipped at %d: no error", i)
+		}
 	}
 	// Trailing data, another secret, another version.
-	require.Error(t, fresh().Restore(bytes.NewReader(append(append([]byte(nil), good...), 0))))
+	if err := fresh().Restore(bytes.NewReader(append(append([]byte(nil), good...), 0))); err == nil {
+		t.Fatal("Restore of the snapshot with trailing data: no error")
+	}
 	other := Must(New(Policy{}, WithSecret([]byte("another-secret-0123456789"))))
-	assert.True(t, errors.Is(other.Restore(bytes.NewReader(good)), ErrSnapshotSecret))
+	if err := other.Restore(bytes.NewReader(good)); !errors.Is(err, ErrSnapshotSecret) {
+		t.Errorf("Restore under another secret: %v, want ErrSnapshotSecret", err)
+	}
 	v2 := append([]byte(nil), good...)
 	binary.LittleEndian.PutUint16(v2[8:], 2)
 	fixCRC(v2)
 	err := fresh().Restore(bytes.NewReader(v2))
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "version 2")
+	if err == nil {
+		t.Fatal("Restore of a version 2 snapshot: no error")
+	}
+	if !strings.Contains(err.Error(), "version 2") {
+		t.Errorf("Restore of a version 2 snapshot: %q does not contain %q", err, "version 2")
+	}
 	// An absurd count with a valid checksum still fails without a huge
 	// allocation.
 	huge := append([]byte(nil), good[:snapHeaderLen]...)
 	binary.LittleEndian.PutUint64(huge[40:], 1<<62)
 	huge = binary.LittleEndian.AppendUint32(huge, 0)
 	fixCRC(huge)
-	allocs := testing.AllocsPerRun(1, func() { require.Error(t, fresh().Restore(bytes.NewReader(huge))) })
-	assert.Less(t, allocs, 2000.0)
+	allocs := testing.AllocsPerRun(1, func() {
+		if err := fresh().Restore(bytes.NewReader(huge)); err == nil {
+			t.Fatal("Restore of a snapshot counting 1<<62 entries: no error")
+		}
+	})
+	if allocs >= 2000 {
+		t.Errorf("Restore of a snapshot counting 1<<62 entries: %v allocations, want fewer than 2000", allocs)
+	}
 	// Garbage.
-	require.Error(t, fresh().Restore(strings.NewReader("not a snapshot at all, not at all, no, not at all, really not one")))
+	if err := fresh().Restore(strings.NewReader("not a snapshot at all, not at all, no, not at all, really not one")); err == nil {
+		t.Fatal("Restore of garbage: no error")
+	}
 	// A store that cannot snapshot.
 	s, _ := store.NewMemory(10, store.Rule{})
 	viaIface := Must(New(Policy{}, WithStore(struct{ store.Store }{s})))
-	require.Error(t, viaIface.Snapshot(&bytes.Buffer{}))
-	require.Error(t, viaIface.Restore(bytes.NewReader(good)))
+	if err := viaIface.Snapshot(&bytes.Buffer{}); err == nil {
+		t.Fatal("Snapshot of a store that cannot snapshot: no error")
+	}
+	if err := viaIface.Restore(bytes.NewReader(good)); err == nil {
+		t.Fatal("Restore into a store that cannot snapshot: no error")
+	}
 }
 
 func fixCRC(b []byte) {
@@ -179,13 +243,19 @@ func FuzzRestore(f *testing.F) {
 		l := Must(New(Policy{Limit: 1, LockoutBy: []Fields{IP, Username}}, WithClock(c.Now), WithSecret(snapSecret), WithMaxEntries(64)))
 		err := l.Restore(bytes.NewReader(data))
 		if err != nil {
-			assert.Equal(t, 0, l.Stats().Entries)
+			if got := l.Stats().Entries; got != 0 {
+				t.Errorf("a failed restore (%v) loaded %d entries", err, got)
+			}
 			return
 		}
 		// A snapshot that loads can be written and read again.
 		var out bytes.Buffer
-		require.NoError(t, l.Snapshot(&out))
-		require.NoError(t, Must(New(Policy{Limit: 1, LockoutBy: []Fields{IP, Username}}, WithClock(c.Now), WithSecret(snapSecret))).Restore(&out))
+		if err := l.Snapshot(&out); err != nil {
+			t.Fatalf("Snapshot of a restored limiter: %v", err)
+		}
+		if err := Must(New(Policy{Limit: 1, LockoutBy: []Fields{IP, Username}}, WithClock(c.Now), WithSecret(snapSecret))).Restore(&out); err != nil {
+			t.Fatalf("Restore of a restored limiter's snapshot: %v", err)
+		}
 		l.Lockouts()
 	})
 }

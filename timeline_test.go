@@ -6,9 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // No clock value makes the memory store fail open: instants out of its
@@ -34,11 +31,17 @@ func TestClockZeroAtNew(t *testing.T) {
 			l.Fail(k)
 		}
 	}
-	assert.Equal(t, 3, admitted)
+	if admitted != 3 {
+		t.Errorf("%d attempts admitted, want 3", admitted)
+	}
 	a := l.Begin(Key{IP: netip.MustParseAddr("192.0.2.2")})
-	require.True(t, a.Allowed())
+	if !a.Allowed() {
+		t.Fatalf("Begin on a fresh key refused: %+v", a.Verdict())
+	}
 	a.Fail()
-	assert.Equal(t, 1, l.Check(Key{IP: netip.MustParseAddr("192.0.2.2")}).Failures)
+	if got := l.Check(Key{IP: netip.MustParseAddr("192.0.2.2")}).Failures; got != 1 {
+		t.Errorf("Check(...).Failures = %d after a failed reservation, want 1", got)
+	}
 }
 
 // TestClockZeroAtFirstUse: the same for a memory store made by
@@ -48,7 +51,9 @@ func TestClockZeroAtFirstUse(t *testing.T) {
 	zero := time.Time{}
 	now.Store(&zero)
 	s, err := store.NewMemory(1<<10, store.Rule{})
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("store.NewMemory: %v", err)
+	}
 	l := Must(New(Policy{}, WithStore(s), WithClock(func() time.Time { return *now.Load() })))
 	k := Key{IP: netip.MustParseAddr("192.0.2.1")}
 	l.Check(k)
@@ -61,7 +66,9 @@ func TestClockZeroAtFirstUse(t *testing.T) {
 			l.Fail(k)
 		}
 	}
-	assert.Equal(t, 3, admitted)
+	if admitted != 3 {
+		t.Errorf("%d attempts admitted, want 3", admitted)
+	}
 }
 
 // TestClockJumps runs locks through clocks that jump both ways.
@@ -73,17 +80,27 @@ func TestClockJumps(t *testing.T) {
 		for range 3 {
 			l.Fail(k)
 		}
-		require.True(t, l.Locked(k))
+		if !l.Locked(k) {
+			t.Fatal("not locked after 3 failures")
+		}
 		return l, c
 	}
 	t.Run("forever survives +135 years", func(t *testing.T) {
 		l, c := lockAtT0(t, Policy{Cooloff: Forever})
 		c.Set(135 * year)
-		assert.True(t, l.Locked(k))
-		assert.Equal(t, Indefinite, l.Check(k).RetryAfter)
+		if !l.Locked(k) {
+			t.Error("Locked = false at +135 years")
+		}
+		if got := l.Check(k).RetryAfter; got != Indefinite {
+			t.Errorf("RetryAfter = %v at +135 years, want Indefinite", got)
+		}
 		c.Set(136*year + time.Hour)
-		assert.True(t, l.Locked(k))
-		assert.True(t, l.Fail(k).Locked)
+		if !l.Locked(k) {
+			t.Error("Locked = false at +136 years")
+		}
+		if v := l.Fail(k); !v.Locked {
+			t.Errorf("Fail at +136 years = %+v, want locked", v)
+		}
 	})
 	t.Run("locks still start after +135 years", func(t *testing.T) {
 		l, c := newTest(t, Policy{})
@@ -92,40 +109,70 @@ func TestClockJumps(t *testing.T) {
 		for range 3 {
 			l.Fail(other)
 		}
-		assert.True(t, l.Locked(other))
+		if !l.Locked(other) {
+			t.Error("Locked = false after 3 failures at +135 years")
+		}
 		v := l.Check(other)
-		assert.True(t, v.Locked)
-		assert.LessOrEqual(t, v.RetryAfter, 15*time.Minute+time.Second)
-		assert.Greater(t, v.RetryAfter, 14*time.Minute)
+		if !v.Locked {
+			t.Errorf("Check = %+v, want locked", v)
+		}
+		if v.RetryAfter > 15*time.Minute+time.Second {
+			t.Errorf("RetryAfter = %v, want at most 15m1s", v.RetryAfter)
+		}
+		if v.RetryAfter <= 14*time.Minute {
+			t.Errorf("RetryAfter = %v, want more than 14m", v.RetryAfter)
+		}
 		c.Set(135*year + 14*time.Minute)
-		assert.True(t, l.Locked(other))
+		if !l.Locked(other) {
+			t.Error("Locked = false 14 minutes into the lock")
+		}
 		c.Set(135*year + 16*time.Minute)
-		assert.False(t, l.Locked(other))
+		if l.Locked(other) {
+			t.Error("Locked = true 16 minutes after the lock started")
+		}
 	})
 	t.Run("finite lock survives +135 years", func(t *testing.T) {
 		l, c := lockAtT0(t, Policy{})
 		c.Set(135 * year)
-		assert.True(t, l.Locked(k), "a jump past the timeline dropped a lock")
+		if !l.Locked(k) {
+			t.Error("a jump past the timeline dropped a lock")
+		}
 	})
 	t.Run("forever survives -2 years", func(t *testing.T) {
 		l, c := lockAtT0(t, Policy{Cooloff: Forever})
 		c.Set(-2 * year)
-		assert.True(t, l.Locked(k))
-		assert.Equal(t, Indefinite, l.Check(k).RetryAfter)
+		if !l.Locked(k) {
+			t.Error("Locked = false at -2 years")
+		}
+		if got := l.Check(k).RetryAfter; got != Indefinite {
+			t.Errorf("RetryAfter = %v at -2 years, want Indefinite", got)
+		}
 	})
 	t.Run("-2 years neither shortens nor stretches a lock", func(t *testing.T) {
 		l, c := lockAtT0(t, Policy{})
 		c.Set(5 * time.Minute)
-		require.True(t, l.Locked(k))
+		if !l.Locked(k) {
+			t.Fatal("Locked = false 5 minutes into the lock")
+		}
 		c.Set(-2 * year)
 		v := l.Check(k)
-		assert.True(t, v.Locked)
-		assert.LessOrEqual(t, v.RetryAfter, 15*time.Minute+time.Second, "RetryAfter after a step back: %v", v.RetryAfter)
-		assert.GreaterOrEqual(t, v.RetryAfter, 10*time.Minute-time.Second, "a step back shortened the lock")
+		if !v.Locked {
+			t.Errorf("Check after a step back = %+v, want locked", v)
+		}
+		if v.RetryAfter > 15*time.Minute+time.Second {
+			t.Errorf("RetryAfter after a step back: %v, want at most 15m1s", v.RetryAfter)
+		}
+		if v.RetryAfter < 10*time.Minute-time.Second {
+			t.Errorf("a step back shortened the lock: RetryAfter %v, want at least 9m59s", v.RetryAfter)
+		}
 		c.Set(-2*year + 9*time.Minute)
-		assert.True(t, l.Locked(k), "a step back shortened the lock")
+		if !l.Locked(k) {
+			t.Error("a step back shortened the lock: unlocked 9 minutes after it")
+		}
 		c.Set(-2*year + 11*time.Minute)
-		assert.False(t, l.Locked(k), "a step back stretched the lock")
+		if l.Locked(k) {
+			t.Error("a step back stretched the lock: still locked 11 minutes after it")
+		}
 	})
 	t.Run("zero time after running", func(t *testing.T) {
 		var zero atomic.Bool
@@ -141,8 +188,12 @@ func TestClockJumps(t *testing.T) {
 		}
 		zero.Store(true)
 		v := l.Check(k)
-		assert.True(t, v.Locked)
-		assert.LessOrEqual(t, v.RetryAfter, 15*time.Minute+time.Second)
+		if !v.Locked {
+			t.Errorf("Check under a zero clock = %+v, want locked", v)
+		}
+		if v.RetryAfter > 15*time.Minute+time.Second {
+			t.Errorf("RetryAfter under a zero clock = %v, want at most 15m1s", v.RetryAfter)
+		}
 		admitted := 0
 		other := Key{IP: netip.MustParseAddr("192.0.2.3")}
 		for range 100 {
@@ -151,16 +202,24 @@ func TestClockJumps(t *testing.T) {
 				l.Fail(other)
 			}
 		}
-		assert.Equal(t, 3, admitted)
+		if admitted != 3 {
+			t.Errorf("%d attempts admitted under a zero clock, want 3", admitted)
+		}
 	})
 	t.Run("lockouts and snapshots after a jump", func(t *testing.T) {
 		l, c := lockAtT0(t, Policy{})
 		c.Set(-2 * year)
 		los := l.Lockouts()
-		require.Len(t, los, 1)
+		if len(los) != 1 {
+			t.Fatalf("%d lockouts listed, want 1: %+v", len(los), los)
+		}
 		until := los[0].Until.Sub(c.Now())
-		assert.LessOrEqual(t, until, 15*time.Minute+time.Second)
-		assert.Positive(t, until)
+		if until > 15*time.Minute+time.Second {
+			t.Errorf("the lockout ends in %v, want at most 15m1s", until)
+		}
+		if until <= 0 {
+			t.Errorf("the lockout ends in %v, want > 0", until)
+		}
 	})
 }
 

@@ -3,35 +3,55 @@ package axes
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
-
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestIPSet(t *testing.T) {
 	s, err := ParseIPSet("10.0.0.0/8", "192.0.2.7", " 2001:db8::/32 ", "::ffff:198.51.100.0/120", "10.1.0.0/16", "0.0.0.0/0 ")
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("ParseIPSet: %v", err)
+	}
 	for _, in := range []string{"10.2.3.4", "192.0.2.7", "2001:db8:ffff::1", "198.51.100.255", "::ffff:10.0.0.1", "8.8.8.8"} {
-		assert.True(t, s.Contains(netip.MustParseAddr(in)), in)
+		if !s.Contains(netip.MustParseAddr(in)) {
+			t.Errorf("Contains(%s) = false, want true", in)
+		}
 	}
 	for _, in := range []string{"2001:db9::1", "::1"} {
-		assert.False(t, s.Contains(netip.MustParseAddr(in)), in)
+		if s.Contains(netip.MustParseAddr(in)) {
+			t.Errorf("Contains(%s) = true, want false", in)
+		}
 	}
-	assert.False(t, s.Contains(netip.Addr{}))
-	assert.False(t, IPSet{}.Contains(netip.MustParseAddr("10.0.0.1")))
-	assert.True(t, IPSet{}.IsEmpty())
-	assert.Equal(t, 2, s.Len(), "0.0.0.0/0 swallows the IPv4 entries")
+	if s.Contains(netip.Addr{}) {
+		t.Error("Contains(invalid Addr) = true, want false")
+	}
+	if (IPSet{}).Contains(netip.MustParseAddr("10.0.0.1")) {
+		t.Error("the zero IPSet contains 10.0.0.1")
+	}
+	if !(IPSet{}).IsEmpty() {
+		t.Error("the zero IPSet: IsEmpty() = false, want true")
+	}
+	if got := s.Len(); got != 2 {
+		t.Errorf("Len() = %d, want 2: 0.0.0.0/0 swallows the IPv4 entries", got)
+	}
 
 	all6 := MustParseIPSet("::/0")
-	assert.True(t, all6.Contains(netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")))
+	if !all6.Contains(netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")) {
+		t.Error("::/0 does not contain ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	}
 	adj := MustParseIPSet("10.0.0.0/25", "10.0.0.128/25", "2001:db8::/33", "2001:db8:8000::/33")
-	assert.Equal(t, 2, adj.Len(), "adjacent prefixes merge")
+	if got := adj.Len(); got != 2 {
+		t.Errorf("adjacent prefixes: Len() = %d, want 2 (adjacent prefixes merge)", got)
+	}
 
 	for _, bad := range []string{"", "10.0.0.0/33", "nonsense", "fe80::1%eth0", "1.2.3.4/-1"} {
 		_, err := ParseIPSet(bad)
-		require.Error(t, err, bad)
-		assert.Contains(t, err.Error(), "axes: ")
+		if err == nil {
+			t.Fatalf("ParseIPSet(%q): no error", bad)
+		}
+		if !strings.Contains(err.Error(), "axes: ") {
+			t.Errorf("ParseIPSet(%q): error %q does not contain \"axes: \"", bad, err)
+		}
 	}
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" driver
-	"github.com/stretchr/testify/require"
 	"modernc.org/sqlite"
 )
 
@@ -67,8 +66,12 @@ func openSQLite(t *testing.T) *testDB {
 	// The same DSN as OpenSQLite, through a connector whose transactions
 	// can be held at their start.
 	db, err := OpenSQLite(path)
-	require.NoError(t, err)
-	require.NoError(t, db.Close())
+	if err != nil {
+		t.Fatalf("OpenSQLite: %v", err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatalf("closing the SQLite database: %v", err)
+	}
 	db = sql.OpenDB(gateConnector{dsn: path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate", g: g})
 	t.Cleanup(func() { db.Close() })
 	return &testDB{name: "sqlite", dialect: SQLite, db: db, path: path, gate: g, block: func(*testing.T) func() {
@@ -87,7 +90,9 @@ func openPostgres(t *testing.T) *testDB {
 		t.Skip("AXES_POSTGRES_DSN is not set; start a server with .ci/postgres.sh start and export what it prints")
 	}
 	admin, err := sql.Open("pgx", dsn)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("opening AXES_POSTGRES_DSN: %v", err)
+	}
 	t.Cleanup(func() { admin.Close() })
 	ctx := context.Background()
 	if err := admin.PingContext(ctx); err != nil {
@@ -100,26 +105,40 @@ func openPostgres(t *testing.T) *testDB {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	schema := "axes_test_" + hex.EncodeToString(b[:])
-	_, err = admin.ExecContext(ctx, "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
+	if _, err = admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("CREATE SCHEMA %s: %v", schema, err)
+	}
 	t.Cleanup(func() { admin.Exec("DROP SCHEMA " + schema + " CASCADE") })
 	u, err := url.Parse(dsn)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("parsing AXES_POSTGRES_DSN: %v", err)
+	}
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	db, err := sql.Open("pgx", u.String())
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("opening schema %s: %v", schema, err)
+	}
 	t.Cleanup(func() { db.Close() })
 	return &testDB{name: "postgres", dialect: Postgres, db: db, block: func(t *testing.T) func() {
 		// A transaction holding the events table makes every write of the
 		// Trail wait inside the database.
 		tx, err := db.BeginTx(ctx, nil)
-		require.NoError(t, err)
-		_, err = tx.ExecContext(ctx, "LOCK TABLE axes_audit_events IN ACCESS EXCLUSIVE MODE")
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatalf("BeginTx: %v", err)
+		}
+		if _, err = tx.ExecContext(ctx, "LOCK TABLE axes_audit_events IN ACCESS EXCLUSIVE MODE"); err != nil {
+			t.Fatalf("LOCK TABLE axes_audit_events: %v", err)
+		}
 		var once sync.Once
-		return func() { once.Do(func() { require.NoError(t, tx.Rollback()) }) }
+		return func() {
+			once.Do(func() {
+				if err := tx.Rollback(); err != nil {
+					t.Fatalf("releasing the lock on axes_audit_events: %v", err)
+				}
+			})
+		}
 	}}
 }
 
@@ -131,9 +150,13 @@ func newTrail(t *testing.T, tdb *testDB, c Config) *Trail {
 		c.Key = testKey
 	}
 	tr, err := New(tdb.db, c)
-	require.NoError(t, err)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
 	t.Cleanup(func() { tr.Close() })
-	require.NoError(t, tr.Migrate(context.Background()))
+	if err := tr.Migrate(context.Background()); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
 	return tr
 }
 
@@ -141,14 +164,18 @@ func flush(t *testing.T, tr *Trail) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	require.NoError(t, tr.Flush(ctx))
+	if err := tr.Flush(ctx); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
 }
 
 func count(t *testing.T, tdb *testDB, q string, args ...any) int {
 	t.Helper()
 	var n int
 	d := &dialects[tdb.dialect]
-	require.NoError(t, tdb.db.QueryRow(d.rebind(q), args...).Scan(&n))
+	if err := tdb.db.QueryRow(d.rebind(q), args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
 	return n
 }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/axes-go/axes"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func failure(i int, user string) axes.Event {
@@ -33,15 +33,25 @@ func TestPerUsernameCap(t *testing.T) {
 		}
 		flush(t, tr)
 		rs, err := tr.Query(context.Background(), Filter{Username: "alice", Kinds: []Kind{Failure}})
-		require.NoError(t, err)
+		if err != nil {
+			t.Fatalf("Query: %v", err)
+		}
 		var got []int
 		for _, r := range rs {
 			got = append(got, r.Failures)
 		}
-		assert.Equal(t, []int{29, 28, 27, 26, 25}, got, "the newest five failures")
-		assert.Equal(t, 3, count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events WHERE kind = 'success'"))
-		assert.Equal(t, 3, count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events WHERE kind = 'failure' AND username = 'b***'"))
-		assert.Equal(t, 11, count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"))
+		if want := []int{29, 28, 27, 26, 25}; !slices.Equal(got, want) {
+			t.Errorf("alice's failures kept: %v, want the newest five %v", got, want)
+		}
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events WHERE kind = 'success'"); n != 3 {
+			t.Errorf("%d success rows, want 3", n)
+		}
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events WHERE kind = 'failure' AND username = 'b***'"); n != 3 {
+			t.Errorf("%d failure rows of bob, want 3", n)
+		}
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"); n != 11 {
+			t.Errorf("%d rows, want 11", n)
+		}
 	})
 }
 
@@ -55,16 +65,22 @@ func TestPerUsernameCapBoundedWork(t *testing.T) {
 			tr.OnEvent(failure(i, "dave"))
 		}
 		flush(t, tr)
-		require.NoError(t, tr.Close())
+		if err := tr.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
 		tr = newTrail(t, tdb, Config{MaxRowsPerUsername: 10, BatchSize: 8})
 		tr.OnEvent(failure(40, "dave"))
 		flush(t, tr)
-		assert.Equal(t, 41-8, count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"))
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"); n != 41-8 {
+			t.Errorf("%d rows after one batch, want %d: a batch deletes at most BatchSize rows per username", n, 41-8)
+		}
 		for i := range 8 {
 			tr.OnEvent(failure(41+i, "dave"))
 			flush(t, tr)
 		}
-		assert.Equal(t, 10, count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"))
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"); n != 10 {
+			t.Errorf("%d rows, want the cap, 10", n)
+		}
 	})
 }
 
@@ -85,21 +101,43 @@ func TestRetention(t *testing.T) {
 		clk.Set(10 * day)
 		ctx := context.Background()
 		n, err := tr.DeleteOlderThan(ctx, 5*day)
-		require.NoError(t, err)
-		assert.Equal(t, int64(6+5), n, "events of days 0-4 and the lockout, attempts of days 0-4")
+		if err != nil {
+			t.Fatalf("DeleteOlderThan: %v", err)
+		}
+		if n != 6+5 {
+			t.Errorf("DeleteOlderThan deleted %d rows, want %d: events of days 0-4 and the lockout, attempts of days 0-4", n, 6+5)
+		}
 		rs, err := tr.Query(ctx, Filter{Limit: MaxLimit})
-		require.NoError(t, err)
-		require.Len(t, rs, 5)
-		assert.Equal(t, t0.Add(5*day), rs[4].Time)
+		if err != nil {
+			t.Fatalf("Query: %v", err)
+		}
+		if len(rs) != 5 {
+			t.Fatalf("%d records left, want 5", len(rs))
+		}
+		if want := t0.Add(5 * day); rs[4].Time != want {
+			t.Errorf("the oldest record left is of %v, want %v", rs[4].Time, want)
+		}
 		atts, err := tr.Attempts(ctx, Filter{})
-		require.NoError(t, err)
-		require.Len(t, atts, 6)
-		assert.Equal(t, Forever, atts[5].LockedUntil)
+		if err != nil {
+			t.Fatalf("Attempts: %v", err)
+		}
+		if len(atts) != 6 {
+			t.Fatalf("%d attempts left, want 6", len(atts))
+		}
+		if atts[5].LockedUntil != Forever {
+			t.Errorf("the old locked client's LockedUntil = %v, want Forever", atts[5].LockedUntil)
+		}
 		n, err = tr.DeleteOlderThan(ctx, 5*day)
-		require.NoError(t, err)
-		assert.Zero(t, n, "idempotent")
+		if err != nil {
+			t.Fatalf("second DeleteOlderThan: %v", err)
+		}
+		if n != 0 {
+			t.Errorf("a second DeleteOlderThan deleted %d rows, want 0 (idempotent)", n)
+		}
 		_, err = tr.DeleteOlderThan(ctx, 0)
-		assert.ErrorContains(t, err, "axes: ")
+		if err == nil || !strings.Contains(err.Error(), "axes: ") {
+			t.Errorf("DeleteOlderThan(0): error %v, want one containing \"axes: \"", err)
+		}
 	})
 }
 
@@ -116,11 +154,17 @@ func TestRetentionChunks(t *testing.T) {
 		}
 	}
 	flush(t, tr)
-	require.Equal(t, uint64(n), tr.Stats().Written)
+	if w := tr.Stats().Written; w != n {
+		t.Fatalf("Stats().Written = %d, want %d", w, n)
+	}
 	clk.Set(time.Hour)
 	got, err := tr.DeleteOlderThan(context.Background(), time.Minute)
-	require.NoError(t, err)
-	assert.Equal(t, int64(n+1), got, "every event and the one attempt")
+	if err != nil {
+		t.Fatalf("DeleteOlderThan: %v", err)
+	}
+	if got != n+1 {
+		t.Errorf("DeleteOlderThan deleted %d rows, want %d: every event and the one attempt", got, n+1)
+	}
 }
 
 // TestFlood: while the database blocks every write, 100,000 events are
@@ -158,27 +202,55 @@ func TestFlood(t *testing.T) {
 		close(done)
 		s := tr.Stats()
 		t.Logf("blocked: %+v, most queued %d", s, maxQueued)
-		assert.LessOrEqual(t, maxQueued, queueSize+batchSize, "queue bounded")
-		assert.Zero(t, s.Written, "nothing written while blocked")
-		assert.Equal(t, uint64(sent), s.Dropped+uint64(s.Queued))
-		assert.GreaterOrEqual(t, s.Dropped, uint64(sent-queueSize-batchSize))
+		if maxQueued > queueSize+batchSize {
+			t.Errorf("queue unbounded: %d queued, want at most %d", maxQueued, queueSize+batchSize)
+		}
+		if s.Written != 0 {
+			t.Errorf("%d events written while blocked, want none", s.Written)
+		}
+		if got := s.Dropped + uint64(s.Queued); got != sent {
+			t.Errorf("dropped %d + queued %d = %d, want the %d sent", s.Dropped, s.Queued, got, sent)
+		}
+		if s.Dropped < sent-queueSize-batchSize {
+			t.Errorf("%d dropped, want at least %d", s.Dropped, sent-queueSize-batchSize)
+		}
 
 		release()
 		flush(t, tr)
 		s = tr.Stats()
 		t.Logf("released: %+v", s)
-		assert.Equal(t, uint64(sent), s.Written+s.Dropped, "every event written or dropped")
-		assert.Zero(t, s.Queued)
-		assert.Zero(t, s.Errors)
-		assert.Positive(t, s.Written)
-		assert.Equal(t, int(s.Written), count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"))
+		if got := s.Written + s.Dropped; got != sent {
+			t.Errorf("written %d + dropped %d = %d, want every one of the %d events written or dropped", s.Written, s.Dropped, got, sent)
+		}
+		if s.Queued != 0 {
+			t.Errorf("%d events still queued after Flush", s.Queued)
+		}
+		if s.Errors != 0 {
+			t.Errorf("Stats().Errors = %d, want 0", s.Errors)
+		}
+		if s.Written == 0 {
+			t.Error("nothing written after the release")
+		}
+		if n := count(t, tdb, "SELECT COUNT(*) FROM axes_audit_events"); n != int(s.Written) {
+			t.Errorf("%d rows, want the %d written", n, s.Written)
+		}
 
-		require.NoError(t, tr.Close())
-		require.NoError(t, tr.Close(), "idempotent")
-		assert.Equal(t, before, writerGoroutines(), "the writer goroutine is gone")
+		if err := tr.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		if err := tr.Close(); err != nil {
+			t.Fatalf("second Close (idempotent): %v", err)
+		}
+		if n := writerGoroutines(); n != before {
+			t.Errorf("%d writer goroutines after Close, want %d: the writer goroutine is gone", n, before)
+		}
 		tr.OnEvent(failure(0, "late"))
-		assert.Equal(t, s.Dropped+1, tr.Stats().Dropped, "an event after Close is dropped")
-		require.NoError(t, tr.Flush(context.Background()))
+		if got := tr.Stats().Dropped; got != s.Dropped+1 {
+			t.Errorf("Stats().Dropped = %d after an event after Close, want %d: it is dropped", got, s.Dropped+1)
+		}
+		if err := tr.Flush(context.Background()); err != nil {
+			t.Fatalf("Flush after Close: %v", err)
+		}
 	})
 }
 
@@ -195,15 +267,31 @@ func TestCloseDeadline(t *testing.T) {
 			tr.OnEvent(failure(i, "frank"))
 		}
 		err := tr.Close()
-		require.Error(t, err)
-		assert.True(t, errors.Is(err, context.DeadlineExceeded), "%v", err)
-		assert.ErrorContains(t, err, "axes: ")
-		assert.Equal(t, err, tr.Close(), "idempotent")
+		if err == nil {
+			t.Fatal("Close past its deadline: no error")
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Close: %v, want context.DeadlineExceeded", err)
+		}
+		if !strings.Contains(err.Error(), "axes: ") {
+			t.Errorf("Close: error %q does not contain \"axes: \"", err)
+		}
+		if err2 := tr.Close(); err2 != err {
+			t.Errorf("second Close: %v, want the same error %v (idempotent)", err2, err)
+		}
 		s := tr.Stats()
-		assert.Equal(t, Stats{Dropped: 50, Errors: s.Errors}, s)
-		assert.Positive(t, s.Errors)
-		assert.Len(t, errs, int(s.Errors))
-		assert.Equal(t, before, writerGoroutines())
+		if want := (Stats{Dropped: 50, Errors: s.Errors}); s != want {
+			t.Errorf("Stats() = %+v, want %+v", s, want)
+		}
+		if s.Errors == 0 {
+			t.Error("Stats().Errors = 0, want > 0")
+		}
+		if len(errs) != int(s.Errors) {
+			t.Errorf("OnError called %d times, want Stats().Errors = %d", len(errs), s.Errors)
+		}
+		if n := writerGoroutines(); n != before {
+			t.Errorf("%d writer goroutines after Close, want %d", n, before)
+		}
 	})
 }
 
@@ -224,7 +312,13 @@ func TestOnEventAllocs(t *testing.T) {
 	for tdb.gate.waiting.Load() == 0 {
 		runtime.Gosched()
 	}
-	assert.Zero(t, testing.AllocsPerRun(200, func() { tr.OnEvent(e) }), "queued")
-	assert.Zero(t, testing.AllocsPerRun(200, func() { tr.OnEvent(e) }), "dropped")
-	assert.Positive(t, tr.Stats().Dropped)
+	if n := testing.AllocsPerRun(200, func() { tr.OnEvent(e) }); n != 0 {
+		t.Errorf("queued: OnEvent allocates %v times, want 0", n)
+	}
+	if n := testing.AllocsPerRun(200, func() { tr.OnEvent(e) }); n != 0 {
+		t.Errorf("dropped: OnEvent allocates %v times, want 0", n)
+	}
+	if tr.Stats().Dropped == 0 {
+		t.Error("Stats().Dropped = 0, want > 0: the second run did not drop")
+	}
 }
