@@ -16,7 +16,11 @@ import (
 // takes the least of each over its cells (one per row). Every cell a key
 // falls in holds at least that key's own state, so the estimate is never
 // below the truth: a key may be over-counted, by keys that share all its
-// cells, never under-counted. A cell forgets failures only Window after
+// cells, never under-counted. It is count-min with conservative update: a
+// key that leaves the table folds in the state it started from (its
+// estimate) plus its own failures, so under a long spray of distinct keys
+// the cells ratchet up and fresh keys are over-counted more and more; the
+// README gives measured thresholds. A cell forgets failures only Window after
 // the latest failure any of its keys had, and a lock only once the latest
 // lock end in it has passed.
 //

@@ -146,16 +146,22 @@ func TestCappedSubjectsStayBounded(t *testing.T) {
 		}
 		t.Run(m.Name, func(t *testing.T) {
 			s := build(t, m, c)
-			// Lock a key, then spray: a capped subject must keep working
-			// and must not report keys it never saw as locked.
+			// Lock a key, then spray ten times the cap: a capped subject
+			// must keep working. Within twice the cap it must not report
+			// keys it never saw as locked; beyond, axes over-counts by
+			// design (a full store fails closed, never open), and the
+			// other subjects forget.
 			ks := NewKeyset(keys, ByIP)
 			for range c.Limit {
 				s.Fail(ks.Key(0))
 			}
 			for i := 1; i < keys; i++ {
-				if s.Fail(ks.Key(i)) {
-					t.Fatalf("first failure of key %d reported locked", i)
+				if s.Fail(ks.Key(i)) && i < 2*limit {
+					t.Fatalf("first failure of key %d reported locked within twice the cap", i)
 				}
+			}
+			if m.Name == "axes" && !s.Locked(ks.Key(0)) {
+				t.Error("the spray unlocked the locked key")
 			}
 		})
 	}
