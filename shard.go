@@ -140,7 +140,7 @@ func (st *memStore) mayBeLocked(d Digest) bool {
 	return st.filter[st.filterIndex(d)].Load() != 0 || st.sk.mayBeLocked(d)
 }
 
-// init completes a store made by NewMemoryStore at its first use: its
+// init completes a store made by store.NewMemory at its first use: its
 // timeline starts then (rebuilt from integers so that nothing of the
 // caller's values is retained), and its base rule for sweeps is the first
 // rule it sees. A nil base sets only the timeline (for reads before any

@@ -45,7 +45,7 @@ func TestClockZeroAtNew(t *testing.T) {
 }
 
 // TestClockZeroAtFirstUse: the same for a memory store made by
-// NewMemoryStore, whose timeline starts at its first request.
+// store.NewMemory, whose timeline starts at its first request.
 func TestClockZeroAtFirstUse(t *testing.T) {
 	var now atomic.Pointer[time.Time]
 	zero := time.Time{}

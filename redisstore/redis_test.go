@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,10 +48,40 @@ func unavailable(t testing.TB, what string, err error) {
 	t.Skip(msg)
 }
 
+// reachable dials each address once per test binary, so that a missing
+// Redis skips every test at once instead of each waiting out go-redis's
+// dial retries.
+var reachable = struct {
+	sync.Mutex
+	err map[string]error
+}{err: map[string]error{}}
+
+func probe(addrs []string) error {
+	reachable.Lock()
+	defer reachable.Unlock()
+	for _, a := range addrs {
+		err, seen := reachable.err[a]
+		if !seen {
+			var c net.Conn
+			if c, err = net.DialTimeout("tcp", a, time.Second); err == nil {
+				c.Close()
+			}
+			reachable.err[a] = err
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // newClient returns a client of the standalone test server, skipping the
 // test when there is none.
 func newClient(t testing.TB) *redis.Client {
 	t.Helper()
+	if err := probe([]string{standaloneAddr()}); err != nil {
+		unavailable(t, "Redis at "+standaloneAddr(), err)
+	}
 	c := redis.NewClient(&redis.Options{Addr: standaloneAddr(), ContextTimeoutEnabled: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -65,6 +97,9 @@ func newClient(t testing.TB) *redis.Client {
 // there is none.
 func newCluster(t testing.TB) *redis.ClusterClient {
 	t.Helper()
+	if err := probe(clusterAddrs()); err != nil {
+		unavailable(t, "Redis Cluster at "+strings.Join(clusterAddrs(), ","), err)
+	}
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: clusterAddrs(), ContextTimeoutEnabled: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
