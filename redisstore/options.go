@@ -1,0 +1,168 @@
+// Package redisstore keeps the state of axes limiters in Redis, so that
+// every server behind a load balancer shares one count of failures and one
+// set of locks. It works with any redis.UniversalClient: a standalone
+// server, Sentinel or Cluster.
+//
+// Each decision is one round trip: a Lua script (loaded once, run with
+// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
+// dimension key of the attempt, on the server's clock (TIME), and writes
+// each changed key back with a TTL that covers what it must remember. By
+// default all keys share one hash tag, so the dimensions of one attempt are
+// updated atomically together, even on Cluster (where axes state then lives
+// in one slot); see Options.SpreadSlots for the other layout.
+//
+// The store budgets its own footprint (Options.MaxKeys): a dimension seen
+// for the first time once the budget is spent is kept in a count-min
+// sketch (Options.SketchWidth) that may over-count it, never under-count
+// it, so that a spray of new keys cannot exhaust Redis's memory. Use
+// maxmemory-policy noeviction: every other policy may evict lockout keys.
+//
+// Keys hold the limiter's keyed digests, never usernames or IPs (except
+// the identity of current locks, for Lockouts): every server must use the
+// same axes.WithSecret, and Options.Secret lets the store detect a server
+// configured with another one.
+package redisstore
+
+import (
+	"log/slog"
+	"strconv"
+	"time"
+)
+
+// Options of New, the failure modes, and the store's own figures.
+
+// FailureMode says what a Store does when Redis errors or does not answer
+// within Options.Timeout.
+type FailureMode uint8
+
+// The failure modes of Options.OnFailure.
+const (
+	// FallbackLocal answers from a local memory store while Redis is
+	// unavailable. The local store keeps the locks this server has seen
+	// Redis report, so that clients known to be locked stay locked, and it
+	// counts the failures of the outage by itself. Locks that start during
+	// the outage (up to LocalMaxEntries of them) are written to Redis when
+	// it answers again, before any other decision, so that they keep
+	// refusing until they end, on every server.
+	FallbackLocal FailureMode = iota
+	// FailClosed returns an error: the limiter refuses every attempt with
+	// axes.ReasonUnavailable until Redis recovers.
+	FailClosed
+	// FailOpen reports every dimension unlocked and counts nothing until
+	// Redis recovers: logins go on unprotected.
+	FailOpen
+)
+
+var modeNames = [...]string{"fallback-local", "fail-closed", "fail-open"}
+
+// String returns the mode's name, such as "fallback-local".
+func (m FailureMode) String() string {
+	if int(m) < len(modeNames) {
+		return modeNames[m]
+	}
+	return "FailureMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// Options configures New. The zero Options is valid: keys under "axes:" in
+// one hash slot, the server's clock, a 100ms timeout, FallbackLocal.
+type Options struct {
+	// Prefix starts every key. Default "axes:".
+	Prefix string
+
+	// HashTag is the Redis Cluster hash tag shared by every key (without
+	// braces), so that one script can update all the dimensions of an
+	// attempt. Default "axes". Ignored under SpreadSlots.
+	HashTag string
+
+	// SpreadSlots gives every dimension key its own hash tag, spreading
+	// axes state over all the slots of a Cluster. Each dimension is then
+	// its own script call, pipelined in one round trip, and atomic only by
+	// itself: when one dimension of an attempt refuses it (locked or busy)
+	// while another has already counted or reserved it, a second round
+	// trip undoes that in the other dimensions, unless another attempt
+	// wrote them in between (counted in Stats.UndoRaces). ResetIP,
+	// ResetUsername and Lockouts then scan every key.
+	SpreadSlots bool
+
+	// UseRequestTime makes the store use store.Request.Now (the limiter's
+	// clock) instead of the Redis server's TIME. Use it with fake clocks
+	// (tests, simulations) or when the servers' clocks are trusted more
+	// than Redis's; all servers sharing a prefix must agree.
+	UseRequestTime bool
+
+	// Timeout bounds every call to Redis; no call waits longer. Default
+	// 100ms. The client must honour contexts (ContextTimeoutEnabled).
+	Timeout time.Duration
+
+	// OnFailure says what happens while Redis is unavailable. Default
+	// FallbackLocal.
+	OnFailure FailureMode
+
+	// LocalMaxEntries caps the fallback memory store. Default 1<<16.
+	LocalMaxEntries int
+
+	// Secret, if set, must be the secret given to axes.WithSecret. New
+	// writes a verifier derived from it next to the keys and refuses to
+	// start when another server wrote a different one: servers with
+	// different secrets would count in separate keys without noticing.
+	Secret []byte
+
+	// RefuseEvictingPolicy makes New fail when a server's maxmemory-policy
+	// is not noeviction. Every axes key has a TTL, so volatile-* policies
+	// evict lockout keys as allkeys-* do. By default New only logs a
+	// warning. A server that refuses CONFIG (managed Redis) is logged and
+	// accepted.
+	RefuseEvictingPolicy bool
+
+	// MaxKeys is the footprint budget: how many keys and index set members
+	// the store may hold in Redis (each dimension key counts one; with the
+	// default layout each index set counts one plus one per member). A
+	// dimension seen for the first time while the budget is spent is kept
+	// in the sketch instead (see SketchWidth), so that a spray of new keys
+	// cannot exhaust Redis's memory; keys already held stay exact. Units
+	// are counted by the minute in which they expire, so a key is counted
+	// until at most a minute after it expired. Under SpreadSlots each of
+	// the 256 shards gets MaxKeys/256 (rounded down). Default 1<<20.
+	MaxKeys int
+
+	// SketchWidth is the number of cells in each of the sketch's 4 rows
+	// (24 bytes a cell, so the default takes 1.5 MiB). The sketch keeps the
+	// dimensions the budget cannot: a count-min sketch whose cells hold
+	// failures, reservations, the last failure and the lock end, so that a
+	// dimension in it may be over-counted (it shares its cells with others)
+	// but never under-counted. Wider means fewer false lockouts when a
+	// spray fills the budget. Under SpreadSlots each shard gets
+	// SketchWidth/256 cells a row. Default 1<<14.
+	SketchWidth int
+
+	// MaxTTL bounds the TTL of every key. A lock with no end (axes.Forever)
+	// is kept this long. Default 365 days.
+	MaxTTL time.Duration
+
+	// ProbeInterval is the first wait before probing Redis after a
+	// failure; it doubles up to 32 times itself. Default 50ms.
+	ProbeInterval time.Duration
+
+	// Logger receives warnings (eviction policy, degradation). Default
+	// slog.Default().
+	Logger *slog.Logger
+
+	// OnDegraded, if set, is called once when Redis becomes unavailable,
+	// with the error, and OnRecovered when it answers again. They run on
+	// the goroutine that noticed, outside any lock.
+	OnDegraded  func(err error)
+	OnRecovered func()
+}
+
+// Stats are the store's own figures.
+type Stats struct {
+	Degraded     bool   // Redis is unavailable now
+	Degradations uint64 // times Redis became unavailable
+	Recoveries   uint64 // times it answered again
+	Errors       uint64 // Redis calls that failed or timed out
+	Fallbacks    uint64 // decisions made without Redis (by OnFailure)
+	RoundTrips   uint64 // round trips made for decisions
+	UndoRaces    uint64 // SpreadSlots: undos skipped because a dimension was written in between
+	Sketched     uint64 // dimension decisions kept in the sketch because the budget was spent
+	OutageLocks  uint64 // locks started during an outage and written to Redis on recovery
+}

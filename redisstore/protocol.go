@@ -1,0 +1,252 @@
+// Package redisstore keeps the state of axes limiters in Redis, so that
+// every server behind a load balancer shares one count of failures and one
+// set of locks. It works with any redis.UniversalClient: a standalone
+// server, Sentinel or Cluster.
+//
+// Each decision is one round trip: a Lua script (loaded once, run with
+// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
+// dimension key of the attempt, on the server's clock (TIME), and writes
+// each changed key back with a TTL that covers what it must remember. By
+// default all keys share one hash tag, so the dimensions of one attempt are
+// updated atomically together, even on Cluster (where axes state then lives
+// in one slot); see Options.SpreadSlots for the other layout.
+//
+// The store budgets its own footprint (Options.MaxKeys): a dimension seen
+// for the first time once the budget is spent is kept in a count-min
+// sketch (Options.SketchWidth) that may over-count it, never under-count
+// it, so that a spray of new keys cannot exhaust Redis's memory. Use
+// maxmemory-policy noeviction: every other policy may evict lockout keys.
+//
+// Keys hold the limiter's keyed digests, never usernames or IPs (except
+// the identity of current locks, for Lockouts): every server must use the
+// same axes.WithSecret, and Options.Secret lets the store detect a server
+// configured with another one.
+package redisstore
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
+)
+
+// Protocol: the keys of a dimension, and the script's arguments and
+// replies, at the positions script.go names and script.lua reads.
+
+// key returns the dimension key of d: under SpreadSlots it carries the
+// hash tag of d's shard.
+func (s *Store) key(d axes.Digest) string {
+	if s.o.SpreadSlots {
+		return s.tag + s.shardTag(d) + d.String()
+	}
+	return s.tag + d.String()
+}
+
+// shardTag returns the hash tag of d's shard under SpreadSlots, such as
+// "{3f}".
+func (s *Store) shardTag(d axes.Digest) string {
+	const digits = "0123456789abcdef"
+	b := byte(d.Hi >> 56)
+	return string([]byte{'{', digits[b>>4], digits[b&15], '}'})
+}
+
+// budgetKeys returns the budget hash, the budget minutes and the sketch
+// in the slot of d's key.
+func (s *Store) budgetKeys(d axes.Digest) [3]string {
+	r := s.root
+	if s.o.SpreadSlots {
+		r = s.o.Prefix + s.shardTag(d)
+	}
+	return [3]string{r + "b", r + "bz", r + "s"}
+}
+
+// columns returns d's sketch cell in each of the 4 rows.
+func (s *Store) columns(d axes.Digest) [4]uint64 {
+	w := uint64(s.width)
+	return [4]uint64{
+		(d.Lo & 0xffffffff) % w,
+		(d.Lo >> 32) % w,
+		(d.Hi & 0xffffffff) % w,
+		((d.Hi >> 32) & 0xffffff) % w,
+	}
+}
+
+// indexKey returns the index set of field f with digest d (one-slot
+// layout only).
+func (s *Store) indexKey(f axes.Fields, d axes.Digest) string {
+	if f == axes.IP {
+		return s.root + "i:" + d.String()
+	}
+	return s.root + "u:" + d.String()
+}
+
+// ms converts a duration to whole milliseconds, rounding up; Indefinite
+// becomes -1 and huge values saturate.
+func ms(d time.Duration) int64 {
+	switch {
+	case d == axes.Indefinite:
+		return msIndefinite
+	case d <= 0:
+		return 0
+	case d/time.Millisecond >= maxMS:
+		return maxMS
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// maxMS is the script's saturation bound (2^52-1 ms, about 142,000 years).
+const maxMS = 1<<52 - 1
+
+func fromMS(v int64) time.Duration {
+	switch {
+	case v < 0:
+		return axes.Indefinite
+	case v >= int64(axes.Indefinite/time.Millisecond):
+		return axes.Indefinite - 1
+	}
+	return time.Duration(v) * time.Millisecond
+}
+
+// header returns the script's arguments up to the tiers.
+func (s *Store) header(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
+	r := req.Rule
+	b := func(v bool) string {
+		if v {
+			return "1"
+		}
+		return "0"
+	}
+	factor := r.Factor
+	if math.IsNaN(factor) {
+		factor = 0
+	}
+	id := req.Identity
+	ip := ""
+	if id.IP.IsValid() {
+		ip = id.IP.String()
+	}
+	args := make([]any, argTiers, argTiers+2*len(r.Tiers)+dimArgs*n)
+	set := func(pos int, v any) { args[pos-1] = v }
+	set(argOp, int(req.Op))
+	set(argNow, now)
+	set(argLimit, r.Limit)
+	set(argWindow, ms(r.Window))
+	set(argCooloff, ms(r.Cooloff))
+	set(argFactor, factor)
+	set(argMaxCooloff, ms(r.MaxCooloff))
+	set(argJitter, r.JitterScale)
+	set(argDecay, ms(r.Decay))
+	set(argExtend, b(r.Extend))
+	set(argObserve, b(r.ObserveOnly))
+	set(argResetOnSuccess, b(r.ResetOnSuccess))
+	set(argReserveTimeout, ms(r.ReserveTimeout))
+	set(argMaxTTL, ms(s.o.MaxTTL))
+	set(argDims, n)
+	set(argIdentityIP, ip)
+	set(argIdentityUser, id.Username)
+	set(argIdentityUA, id.UserAgent)
+	set(argPhase, phase)
+	set(argToken, token)
+	set(argExt, ext)
+	set(argApplied, b(applied))
+	set(argDeadline, deadline)
+	set(argBudget, s.maxKeys)
+	set(argWidth, s.width)
+	set(argGrain, budgetGrain)
+	set(argTiers, len(r.Tiers))
+	for _, t := range r.Tiers {
+		args = append(args, t.Failures, ms(t.Cooloff))
+	}
+	return args
+}
+
+func (s *Store) now(req *store.Request) int64 {
+	if s.o.UseRequestTime {
+		return max(req.Now.UnixMilli(), 0)
+	}
+	return -1
+}
+
+// dimArgs appends the per-dimension arguments of d and returns the keys
+// with its index sets appended.
+func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]any, []string) {
+	ipPos, userPos := 0, 0
+	ik, uk := "", ""
+	if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
+		if index {
+			keys = append(keys, s.indexKey(axes.IP, d.IPKey))
+			ipPos = len(keys)
+		} else {
+			ik = d.IPKey.String()
+		}
+	}
+	if d.Fields&axes.Username != 0 && !d.UserKey.IsZero() {
+		if index {
+			keys = append(keys, s.indexKey(axes.Username, d.UserKey))
+			userPos = len(keys)
+		} else {
+			uk = d.UserKey.String()
+		}
+	}
+	c := s.columns(d.Digest)
+	var a [dimArgs]any
+	a[dimGen] = d.Gen
+	a[dimFields] = int(d.Fields)
+	a[dimIPIndex] = ipPos
+	a[dimUserIndex] = userPos
+	a[dimIPKey] = ik
+	a[dimUserKey] = uk
+	for r := range c {
+		a[dimColumns+r] = c[r]
+	}
+	return append(args, a[:]...), keys
+}
+
+// dimInfo is what the script reports of one dimension beyond its Outcome.
+type dimInfo struct {
+	lockedBefore, applied, raced, sketched bool
+	now, server                            int64 // the script's timeline and the server's TIME
+}
+
+// parseReply fills the outcomes of dims from a script reply and, if info
+// is not nil, the extra flags. It reports whether the script refused.
+func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
+	a, ok := v.([]any)
+	if !ok || len(a) != replyHead+replyDim*len(dims) {
+		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
+	}
+	iv := make([]int64, len(a))
+	for i, x := range a {
+		n, ok := x.(int64)
+		if !ok {
+			return false, fmt.Errorf("redisstore: unexpected script reply element %T", x)
+		}
+		iv[i] = n
+	}
+	refused := iv[replyRefused] == 1
+	for i := range dims {
+		r := iv[replyHead+replyDim*i:]
+		o := &dims[i].Outcome
+		*o = store.Outcome{
+			Failures: int(r[replyFailures]),
+			Locked:   r[replyLocked] == 1,
+			Started:  r[replyStarted] == 1,
+			Counted:  r[replyCounted] == 1,
+			Busy:     r[replyBusy] == 1,
+			Refused:  refused,
+			TimedOut: int(r[replyTimedOut]),
+		}
+		if o.Locked {
+			o.Remaining = fromMS(r[replyRemaining])
+		}
+		dims[i].Gen = uint32(r[replyGen])
+		if info != nil {
+			info[i] = dimInfo{lockedBefore: r[replyLockedBefore] == 1, applied: r[replyApplied] == 1,
+				raced: r[replyRaced] == 1, sketched: r[replySketched] == 1,
+				now: iv[replyNow], server: iv[replyServer]}
+		}
+	}
+	return refused, nil
+}

@@ -1,0 +1,142 @@
+// Package redisstore keeps the state of axes limiters in Redis, so that
+// every server behind a load balancer shares one count of failures and one
+// set of locks. It works with any redis.UniversalClient: a standalone
+// server, Sentinel or Cluster.
+//
+// Each decision is one round trip: a Lua script (loaded once, run with
+// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
+// dimension key of the attempt, on the server's clock (TIME), and writes
+// each changed key back with a TTL that covers what it must remember. By
+// default all keys share one hash tag, so the dimensions of one attempt are
+// updated atomically together, even on Cluster (where axes state then lives
+// in one slot); see Options.SpreadSlots for the other layout.
+//
+// The store budgets its own footprint (Options.MaxKeys): a dimension seen
+// for the first time once the budget is spent is kept in a count-min
+// sketch (Options.SketchWidth) that may over-count it, never under-count
+// it, so that a spray of new keys cannot exhaust Redis's memory. Use
+// maxmemory-policy noeviction: every other policy may evict lockout keys.
+//
+// Keys hold the limiter's keyed digests, never usernames or IPs (except
+// the identity of current locks, for Lockouts): every server must use the
+// same axes.WithSecret, and Options.Secret lets the store detect a server
+// configured with another one.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+
+	"github.com/axes-go/axes/store"
+	"github.com/redis/go-redis/v9"
+)
+
+// SpreadSlots: a script call per dimension, pipelined in one round trip,
+// and the undo of what a refused attempt wrote in its other dimensions.
+
+// applySpread runs req dimension by dimension (SpreadSlots), pipelined,
+// with a second round trip when one dimension refuses an attempt that
+// another has already counted or reserved.
+func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
+	n := len(req.Dims)
+	token := ""
+	if req.Op == store.OpFail || req.Op == store.OpBegin {
+		var b [12]byte
+		rand.Read(b[:])
+		token = hex.EncodeToString(b[:])
+	}
+	now := s.now(req)
+	info := make([]dimInfo, n)
+	call := func(pipe redis.Pipeliner, i int, phase, ext int, applied bool, now int64) *redis.Cmd {
+		d := &req.Dims[i]
+		args := s.header(req, now, 1, phase, token, ext, applied, s.deadline(ctx))
+		bk := s.budgetKeys(d.Digest)
+		args, keys := s.dimArgs(args, []string{bk[0], bk[1], bk[2], s.key(d.Digest)}, d, false)
+		return applyScript.EvalSha(ctx, pipe, keys, args...)
+	}
+	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
+		cmds := make([]*redis.Cmd, n)
+		for i := range n {
+			cmds[i] = call(pipe, i, phaseApply, extNone, false, now)
+		}
+		return cmds
+	})
+	if err != nil {
+		return err
+	}
+	anyLocked, anyRefused := false, false
+	for i, c := range cmds {
+		refused, err := parseReply(c.Val(), req.Dims[i:i+1], info[i:i+1])
+		if err != nil {
+			return err
+		}
+		anyRefused = anyRefused || refused
+		anyLocked = anyLocked || info[i].lockedBefore
+	}
+	s.noteSpread(info)
+	if token == "" || !anyRefused {
+		return nil
+	}
+	// Redo the dimensions that did not see the refusal.
+	ext := extBusy
+	if anyLocked {
+		ext = extLocked
+		// As in Rule.Apply, a locked attempt is refused before any
+		// dimension is found busy.
+		for i := range req.Dims {
+			req.Dims[i].Outcome.Busy = false
+		}
+	}
+	var redo []int
+	for i := range n {
+		switch {
+		case info[i].applied:
+			redo = append(redo, i)
+		case ext == extLocked && !info[i].lockedBefore && req.Rule.Extend:
+			redo = append(redo, i)
+		}
+	}
+	if len(redo) > 0 {
+		cmds, err = s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
+			cmds := make([]*redis.Cmd, len(redo))
+			for j, i := range redo {
+				cmds[j] = call(pipe, i, phaseRedo, ext, info[i].applied, info[i].now)
+			}
+			return cmds
+		})
+		if err != nil {
+			return err
+		}
+		for j, i := range redo {
+			var in [1]dimInfo
+			if _, err := parseReply(cmds[j].Val(), req.Dims[i:i+1], in[:]); err != nil {
+				return err
+			}
+			if in[0].raced {
+				s.n.races.Add(1)
+			}
+			s.noteSpread(in[:])
+		}
+	}
+	for i := range req.Dims {
+		req.Dims[i].Outcome.Refused = true
+	}
+	return nil
+}
+
+// noteSpread is noteReply for the replies of a pipeline, possibly from
+// several servers: it keeps the lowest offset.
+func (s *Store) noteSpread(info []dimInfo) {
+	if len(info) == 0 {
+		return
+	}
+	lowest := info[0].server
+	for i := range info {
+		lowest = min(lowest, info[i].server)
+		if info[i].sketched {
+			s.n.sketched.Add(1)
+		}
+	}
+	s.observe(lowest - s.mono())
+}
