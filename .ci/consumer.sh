@@ -69,12 +69,13 @@ import (
 	"github.com/axes-go/axes/axesmetrics/axesotel"
 	"github.com/axes-go/axes/axesmetrics/axesprom"
 	"github.com/axes-go/axes/redisstore"
+	"github.com/axes-go/axes/store"
 )
 
-// The Redis store must satisfy the limiter's store interface, and the
+// The Redis store must satisfy the store interface, and the
 // integrations must build against the released root.
 var (
-	_ axes.Store                     = (*redisstore.Store)(nil)
+	_ store.Store                    = (*redisstore.Store)(nil)
 	_ func(string) (*sql.DB, error)  = axesaudit.OpenSQLite
 	_ axesmetrics.Observer           = (*axesprom.DecisionObserver)(nil)
 	_ axesmetrics.Observer           = (*axesotel.DecisionObserver)(nil)
