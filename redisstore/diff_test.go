@@ -481,6 +481,32 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 				fail("step %d dimension %d: Begin gave generation %d, go %d (delta %d)", step, i, req.Dims[j].Gen, goGens[j], dims[i].delta)
 			}
 		}
+		// Every key the script wrote lives at least until Go's horizon of
+		// its state (the one Horizon every store's expiry follows), or
+		// Options.MaxTTL. Under a rule that varies per attempt (jitter, a
+		// cooloff per call) the lock a timed-out reservation would start
+		// depends on the attempt that finds it, so the TTL is checked
+		// under uniform rules only.
+		for j, i := range idx {
+			if op == store.OpReset || states[j].IsZero() || p.jitter > 0 || p.perCall {
+				continue
+			}
+			h := rule.Horizon(states[j])
+			want := s.o.MaxTTL
+			if h != axes.Indefinite {
+				want = min(want, fromMS(toMS(h)-toMS(now)))
+			}
+			ttl, err := s.c.PTTL(ctx, keys[i]).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl == -1 {
+				continue // no expiry: a state the test seeded, which a read leaves as it is
+			}
+			if ttl < want-time.Second { // a second of slack for the time the check takes
+				fail("step %d dimension %d: key TTL %v, but Go's horizon of %+v is %v away", step, i, ttl, states[j], want)
+			}
+		}
 		if op == store.OpBegin && !refused {
 			gs := make([]uint32, len(idx))
 			for j := range idx {

@@ -327,6 +327,7 @@ local function horizon(s)
   local h = 0
   if s.f > 0 then h = math.max(h, satadd(s.lf, WIN)) end
   if s.p > 0 then
+    if RT <= 0 then return INDEFINITE end -- reservations that never time out, as Rule.Horizon
     local at = satadd(s.lb, RT)
     local f = s.f
     if f > 0 and at >= satadd(s.lf, WIN) then f = 0 end
