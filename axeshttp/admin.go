@@ -146,6 +146,8 @@ func AdminActivity(a *Activity) AdminOption {
 //	GET  /api/lockouts   {"count": n, "lockouts": [...]}, one entry per lock; ?limit=N (default 1000)
 //	GET  /api/stats      the limiter's Stats
 //	GET  /api/activity   with AdminActivity: {"masked": bool, "minutes": [...], "recent": [...]}
+//	GET  /api/history    with AdminHistory: {"records": [...]}, searched by ip, username,
+//	                     user_agent, hours and limit (at most 1000)
 //	POST /api/reset      {"ip": "192.0.2.1"}, {"username": "bob"}, both (Limiter.ResetClient) or {"all": true}
 //	                     → {"reset": n}; Content-Type must be application/json
 //	POST /reset          the page's forms; answered with a redirect to the page
@@ -194,6 +196,7 @@ func NewAdmin(lim *axes.Limiter, opts ...AdminOption) (http.Handler, error) {
 	mux.HandleFunc("GET /api/lockouts", a.apiLockouts)
 	mux.HandleFunc("GET /api/stats", a.apiStats)
 	mux.HandleFunc("GET /api/activity", a.apiActivity)
+	mux.HandleFunc("GET /api/history", a.apiHistory)
 	mux.HandleFunc("POST /api/reset", a.apiReset)
 	mux.HandleFunc("POST /reset", a.formReset)
 	a.mux = mux
@@ -207,6 +210,7 @@ type admin struct {
 	authorize func(*http.Request) bool
 	maxRows   int
 	activity  *Activity // nil for none
+	history   History   // nil for none
 	key       [32]byte  // signs CSRF and row tokens
 	cop       *http.CrossOriginProtection
 	mux       *http.ServeMux
@@ -652,6 +656,9 @@ func (a *admin) page(w http.ResponseWriter, r *http.Request) {
 		d.Activity = a.chart(now)
 		d.Recent, d.Events = a.recentRows()
 		d.MaskNotes = a.activity.Masked()
+	}
+	if a.history != nil {
+		a.historyRows(r, &d)
 	}
 	if s := r.URL.Query().Get("reset"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n >= 0 {

@@ -32,6 +32,11 @@ type pageData struct {
 	Recent    []eventRow
 	Events    int  // recent events held
 	MaskNotes bool // the recent events' identities are masked
+
+	HistoryOn     bool // AdminHistory was given
+	HistorySearch historySearch
+	History       []eventRow
+	HistoryError  string
 }
 
 // rowView is one locked client on the page: every current lock of the same
