@@ -246,6 +246,9 @@
 //     first), "recent": [{"time", "kind", "by", "reason", "ip", "username",
 //     "user_agent", "failures", "until", "count"}] (newest first)}; 404
 //     without an [Activity].
+//   - GET /axes/api/history?ip=&username=&user_agent=&hours=&limit= (with
+//     [AdminHistory]): {"records": [...]} newest first, at most 1000; 404
+//     without a [History].
 //   - POST /axes/api/reset with {"ip": "…"}, {"username": "…"}, both (the
 //     client: every dimension of that IP and username without the user
 //     agent, Limiter.ResetClient) or {"all": true}, with Content-Type:
@@ -292,6 +295,16 @@
 // "2001:db8:1:2::/64", "sha256:" and 12 hex digits) unless
 // [ActivityRawIdentity] is given. Each server process has its own: with
 // Redis, the chart shows the events this process saw.
+//
+// # History
+//
+// Give the admin a [History], such as an axesaudit.Trail (module
+// github.com/axes-go/axes/axesaudit, SQLite or PostgreSQL), and the page
+// shows its most recent records with a search form (IP, username, user
+// agent, the last N hours: a plain GET form, no script), and
+// /api/history serves the same search as JSON:
+//
+//	admin, err := axeshttp.NewAdmin(lim, axeshttp.AdminToken(token), axeshttp.AdminHistory(trail))
 //
 // # Who may use the admin
 //
