@@ -16,6 +16,11 @@ import (
 // expired reports whether sl holds nothing worth keeping at now under the
 // base rule: its Horizon has passed.
 func (st *memStore) expired(sl *slot, now time.Duration) bool {
+	if sl.pending == 0 && sl.lockEnd == 0 && sl.level == 0 {
+		// Horizon of a state with failures alone, without building it:
+		// the sweep's common case.
+		return sl.fails == 0 || now >= satAdd(fromSec(sl.lastFail), st.base.Window)
+	}
 	return st.base.Horizon(sl.state()) <= now
 }
 
