@@ -156,3 +156,58 @@ func ExampleLimiter_ResetUsername() {
 	// 2 entries reset
 	// 0 locks
 }
+
+// NIST SP 800-63B: at most 100 consecutive failures on an account, and in
+// front of it a per-IP limiter with increasing waits, so that a guesser is
+// slowed by address long before an account reaches the cap.
+func ExampleNIST80063B() {
+	c := newClock()
+	account := axes.Must(axes.New(axes.NIST80063B(), axes.WithClock(c.Now)))
+	defer account.Close()
+	byIP := axes.Must(axes.New(axes.Policy{
+		Limit:   10,
+		Cooloff: axes.Backoff{Base: time.Minute, Max: 24 * time.Hour},
+	}, axes.WithClock(c.Now)))
+	defer byIP.Close()
+
+	// login refuses a client that either limiter locks, and counts a
+	// failure in both.
+	login := func(k axes.Key, passwordOK bool) string {
+		if byIP.Locked(k) || account.Locked(k) {
+			return "refused"
+		}
+		if passwordOK {
+			byIP.Success(k)
+			account.Success(k)
+			return "welcome"
+		}
+		byIP.Fail(k)
+		if v := account.Fail(k); v.Locked {
+			return "account locked"
+		}
+		return "wrong password"
+	}
+
+	// A guesser rotating 100 addresses reaches the account's cap; the
+	// per-IP limiter alone would have let each address guess 10 times.
+	var last string
+	for i := range 100 {
+		last = login(axes.Key{IP: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Username: "alice"}, false)
+	}
+	fmt.Println("100th guess:", last)
+	fmt.Println("alice, right password:", login(axes.Key{IP: netip.MustParseAddr("203.0.113.9"), Username: "alice"}, true))
+
+	// Bob mistypes 99 times over months, then logs in: his count starts over.
+	bob := axes.Key{IP: netip.MustParseAddr("192.0.2.44"), Username: "bob"}
+	for range 99 {
+		login(bob, false)
+		c.Advance(30 * 24 * time.Hour)
+	}
+	fmt.Println("bob, right password:", login(bob, true))
+	fmt.Println("bob's failures now:", account.Check(bob).Failures)
+	// Output:
+	// 100th guess: account locked
+	// alice, right password: refused
+	// bob, right password: welcome
+	// bob's failures now: 0
+}

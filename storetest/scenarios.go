@@ -546,3 +546,44 @@ func tierCooloff(tiers axes.Tiers, failures int) time.Duration {
 	}
 	return d
 }
+
+func init() {
+	add("NIST80063B", func(t *testing.T, ns func() store.Store) {
+		// The 100th consecutive failure of an account locks it, however
+		// far apart the failures are; a success clears that account only.
+		h := harness(t, ns, axes.NIST80063B())
+		alice := axes.Key{IP: ip1, Username: "alice"}
+		bob := axes.Key{IP: ip2, Username: "bob"}
+		const spacing = 30 * 24 * time.Hour // a failure a month, for eight years
+		var at time.Duration
+		for i := 1; i <= 99; i++ {
+			at += spacing
+			h.At(at)
+			if v := h.L.Fail(alice); v.Locked || v.Failures != i {
+				t.Fatalf("failure %d, %v after the first: %+v", i, at, v)
+			}
+			if i == 50 {
+				h.L.Fail(bob)
+				h.L.Success(bob) // bob's success leaves alice's count alone
+			}
+		}
+		h.Steps([]Step{
+			{at + spacing, "fail", alice, V{Locked: true, Failures: 100, RetryAfter: axes.Indefinite, By: axes.Username}},
+			{at + 2*spacing, "success", alice, V{}}, // a success never lifts a lock
+			{at + 2*spacing, "locked", alice, V{Locked: true}},
+			{at + 2*spacing, "check", bob, V{}},
+		})
+		// A success clears the count of that account only.
+		carol := axes.Key{IP: ip3, Username: "carol"}
+		dave := axes.Key{IP: ip3, Username: "dave"}
+		for range 99 {
+			h.L.Fail(carol)
+			h.L.Fail(dave)
+		}
+		h.L.Success(carol)
+		h.Steps([]Step{
+			{at + 2*spacing, "fail", carol, V{Failures: 1}},
+			{at + 2*spacing, "fail", dave, V{Locked: true, Failures: 100, RetryAfter: axes.Indefinite, By: axes.Username}},
+		})
+	})
+}
