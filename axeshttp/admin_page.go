@@ -53,11 +53,14 @@ type rowView struct {
 	Row       string // the signed reset-row token
 }
 
-// clientKey groups the locks of one client.
+// clientKey groups the locks of one client. A lock kept without its
+// identity (the identity budget was spent) is a client of its own, by its
+// digest: such locks are not known to be one client's.
 type clientKey struct {
 	ip        netip.Prefix
 	username  string
 	userAgent string
+	digest    axes.Digest
 }
 
 // groupLockouts groups locks by client, keeping the order of their longest
@@ -66,7 +69,10 @@ func groupLockouts(locks []axes.Lockout) [][]axes.Lockout {
 	idx := make(map[clientKey]int, len(locks))
 	var groups [][]axes.Lockout
 	for _, l := range locks {
-		k := clientKey{l.IP, l.Username, l.UserAgent}
+		k := clientKey{ip: l.IP, username: l.Username, userAgent: l.UserAgent}
+		if !l.IP.IsValid() && l.Username == "" && l.UserAgent == "" {
+			k.digest = l.Digest
+		}
 		i, ok := idx[k]
 		if !ok {
 			i = len(groups)

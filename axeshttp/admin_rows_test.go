@@ -175,3 +175,44 @@ func TestAdminRowResetExact(t *testing.T) {
 		t.Errorf("replay: %d, %d locks", w.Code, len(f.lim.Lockouts()))
 	}
 }
+
+// TestAdminRowsWithoutIdentity: once the identity budget is spent, locks
+// are kept by digest alone; each is a row of its own, and its button lifts
+// exactly that lock (an attacker's long user agents cannot merge many
+// clients into one row that cannot be reset).
+func TestAdminRowsWithoutIdentity(t *testing.T) {
+	clk := newClock()
+	lim, err := axes.New(axes.Policy{Limit: 1}, axes.WithClock(clk.Now), axes.WithMaxEntries(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lim.Close() })
+	long := strings.Repeat("x", 256)
+	for i := range 40 {
+		lim.Fail(axes.Key{IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), Username: long, UserAgent: long})
+	}
+	anonymous := 0
+	for _, l := range lim.Lockouts() {
+		if !l.IP.IsValid() {
+			anonymous++
+		}
+	}
+	if anonymous < 2 {
+		t.Fatalf("setup: %d locks without identity, want several", anonymous)
+	}
+	f := &adminFixture{clk: clk, lim: lim, h: mountAdmin(mustAdmin(t, lim, AdminToken(testAdminToken), AdminClock(clk.Now)))}
+	body := f.do("GET", "/axes/", "").Body.String()
+	rows := regexp.MustCompile(`name="row" value="([^"]+)"`).FindAllStringSubmatch(body, -1)
+	if len(rows) != 40 {
+		t.Fatalf("%d rows for 40 locked clients", len(rows))
+	}
+	// Reset the last row (a lock without identity comes last or first; any
+	// row must lift exactly one lock here).
+	w := f.postForm(url.Values{"action": {"row"}, "row": {rows[len(rows)-1][1]}, "csrf": {f.token(t)}})
+	if w.Code != 303 || w.Header().Get("Location") != "./?reset=1" {
+		t.Fatalf("row reset: %d %v %s", w.Code, w.Header(), w.Body)
+	}
+	if n := len(lim.Lockouts()); n != 39 {
+		t.Errorf("%d locks left, want 39", n)
+	}
+}

@@ -80,6 +80,10 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Co
 // 1000, on every master) and deletes those recorded with the field digest.
 // The local fallback store forgets them too.
 func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (int, error) {
+	s.forgetOutage(func(ol *outageLock) bool {
+		d := &ol.dim
+		return d.Fields&f == 0 || (f == axes.IP && d.IPKey != k) || (f == axes.Username && d.UserKey != k)
+	})
 	if local := s.localOr(); local != nil {
 		local.ResetField(ctx, f, k)
 	}
@@ -128,6 +132,7 @@ func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (i
 // every master (SCAN, COUNT 1000) and deletes it, returning how many
 // dimension keys it deleted. The secret verifier is kept.
 func (s *Store) ResetAll(ctx context.Context) (int, error) {
+	s.forgetOutage(func(*outageLock) bool { return false })
 	if local := s.localOr(); local != nil {
 		local.ResetAll(ctx)
 	}

@@ -128,6 +128,11 @@ func (s *Store) recordOutage(req *store.Request) {
 				id.Username = strings.Clone(id.Username)
 				id.UserAgent = strings.Clone(id.UserAgent)
 				dim := store.Dim{Fields: d.Fields, Digest: d.Digest, IPKey: d.IPKey, UserKey: d.UserKey}
+				if ok && dim.IPKey.IsZero() && dim.UserKey.IsZero() {
+					// A read (Check) carries no index keys: keep those of
+					// the write that recorded the lock, which resets match.
+					dim.IPKey, dim.UserKey = old.dim.IPKey, old.dim.UserKey
+				}
 				s.outage[d.Digest] = outageLock{dim: dim, end: end, identity: id}
 				s.pending.Store(int64(len(s.outage)))
 			}

@@ -121,3 +121,59 @@ func TestLateCallHasNoEffect(t *testing.T) {
 	}
 	b.Succeed()
 }
+
+// TestResetDuringOutageStays resets a lock started during an outage before
+// Redis returns: the reset must not be undone by the write-back.
+func TestResetDuringOutageStays(t *testing.T) {
+	p := newPausable(t, FallbackLocal)
+	pol := axes.Policy{Limit: 3, Cooloff: axes.Fixed(time.Hour)}
+	l := axes.Must(axes.New(pol, axes.WithSecret(secret), axes.WithStore(p.s)))
+	defer l.Close()
+	k := axes.Key{IP: netip.MustParseAddr("203.0.113.7")}
+	l.Check(k)
+
+	p.srv.signal(syscall.SIGSTOP)
+	for range 3 {
+		l.Fail(k)
+	}
+	wait(t, "degradation", p.degraded)
+	if !l.Locked(k) { // a read of the lock, which must not lose its index keys
+		t.Fatal("not locked during the outage")
+	}
+	l.ResetIP(k.IP) // the local store forgets it; Redis cannot be told
+	p.srv.signal(syscall.SIGCONT)
+	wait(t, "recovery", p.recovered)
+	if v := l.Check(k); v.Locked {
+		t.Fatalf("after recovery the reset lock came back: %+v", v)
+	}
+	if st := p.s.Stats(); st.OutageLocks != 0 {
+		t.Errorf("stats %+v, want no outage lock written back", st)
+	}
+}
+
+// TestHangUpKeepsStoreUp cancels a caller's context before its decision:
+// that decision fails alone; the store does not degrade, and the failures
+// Redis holds still count for the next attempt.
+func TestHangUpKeepsStoreUp(t *testing.T) {
+	for _, mode := range []FailureMode{FallbackLocal, FailOpen, FailClosed} {
+		t.Run(mode.String(), func(t *testing.T) {
+			s := mustNew(t, newClient(t), Options{OnFailure: mode})
+			l := axes.Must(axes.New(axes.Policy{Limit: 2}, axes.WithSecret(secret), axes.WithStore(s)))
+			defer l.Close()
+			k := axes.Key{IP: netip.MustParseAddr("203.0.113.8")}
+			l.Fail(k) // one failure in Redis
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // the client hung up
+			a := l.BeginContext(ctx, k)
+			if a.Allowed() || a.Verdict().Reason != axes.ReasonUnavailable {
+				t.Fatalf("Begin with a cancelled context: %+v, want refused as unavailable", a.Verdict())
+			}
+			if st := s.Stats(); st.Degraded || st.Degradations != 0 {
+				t.Fatalf("a hang-up degraded the store: %+v", st)
+			}
+			if v := l.Fail(k); !v.Locked || v.Failures != 2 {
+				t.Errorf("next failure: %+v, want the second failure, locked", v)
+			}
+		})
+	}
+}

@@ -269,6 +269,16 @@ func (s *Store) Apply(ctx context.Context, req *store.Request) error {
 	if s.o.OnFailure == FallbackLocal {
 		s.makeLocal(req)
 	}
+	if req.Op == store.OpReset && s.pending.Load() > 0 {
+		s.forgetOutage(func(ol *outageLock) bool {
+			for i := range req.Dims {
+				if req.Dims[i].Digest == ol.dim.Digest {
+					return false
+				}
+			}
+			return true
+		})
+	}
 	if s.degraded.Load() {
 		return s.fallback(req)
 	}
@@ -279,10 +289,18 @@ func (s *Store) Apply(ctx context.Context, req *store.Request) error {
 			return s.fallback(req)
 		}
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	err := s.apply(ctx, req)
 	cancel()
 	if err != nil {
+		if caller.Err() != nil {
+			// The caller gave up (a client hung up), not Redis: that
+			// decision fails alone, and the store stays up, or one
+			// client's hang-up would put every server in its outage mode.
+			s.n.errors.Add(1)
+			return caller.Err()
+		}
 		s.n.errors.Add(1)
 		s.fail(err)
 		return s.fallback(req)
@@ -291,6 +309,20 @@ func (s *Store) Apply(ctx context.Context, req *store.Request) error {
 		s.remember(req)
 	}
 	return nil
+}
+
+// forgetOutage drops the locks of an outage that a reset forgot, so that
+// they are not written back when Redis returns: keep reports whether a
+// lock's dimension is still wanted.
+func (s *Store) forgetOutage(keep func(ol *outageLock) bool) {
+	s.omu.Lock()
+	defer s.omu.Unlock()
+	for k, ol := range s.outage {
+		if !keep(&ol) {
+			delete(s.outage, k)
+		}
+	}
+	s.pending.Store(int64(len(s.outage)))
 }
 
 // Close stops the probe and waits for it. It does not close the client,

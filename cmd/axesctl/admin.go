@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 )
@@ -33,8 +34,14 @@ func newAdminBackend(base, token string) (*adminBackend, error) {
 	}}, nil
 }
 
+// isLoopbackHost reports whether h names this machine: "localhost" or a
+// loopback address literal (not a name that merely starts with "127.").
 func isLoopbackHost(h string) bool {
-	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+	if h == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
 }
 
 // maxAdminReply bounds what the command reads of an answer.
