@@ -539,7 +539,8 @@ func TestUsernameMatchesFormValue(t *testing.T) {
 		refused bool
 	}{
 		{func() (*http.Request, string) { return form("", "username=bob&password=x") }, false},
-		{func() (*http.Request, string) { return form("", "username=bob&username=eve") }, false},
+		{func() (*http.Request, string) { return form("", "username=bob&username=eve") }, true}, // a form decoder takes the last
+		{func() (*http.Request, string) { return form("", "username=bob&username=bob") }, false},
 		{func() (*http.Request, string) { return form("?username=bob", "username=bob") }, false},
 		{func() (*http.Request, string) { return form("?username=eve", "username=bob") }, true},
 		{func() (*http.Request, string) { return form("?username=eve", "password=x") }, true},
@@ -590,6 +591,35 @@ func TestUsernameMatchesFormValue(t *testing.T) {
 	}
 }
 
+// A JSON body that names the field twice, in any case, is refused: a
+// struct decode takes the last key that matches case-insensitively, a map
+// reader the exact one.
+func TestJSONFieldRefusesRepeatedKey(t *testing.T) {
+	jsonReq := func(body string) *http.Request {
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		return r
+	}
+	lim := newLimiter(t, axes.Policy{LockoutBy: []axes.Fields{axes.Username}, Limit: 1}, newClock())
+	called := false
+	h := newMiddleware(t, lim, WithUsername(JSONField("username")))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		called = true
+	}))
+	for _, body := range []string{
+		`{"username":"a","USERNAME":"victim"}`,
+		`{"username":"bob","username":null}`,
+		`{"Username":"bob","password":"x","username":"eve"}`,
+	} {
+		called = false
+		if w := serve(h, jsonReq(body)); w.Code != http.StatusBadRequest || called {
+			t.Errorf("%s: %d, handler called %v; want 400", body, w.Code, called)
+		}
+	}
+	if w := serve(h, jsonReq(`{"nested":{"username":"x"},"username":"bob"}`)); w.Code == http.StatusBadRequest || !called {
+		t.Errorf("a nested key is not a repeat: %d", w.Code)
+	}
+}
+
 func TestUsernameSources(t *testing.T) {
 	jsonReq := func(body string) *http.Request {
 		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(body))
@@ -607,8 +637,6 @@ func TestUsernameSources(t *testing.T) {
 	}{
 		{JSONField("username"), jsonReq(`{"username":"bob","password":"x"}`), "bob"},
 		{JSONField("username"), jsonReq(`{"Username":"bob"}`), "bob"},
-		{JSONField("username"), jsonReq(`{"username":"a","USERNAME":"victim"}`), "victim"},
-		{JSONField("username"), jsonReq(`{"username":"bob","username":null}`), "bob"},
 		{JSONField("username"), jsonReq(`{"nested":{"username":"x"},"username":"bob"}`), "bob"},
 		{JSONField("username"), jsonReq(`{"username":"b\u00f6b"}`), "böb"},
 		{JSONField("username"), jsonReq(`null`), ""},

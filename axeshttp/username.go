@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 )
 
 // Username says where the middleware finds the username of a login attempt.
@@ -202,6 +203,9 @@ func (u Username) extract(w http.ResponseWriter, r *http.Request, limit int64) (
 		if err != nil {
 			return "", err
 		}
+		if jsonKeyRepeats(body, u.field) {
+			return "", errAmbiguous
+		}
 		return decodeJSONUsername(u.jsonType, body)
 	}
 	return "", nil
@@ -257,6 +261,14 @@ func formUsername(r *http.Request, body []byte, field string) (string, error) {
 	if r.PostFormValue(field) != name {
 		return "", errAmbiguous
 	}
+	// Every value of the field must be the one counted: a handler that
+	// reads the last value (r.Form[field], form decoders) must not check
+	// another name.
+	for _, v := range r.Form[field] {
+		if v != name {
+			return "", errAmbiguous
+		}
+	}
 	// ParseForm has checked the query's syntax, so Query sees what it saw.
 	if r.URL != nil {
 		if q := r.URL.Query()[field]; len(q) > 0 && q[0] != name {
@@ -268,6 +280,34 @@ func formUsername(r *http.Request, body []byte, field string) (string, error) {
 
 // decodeJSONUsername decodes body into a new value of typ, a struct with
 // one string field, with json.Unmarshal, and returns the field.
+// jsonKeyRepeats reports whether the top-level object of body has more
+// than one key that encoding/json would match to field (case-insensitively):
+// json.Unmarshal into a struct takes the last, a map[string]any reader the
+// exact one, so they could check different names.
+func jsonKeyRepeats(body []byte, field string) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false // not an object: decodeJSONUsername refuses it or finds no key
+	}
+	seen := 0
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if k, ok := t.(string); ok && strings.EqualFold(k, field) {
+			if seen++; seen > 1 {
+				return true
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return false
+		}
+	}
+	return false
+}
+
 func decodeJSONUsername(typ reflect.Type, body []byte) (string, error) {
 	v := reflect.New(typ)
 	if err := json.Unmarshal(body, v.Interface()); err != nil {
