@@ -20,16 +20,22 @@ func TestNoAllocs(t *testing.T) {
 	l, _ := newTest(t, Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, IP | Username, Username | UserAgent}})
 	k := Key{IP: netip.MustParseAddr("192.0.2.1"), Username: "Alice", UserAgent: "Mozilla/5.0 (X11; Linux x86_64)"}
 	k6 := Key{IP: netip.MustParseAddr("2001:db8::1"), Username: "bob"}
+	kd := k
+	kd.Device = "Yk3bXj1lQ0yQ2cK7pL9aZw"
 	l.Fail(k)
 	l.Fail(k6)
+	l.Fail(kd)
 	cases := map[string]func(){
-		"Locked":       func() { sinkBool = l.Locked(k) },
-		"Check":        func() { sinkVerdict = l.Check(k) },
-		"Fail":         func() { sinkVerdict = l.Fail(k) },
-		"Fail/IPv6":    func() { sinkVerdict = l.Fail(k6) },
-		"Begin+Fail":   func() { a := l.Begin(k); sinkVerdict = a.Fail() },
-		"Begin+Succed": func() { a := l.Begin(k); a.Succeed(); sinkVerdict = a.Verdict() },
-		"Success":      func() { l.Success(k) },
+		"Locked":            func() { sinkBool = l.Locked(k) },
+		"Check":             func() { sinkVerdict = l.Check(k) },
+		"Fail":              func() { sinkVerdict = l.Fail(k) },
+		"Fail/IPv6":         func() { sinkVerdict = l.Fail(k6) },
+		"Begin+Fail":        func() { a := l.Begin(k); sinkVerdict = a.Fail() },
+		"Begin+Succed":      func() { a := l.Begin(k); a.Succeed(); sinkVerdict = a.Verdict() },
+		"Success":           func() { l.Success(k) },
+		"Locked/Device":     func() { sinkBool = l.Locked(kd) },
+		"Fail/Device":       func() { sinkVerdict = l.Fail(kd) },
+		"Begin+Fail/Device": func() { a := l.Begin(kd); sinkVerdict = a.Fail() },
 	}
 	for name, f := range cases {
 		if n := testing.AllocsPerRun(200, f); n != 0 {

@@ -81,7 +81,8 @@ func (l *Limiter) digestsOf(k *Key, dims *[8]store.Dim) int {
 	return len(l.dims)
 }
 
-// fieldsOf computes the per-field inputs of k's digests, each once.
+// fieldsOf computes the per-field inputs of k's digests, each once. A
+// device counts only with the username (see Key.Device).
 func (l *Limiter) fieldsOf(k *Key, fs *fieldSet) {
 	if l.needIP {
 		fs.pfx = canonicalIP(k.IP, l.v6bits)
@@ -92,6 +93,13 @@ func (l *Limiter) fieldsOf(k *Key, fs *fieldSet) {
 			fs.user = l.h.usernameDigest(k.Username)
 		} else {
 			fs.user = l.h.fieldDigest(tagUsername, l.normalize(k.Username))
+		}
+		// The device is kept apart from fs.user, which stays the
+		// username's own digest: the index key of ResetUsername, which
+		// forgets the username's devices too.
+		if k.Device != "" {
+			fs.dev = l.h.fieldDigest(tagDevice, k.Device)
+			fs.device = true
 		}
 	}
 	if l.needUA {

@@ -42,6 +42,22 @@ type Key struct {
 	IP        netip.Addr
 	Username  string
 	UserAgent string
+
+	// Device is the identifier of a device the application has verified
+	// as one that logged in as Username before (a device cookie, see
+	// axeshttp.Devices); empty for an untrusted client. When it is set,
+	// every dimension that counts the username counts (username, device)
+	// instead: the device has its own failures and locks, apart from the
+	// username's untrusted clients, so a lock that an attack on the
+	// username starts does not refuse it, and it locks on its own after
+	// Limit failures. Dimensions without the username are unchanged.
+	//
+	// SECURITY: set Device only from a credential the application has
+	// verified itself (an authenticated, unexpired device cookie bound to
+	// this username), never from anything a client sends as it is. A
+	// client that could choose Device would get a fresh set of guesses
+	// with every value it invents.
+	Device string
 }
 
 // Field tags: each field is hashed under its own tag so that a username
@@ -50,6 +66,7 @@ const (
 	tagIP        = 'I'
 	tagUsername  = 'U'
 	tagUserAgent = 'A'
+	tagDevice    = 'V'
 	tagDimension = 'D'
 )
 
@@ -296,10 +313,12 @@ func DefaultNormalizeUsername(s string) string {
 // fieldSet holds the per-field digests of one Key, computed once and shared
 // by every dimension that counts the field.
 type fieldSet struct {
-	ip   ipBytes
-	user Digest
-	ua   Digest
-	pfx  netip.Prefix
+	ip     ipBytes
+	user   Digest
+	ua     Digest
+	dev    Digest // of Key.Device, when device is set
+	device bool   // Key.Device is not empty
+	pfx    netip.Prefix
 }
 
 // dimensionDigest combines the fields of f into the dimension's digest.
@@ -307,8 +326,14 @@ type fieldSet struct {
 // the variable-length fields), so they are absorbed as 64-bit words by a
 // keyed multiply-mix with two independent lanes, much cheaper than hashing
 // bytes; the field digests themselves come from seeded xxhash.
+//
+// A verified device (Key.Device) joins the username: a dimension that
+// counts the username also absorbs the device's digest, under a flag of
+// its own in the first word, so that (username, device) is counted apart
+// from the username alone. A key without a device gets the same digest as
+// before devices existed.
 func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
-	var w [7]uint64
+	var w [9]uint64
 	w[0] = tagDimension | uint64(f)<<8
 	n := 1
 	if f&IP != 0 {
@@ -320,6 +345,11 @@ func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
 	if f&Username != 0 {
 		w[n], w[n+1] = fs.user.Hi, fs.user.Lo
 		n += 2
+		if fs.device {
+			w[0] |= 1 << 25
+			w[n], w[n+1] = fs.dev.Hi, fs.dev.Lo
+			n += 2
+		}
 	}
 	if f&UserAgent != 0 {
 		w[n], w[n+1] = fs.ua.Hi, fs.ua.Lo

@@ -30,6 +30,7 @@ type config struct {
 	passThrough []string
 	rlName      string
 	rlWindow    time.Duration
+	devices     *Devices
 	errs        []error
 }
 
@@ -231,6 +232,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := axes.Key{IP: m.c.resolver.ClientIP(r), Username: name, UserAgent: r.UserAgent()}
+	if d := m.c.devices; d != nil {
+		key.Device, _ = d.Verify(r, name)
+	}
 	// The reservation gives up with the request; its settle does not (see
 	// attemptState.ctx).
 	st := &attemptState{a: m.lim.BeginContext(r.Context(), key), ctx: context.WithoutCancel(r.Context())}
@@ -241,6 +245,13 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec := &recorder{ResponseWriter: w, c: m.c, st: st}
+	if d := m.c.devices; d != nil {
+		st.issue = func() {
+			if rec.status == 0 { // the header can still take a cookie
+				d.Issue(rec.ResponseWriter, name)
+			}
+		}
+	}
 	completed := false
 	defer func() {
 		// Reached on return, panic and runtime.Goexit alike; a panic is
@@ -270,12 +281,18 @@ type attemptState struct {
 	// that hangs up after its password was checked must not keep its
 	// failure from being recorded.
 	ctx context.Context
+	// issue sets a device cookie on the response (see WithDevices); nil
+	// without devices, and once called. Called with mu held.
+	issue func()
 }
 
 // settle settles the attempt unless it already is, and returns its verdict.
 func (s *attemptState) settle(success bool) axes.Verdict {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if success && !s.settled {
+		s.issueDevice()
+	}
 	s.settled = true
 	if success {
 		s.a.SucceedContext(s.ctx)
@@ -283,6 +300,24 @@ func (s *attemptState) settle(success bool) axes.Verdict {
 		s.a.FailContext(s.ctx)
 	}
 	return s.a.Verdict()
+}
+
+// pendingSuccess issues a device cookie for an attempt the handler has not
+// reported, when the response is about to say it succeeded.
+func (s *attemptState) pendingSuccess() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.settled {
+		s.issueDevice()
+	}
+}
+
+// issueDevice issues the attempt's device cookie once; s.mu must be held.
+func (s *attemptState) issueDevice() {
+	if s.issue != nil {
+		s.issue()
+		s.issue = nil
+	}
 }
 
 // verdict returns the current verdict and whether the attempt is still
@@ -325,6 +360,9 @@ type recorder struct {
 
 func (w *recorder) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
+		if w.c.devices != nil && w.c.success(code) {
+			w.st.pendingSuccess()
+		}
 		w.status = code
 		v, pending := w.st.verdict()
 		w.c.rateLimit(w.Header(), v, pending)

@@ -587,3 +587,45 @@ func init() {
 		})
 	})
 }
+
+func init() {
+	add("DeviceCookies", func(t *testing.T, ns func() store.Store) {
+		// A verified device counts the username's dimensions on its own:
+		// bots locking the username do not refuse it, it locks after its
+		// own Limit failures, and other devices and the IP dimension are
+		// unaffected.
+		h := harness(t, ns, axes.Policy{Limit: 3, LockoutBy: []axes.Fields{axes.Username, axes.IP}, Cooloff: axes.Fixed(time.Hour)})
+		bot1 := axes.Key{IP: ip1, Username: "alice"}
+		bot2 := axes.Key{IP: ip2, Username: "Alice"}
+		d1 := axes.Key{IP: ip3, Username: "alice", Device: "device-1"}
+		d2 := axes.Key{IP: ip4, Username: "alice", Device: "device-2"}
+		d1ip1 := axes.Key{IP: ip1, Username: "alice", Device: "device-1"}
+		h.Steps([]Step{
+			{0, "fail", bot1, V{Failures: 1}},
+			{0, "fail", bot2, V{Failures: 2, By: axes.Username}},
+			{0, "fail", bot1, V{Locked: true, Failures: 3, RetryAfter: time.Hour, By: axes.Username}},
+			{minute, "locked", d1, V{}},
+			{minute, "check", d1, V{}},
+			{minute, "fail", d1, V{Failures: 1}},
+			{minute, "fail", d1, V{Failures: 2, By: axes.Username}},
+			{2 * minute, "fail", d1, V{Locked: true, Failures: 3, RetryAfter: time.Hour, By: axes.Username}},
+			{3 * minute, "locked", d1, V{Locked: true}},
+			{3 * minute, "check", d2, V{}},
+			{3 * minute, "locked", bot2, V{Locked: true}},
+			// The IP dimension is shared: ip1 holds bot1's two failures.
+			{3 * minute, "check", axes.Key{IP: ip1, Username: "bob", Device: "device-3"}, V{Failures: 2, By: axes.IP}},
+			{3 * minute, "success", d2, V{}},
+			{3 * minute, "check", d2, V{}},
+		})
+		// ResetUsername forgets the username's devices too.
+		if n := h.L.ResetUsername("alice"); n != 2 {
+			t.Errorf("ResetUsername(alice) forgot %d entries, want 2 (untrusted, device-1)", n)
+		}
+		h.Steps([]Step{
+			{3 * minute, "check", bot1, V{Failures: 2, By: axes.IP}},
+			{3 * minute, "check", d1ip1, V{Failures: 2, By: axes.IP}},
+			// d1's own IP still holds the lock d1's failures started.
+			{3 * minute, "check", d1, V{Locked: true, Failures: 3, RetryAfter: time.Hour - minute, By: axes.IP}},
+		})
+	})
+}
