@@ -21,6 +21,7 @@ const (
 	ScenarioStuffing = "credential stuffing"
 	ScenarioSpray    = "password spray"
 	ScenarioSlow     = "slow guesser"
+	ScenarioDevices  = "trusted devices"
 )
 
 // The shape of the simulated attack.
@@ -132,7 +133,9 @@ func RunAttack(ctx context.Context, cfg AttackConfig) (*AttackResult, error) {
 
 	legit := ScenarioResult{Name: ScenarioLegit}
 	a.legitLogin(ctx, &legit, netip.MustParseAddr("198.51.100.20"), "bob", "", "hunter2-but-longer")
+	a.enrolDevices(ctx, &legit)
 	stuffing := a.stuffing(ctx)
+	devices := a.deviceLogins(ctx)
 	a.legitLogin(ctx, &legit, netip.MustParseAddr("198.51.100.30"), "carol", "", "tr0ub4dor&3")
 	spray := a.spray(ctx)
 	slow := a.slow(ctx)
@@ -141,7 +144,7 @@ func RunAttack(ctx context.Context, cfg AttackConfig) (*AttackResult, error) {
 		return nil, err
 	}
 	return &AttackResult{
-		Scenarios: []ScenarioResult{stuffing, spray, slow, legit},
+		Scenarios: []ScenarioResult{stuffing, spray, slow, legit, devices},
 		Latencies: a.latencies,
 		Simulated: cfg.Clock.Now().Sub(a.start),
 		Elapsed:   time.Since(began),
@@ -160,18 +163,28 @@ func (a *attacker) progress(format string, args ...any) {
 // try sends one login attempt as the client at ip and reports how the
 // server answered, with its Retry-After for a refusal.
 func (a *attacker) try(ctx context.Context, ip netip.Addr, ua, user, password string) (outcome, time.Duration) {
+	o, wait, _ := a.send(ctx, ip, ua, user, password, nil)
+	return o, wait
+}
+
+// send is try with the cookies a browser presents, returning the cookies
+// the server set.
+func (a *attacker) send(ctx context.Context, ip netip.Addr, ua, user, password string, cookies []*http.Cookie) (outcome, time.Duration, []*http.Cookie) {
 	form := url.Values{"username": {user}, "password": {password}}.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.loginAt, strings.NewReader(form))
 	if err != nil {
-		return outError, 0
+		return outError, 0, nil
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Forwarded-For", ip.String())
 	req.Header.Set("User-Agent", ua)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
 	t0 := time.Now()
 	resp, err := a.cfg.Client.Do(req)
 	if err != nil {
-		return outError, 0
+		return outError, 0, nil
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -179,19 +192,62 @@ func (a *attacker) try(ctx context.Context, ip netip.Addr, ua, user, password st
 	a.mu.Lock()
 	a.latencies = append(a.latencies, lat)
 	a.mu.Unlock()
+	set := resp.Cookies()
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return outLogin, 0
+		return outLogin, 0, set
 	case http.StatusUnauthorized:
-		return outWrong, 0
+		return outWrong, 0, set
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		var wait time.Duration
 		if s, err := strconv.ParseInt(resp.Header.Get("Retry-After"), 10, 32); err == nil && s > 0 {
 			wait = time.Duration(s) * time.Second
 		}
-		return outRefused, wait
+		return outRefused, wait, set
 	}
-	return outError, 0
+	return outError, 0, set
+}
+
+// deviceUser is a real user whose browser holds a device cookie from an
+// earlier login, and whose username the bots try.
+type deviceUser struct {
+	ip             netip.Addr
+	user, password string
+	cookies        []*http.Cookie
+}
+
+var deviceUsers = []*deviceUser{
+	{ip: netip.MustParseAddr("198.51.100.40"), user: "dave", password: "open-sesame-42"},
+}
+
+// enrolDevices signs the device users in before the attack, as legitimate
+// users: the server gives each browser its device cookie.
+func (a *attacker) enrolDevices(ctx context.Context, legit *ScenarioResult) {
+	for _, u := range deviceUsers {
+		legit.Wanted++
+		o, _, set := a.send(ctx, u.ip, browserUA, u.user, u.password, nil)
+		legit.tally(o)
+		u.cookies = set
+		a.progress("%-20s %s signs in from the usual browser: %s, device cookie %v", ScenarioDevices, u.user, describe(o), len(set) > 0)
+	}
+}
+
+// deviceLogins signs the device users in while the bots hold their
+// usernames locked: from the usual browser (trusted by its cookie) they
+// get in; from a new browser (no cookie) the lock refuses them like the
+// bots.
+func (a *attacker) deviceLogins(ctx context.Context) ScenarioResult {
+	res := ScenarioResult{Name: ScenarioDevices}
+	for _, u := range deviceUsers {
+		o, _, _ := a.send(ctx, u.ip, browserUA, u.user, u.password, nil)
+		res.tally(o) // refused: the bots hold the username locked
+		a.progress("%-20s %s signs in from a new browser: %s", ScenarioDevices, u.user, describe(o))
+		res.Wanted++
+		o, _, _ = a.send(ctx, u.ip, browserUA, u.user, u.password, u.cookies)
+		res.tally(o)
+		a.progress("%-20s %s signs in from the usual browser: %s", ScenarioDevices, u.user, describe(o))
+	}
+	return res
 }
 
 // tally adds one outcome to r.

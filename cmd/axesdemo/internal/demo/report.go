@@ -85,7 +85,9 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "\nPassword checks on the server: %d (%d successful)\n", r.Server.Checks, r.Server.Logins)
 	legit, _ := r.Scenario(ScenarioLegit)
 	fmt.Fprintf(&b, "Legitimate logins: %d of %d succeeded\n", legit.Logins, legit.Wanted)
-	attackerLogins := r.Total.Logins - legit.Logins
+	devices, _ := r.Scenario(ScenarioDevices)
+	fmt.Fprintf(&b, "Trusted-device logins while bots held the username locked: %d of %d\n", devices.Logins, devices.Wanted)
+	attackerLogins := r.Total.Logins - legit.Logins - devices.Logins
 	fmt.Fprintf(&b, "Attacker logins:   %d\n", attackerLogins)
 	fmt.Fprintf(&b, "Latency: p50 %v, p99 %v over %d requests (loopback HTTP, real time)\n",
 		roundLatency(r.P50), roundLatency(r.P99), r.Total.Sent-r.Total.Errors)

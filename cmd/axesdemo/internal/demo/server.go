@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"html/template"
@@ -99,6 +100,7 @@ type Server struct {
 
 	counters counters
 	ledger   ledger
+	devices  *axeshttp.Devices
 }
 
 // counters are the server's running figures.
@@ -164,9 +166,24 @@ func NewServer(cfg Config) (*Server, error) {
 		lim.Close()
 		return nil, err
 	}
+	// Device cookies: a browser that signed in before is trusted for its
+	// user, and keeps signing in while bots hold the username locked. The
+	// key is derived from the shared secret, so that servers sharing Redis
+	// trust each other's cookies; the demo serves plain HTTP on loopback,
+	// hence an Insecure cookie without the __Host- prefix.
+	deviceKey := sha256.Sum256(append([]byte("axesdemo device cookies\x00"), cfg.Secret...))
+	devices, err := axeshttp.NewDevices(axeshttp.DeviceConfig{
+		Keys: [][]byte{deviceKey[:]}, Name: "axesdemo-device", Insecure: true, Now: cfg.Now,
+	})
+	if err != nil {
+		lim.Close()
+		return nil, err
+	}
+	s.devices = devices
 	protect, err := axeshttp.New(lim,
 		axeshttp.WithResolver(s.resolver),
 		axeshttp.RateLimitFields("login", s.policy.Window),
+		axeshttp.WithDevices(devices),
 	)
 	if err != nil {
 		lim.Close()
@@ -258,7 +275,7 @@ func (s *Server) observe(e axes.Event) {
 	case axes.EventLockout:
 		s.counters.lockouts[e.By&7].Add(1)
 		s.ledger.add(Record{Kind: RecordLockout, At: e.Time, Until: e.Until, By: e.By,
-			IP: groupIP(e.Key.IP, s.policy.IPv6Prefix), Username: axes.DefaultNormalizeUsername(e.Key.Username)})
+			IP: groupIP(e.Key.IP, s.policy.IPv6Prefix), Username: axes.DefaultNormalizeUsername(e.Key.Username), Device: e.Key.Device})
 	case axes.EventRefused:
 		s.counters.refused[e.Reason&7].Add(1)
 	case axes.EventFailure:
@@ -320,8 +337,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	name, password := r.PostFormValue("username"), r.PostFormValue("password")
 	ok := s.pw.check(name, password)
 	s.counters.checks.Add(1)
+	device, _ := s.devices.Verify(r, name) // as the middleware counted the attempt
 	s.ledger.add(Record{Kind: RecordCheck, At: s.now(), OK: ok,
-		IP: groupIP(s.resolver.ClientIP(r), s.policy.IPv6Prefix), Username: axes.DefaultNormalizeUsername(name)})
+		IP: groupIP(s.resolver.ClientIP(r), s.policy.IPv6Prefix), Username: axes.DefaultNormalizeUsername(name), Device: device})
 	if ok {
 		s.counters.logins.Add(1)
 		axeshttp.Succeeded(r)
@@ -402,6 +420,7 @@ type Record struct {
 	OK       bool         // RecordCheck: the password was right
 	By       axes.Fields  // RecordLockout: the dimension locked
 	Until    time.Time    // RecordLockout: when the lock ends; zero for none
+	Device   string       // the trusted device of the attempt, if any
 }
 
 // ledger is a bounded log of Records.

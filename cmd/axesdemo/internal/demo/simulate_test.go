@@ -65,7 +65,11 @@ func checkReport(t *testing.T, rep *Report, progress *bytes.Buffer) {
 	if legit.Refused != 0 {
 		t.Errorf("legitimate users were refused %d times", legit.Refused)
 	}
-	if n := rep.Total.Logins - legit.Logins; n != 0 {
+	devices, ok := rep.Scenario(ScenarioDevices)
+	if !ok || devices.Wanted == 0 || devices.Logins != devices.Wanted || devices.Refused != devices.Wanted {
+		t.Errorf("trusted devices: %+v, want every usual browser signed in and every new one refused during the attack", devices)
+	}
+	if n := rep.Total.Logins - legit.Logins - devices.Logins; n != 0 {
 		t.Errorf("attackers signed in %d times", n)
 	}
 

@@ -50,6 +50,10 @@ func CheckLedger(recs []Record, p axes.Policy) LimitCheck {
 		}
 		if f&axes.Username != 0 {
 			k += fmt.Sprintf("username=%q", r.Username)
+			if r.Device != "" {
+				// A trusted device counts the username on its own.
+				k += fmt.Sprintf(" device=%q", r.Device)
+			}
 		}
 		return f.String() + ": " + k
 	}
