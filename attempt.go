@@ -55,6 +55,12 @@ func (l *Limiter) Begin(k Key) Attempt {
 // gives up on when it is done: the attempt is then refused with
 // ReasonUnavailable (the memory store ignores the context).
 func (l *Limiter) BeginContext(ctx context.Context, k Key) Attempt {
+	return l.begin(ctx, k, false)
+}
+
+// begin is BeginContext for an attempt that carries a passed challenge
+// when passed is set (see Policy.ChallengeAt).
+func (l *Limiter) begin(ctx context.Context, k Key, passed bool) Attempt {
 	a := Attempt{l: l, key: k}
 	if lr, reason := l.listed(&k); lr != listNone {
 		if lr == listRefused {
@@ -69,6 +75,7 @@ func (l *Limiter) BeginContext(ctx context.Context, k Key) Attempt {
 	var rule store.Rule
 	var dims [8]store.Dim
 	now, id, n := l.prepare(&rule, &dims, store.OpBegin, &k, true)
+	rule.Challenged = passed
 	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	a.verdict = l.decide(ctx, &req, now, id, rule.Limit, store.OpBegin, &k)
 	if a.verdict.Locked {
@@ -152,6 +159,7 @@ func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 		rule.ResetOnSuccess = false
 	}
 	rule.Limit = int(a.limit)
+	rule.ChallengeAt = challengeAt(rule.ChallengeAt, rule.Limit)
 	rule.JitterScale = a.jitter
 	rule.Cooloff = time.Duration(a.cooloff)
 	var dims [8]store.Dim

@@ -126,6 +126,12 @@ func unavailable(limit int) Verdict {
 
 // direct runs one operation directly, without a reservation.
 func (l *Limiter) direct(ctx context.Context, op store.Op, k *Key) Verdict {
+	return l.directPassed(ctx, op, k, false)
+}
+
+// directPassed is direct for an attempt that carries a passed challenge
+// when passed is set (see Policy.ChallengeAt).
+func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed bool) Verdict {
 	if lr, reason := l.listed(k); lr != listNone {
 		if lr == listRefused {
 			if op == store.OpFail {
@@ -143,6 +149,7 @@ func (l *Limiter) direct(ctx context.Context, op store.Op, k *Key) Verdict {
 	var rule store.Rule
 	var dims [8]store.Dim
 	now, id, n := l.prepare(&rule, &dims, op, k, op == store.OpFail)
+	rule.Challenged = passed
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	return l.decide(ctx, &req, now, id, rule.Limit, op, k)
 }
@@ -183,6 +190,7 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 	refused := false
 	busy := -1
 	most := -1
+	challenge := false
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome
@@ -197,6 +205,7 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 		if o.Busy && busy < 0 {
 			busy = i
 		}
+		challenge = challenge || o.Challenge
 		if o.Failures > 0 && (most < 0 || o.Failures > req.Dims[most].Outcome.Failures) {
 			most = i
 		}
@@ -207,6 +216,13 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 		// The failure that reaches the limit is answered with the lock but
 		// was counted, not refused.
 		refused = len(req.Dims) > 0 && req.Dims[0].Outcome.Refused
+	case challenge:
+		// Refused for want of a passed challenge: neither a failure nor a
+		// refusal by a lock, so not counted as either.
+		v.Locked, v.Reason, v.Challenge = true, ReasonChallenge, true
+		if most >= 0 {
+			v.By = req.Dims[most].Fields
+		}
 	case busy >= 0:
 		v.Locked, v.Reason, v.RetryAfter, v.By = true, ReasonBusy, BusyRetryAfter, req.Dims[busy].Fields
 		refused = true
@@ -216,13 +232,16 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 			v.WouldLock = true
 		}
 	}
+	if r := req.Rule; v.Reason != ReasonLockout && r.ChallengeAt > 0 && !r.ObserveOnly && v.Failures >= r.ChallengeAt {
+		v.Challenge = true // the next attempt needs a passed challenge
+	}
 	if op == store.OpReset {
 		v = Verdict{Limit: req.Rule.Limit}
 	}
 	// Counters and events.
 	switch op {
 	case store.OpFail, store.OpSettleFail:
-		if !refused {
+		if !refused && !challenge {
 			l.counts.stripe().failures.Add(1)
 		}
 	case store.OpSuccess, store.OpSettleSuccess:

@@ -24,6 +24,20 @@ type Policy struct {
 	// results above MaxFailures mean MaxFailures.
 	LimitFunc func(Key) int
 
+	// ChallengeAt, if not 0, asks for a challenge before the lock: from
+	// ChallengeAt remembered failures in any dimension of an attempt (below
+	// the limit), the attempt is admitted only if the application proves
+	// that the client passed a challenge (a CAPTCHA, a proof of work, a
+	// code sent by e-mail) by calling Limiter.BeginPassed or
+	// Limiter.FailPassed; Begin and Fail refuse it with Reason
+	// ReasonChallenge, counting nothing. Passing a challenge does not
+	// forget failures: the failures after it still lock at the limit. A
+	// lock comes before a challenge, and ObserveOnly asks for none. Must be
+	// in 1..Limit-1; under LimitFunc it must be below MaxFailures and each
+	// attempt uses min(ChallengeAt, its limit - 1), so that an attempt
+	// whose limit is 1 needs no challenge. Default 0: no challenge.
+	ChallengeAt int
+
 	// LockoutBy lists the dimensions counted, as combinations of fields: an
 	// attempt is locked when any dimension is (OR across the list, AND within
 	// a combination). Default []Fields{IP}. Each combination must be non-zero,
@@ -167,6 +181,15 @@ func (p *Policy) rule() (resolved, []Fields, error) {
 	if len(r.Tiers) > 0 && r.Window <= longestTier(r.Tiers) {
 		return r, nil, fmt.Errorf("axes: Window (%v) must be longer than the longest finite tier Cooloff (%v), or failures are forgotten when that tier's lock ends and the tiers above it cannot be reached", r.Window, longestTier(r.Tiers))
 	}
+	switch {
+	case p.ChallengeAt < 0:
+		return r, nil, fmt.Errorf("axes: ChallengeAt must not be negative, got %d", p.ChallengeAt)
+	case p.ChallengeAt > 0 && p.LimitFunc == nil && p.ChallengeAt >= r.Limit:
+		return r, nil, fmt.Errorf("axes: ChallengeAt (%d) must be below Limit (%d): a challenge is asked for before the lock", p.ChallengeAt, r.Limit)
+	case p.ChallengeAt >= MaxFailures:
+		return r, nil, fmt.Errorf("axes: ChallengeAt must be below MaxFailures (%d), got %d", MaxFailures, p.ChallengeAt)
+	}
+	r.ChallengeAt = p.ChallengeAt
 	r.Extend = p.ExtendLockOnRefused
 	r.ObserveOnly = p.ObserveOnly
 	r.ResetOnSuccess = p.ResetOnSuccess
@@ -201,6 +224,7 @@ func (l *Limiter) forAttempt(k *Key) store.Rule {
 	if l.limitFunc != nil {
 		n := l.limitFunc(*k)
 		r.Limit = min(max(n, 1), MaxFailures)
+		r.ChallengeAt = challengeAt(r.ChallengeAt, r.Limit)
 	}
 	if l.cooloffFunc != nil {
 		d := l.cooloffFunc(*k)
@@ -212,4 +236,10 @@ func (l *Limiter) forAttempt(k *Key) store.Rule {
 		r.JitterScale = 1 + l.jitter*(2*rand.Float64()-1)
 	}
 	return r
+}
+
+// challengeAt is the ChallengeAt of an attempt whose limit is limit: a
+// challenge is asked for before the lock, or not at all.
+func challengeAt(base, limit int) int {
+	return min(base, limit-1)
 }

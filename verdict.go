@@ -17,9 +17,10 @@ const (
 	ReasonNotAllowed                // Policy.OnlyAllow is set and the client IP is not in it
 	ReasonBusy                      // Begin: every remaining attempt of a dimension is in flight
 	ReasonUnavailable               // the store failed; the limiter refuses rather than guess
+	ReasonChallenge                 // Policy.ChallengeAt is reached and the attempt carries no passed challenge
 )
 
-var reasonNames = [...]string{"none", "lockout", "denied", "not_allowed", "busy", "unavailable"}
+var reasonNames = [...]string{"none", "lockout", "denied", "not_allowed", "busy", "unavailable", "challenge"}
 
 // String returns the reason's name, such as "lockout".
 func (r Reason) String() string {
@@ -44,7 +45,8 @@ type Verdict struct {
 	Limit int
 	// RetryAfter is the time remaining until the attempt could be admitted:
 	// 0 when not locked, Indefinite for a lock with no end, BusyRetryAfter
-	// for ReasonBusy. Never negative.
+	// for ReasonBusy, 0 for ReasonChallenge (a client that passes a
+	// challenge may try at once). Never negative.
 	RetryAfter time.Duration
 	// By is the dimension that locked (the one locked longest), or when
 	// not locked the most-counted one; 0 when nothing is counted.
@@ -54,6 +56,13 @@ type Verdict struct {
 	// WouldLock reports, under Policy.ObserveOnly, that dimension By has
 	// reached the limit and would be locked.
 	WouldLock bool
+	// Challenge reports that, under Policy.ChallengeAt, the client must
+	// pass a challenge to be admitted: the attempt itself was refused for
+	// want of one (Reason ReasonChallenge, Locked), or, for an admitted or
+	// counted attempt or a Check, its next attempt will need one (Failures
+	// has reached ChallengeAt). A login page shows its challenge when
+	// Challenge is set. Never set with ReasonLockout: a lock comes first.
+	Challenge bool
 }
 
 func listVerdict(r Reason, limit int) Verdict {

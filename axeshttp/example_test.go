@@ -151,3 +151,51 @@ func ExampleJSONField() {
 	// ip 203.0.113.7/32 bob
 	// username 203.0.113.7/32 bob
 }
+
+// A challenge before the lock: from the second failure on, the middleware
+// answers 401 {"error":"challenge_required"} until the client sends a
+// solved CAPTCHA (here the form field captcha=solved, which a real
+// application verifies with its CAPTCHA provider). Passing the challenge
+// forgets nothing: the fourth failure locks.
+func ExampleChallengePassed() {
+	lim := axes.Must(axes.New(axes.Policy{Limit: 4, ChallengeAt: 2}, axes.WithClock(fixedClock)))
+	defer lim.Close()
+
+	login := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.PostFormValue("password") == "s3cret" {
+			axeshttp.Succeeded(r)
+			io.WriteString(w, "welcome")
+			return
+		}
+		v := axeshttp.Failed(r)
+		if v.Challenge {
+			w.Header().Set("X-Show-Captcha", "1") // the login page shows the CAPTCHA from now on
+		}
+		http.Error(w, "wrong username or password", http.StatusUnauthorized)
+	})
+	solved := func(r *http.Request) bool { return r.PostFormValue("captcha") == "solved" }
+	h := axeshttp.Must(axeshttp.New(lim, axeshttp.ChallengePassed(solved), axeshttp.LockoutJSON()))(login)
+
+	try := func(password, captcha string) {
+		form := url.Values{"username": {"alice"}, "password": {password}, "captcha": {captcha}}
+		r := httptest.NewRequest(http.MethodPost, "/login", strings.NewReader(form.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.RemoteAddr = "203.0.113.7:50000"
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		fmt.Println(w.Code, w.Header().Get("X-Show-Captcha"), strings.TrimSpace(w.Body.String()))
+	}
+	try("123456", "")
+	try("password", "") // the second failure: show the CAPTCHA
+	try("s3cret", "")   // no CAPTCHA: not even the right password gets through
+	try("qwerty", "solved")
+	try("letmein", "solved") // the fourth failure locks
+	try("s3cret", "solved")
+	// Output:
+	// 401  wrong username or password
+	// 401 1 wrong username or password
+	// 401  {"error":"challenge_required"}
+	// 401 1 wrong username or password
+	// 401  wrong username or password
+	// 429  {"error":"locked_out","message":"Too many failed login attempts. Try again in 15 minutes.","retry_after":900}
+}

@@ -31,7 +31,10 @@ type config struct {
 	rlName      string
 	rlWindow    time.Duration
 	devices     *Devices
-	errs        []error
+	// challengePassed and challengeStatus: see challenge.go.
+	challengePassed func(*http.Request) bool
+	challengeStatus int
+	errs            []error
 }
 
 // WithResolver sets how the client IP is found. The default is the socket
@@ -157,7 +160,9 @@ func RateLimitFields(name string, window time.Duration) Option {
 // attempt's axes.Key from the client IP (see WithResolver), the username
 // (see WithUsername) and the User-Agent header, and reserves the attempt
 // with lim.Begin. A refused attempt gets the lockout response (see
-// LockoutStatus and LockoutHandler) and never reaches the handler. An
+// LockoutStatus and LockoutHandler), or under axes.Policy.ChallengeAt the
+// challenge response (see ChallengePassed and ChallengeStatus), and never
+// reaches the handler. An
 // admitted one reaches it, and is settled when the handler calls Failed or
 // Succeeded, or else from the response status when the handler returns (see
 // SuccessStatus). A handler that panics settles as a failure, and the panic
@@ -167,11 +172,12 @@ func RateLimitFields(name string, window time.Duration) Option {
 // invalid.
 func New(lim *axes.Limiter, opts ...Option) (func(http.Handler) http.Handler, error) {
 	c := &config{
-		username:    FormField("username"),
-		maxBody:     DefaultMaxBodyBytes,
-		status:      http.StatusTooManyRequests,
-		success:     func(s int) bool { return s >= 200 && s < 400 },
-		passThrough: []string{http.MethodGet, http.MethodHead, http.MethodOptions},
+		username:        FormField("username"),
+		maxBody:         DefaultMaxBodyBytes,
+		status:          http.StatusTooManyRequests,
+		success:         func(s int) bool { return s >= 200 && s < 400 },
+		passThrough:     []string{http.MethodGet, http.MethodHead, http.MethodOptions},
+		challengeStatus: DefaultChallengeStatus,
 	}
 	if lim == nil {
 		return nil, errors.New("axes: axeshttp.New needs a Limiter")
@@ -237,9 +243,13 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The reservation gives up with the request; its settle does not (see
 	// attemptState.ctx).
-	st := &attemptState{a: m.lim.BeginContext(r.Context(), key), ctx: context.WithoutCancel(r.Context())}
+	st := &attemptState{a: m.begin(r, key), ctx: context.WithoutCancel(r.Context())}
 	if !st.a.Allowed() {
 		v := st.a.Verdict()
+		if v.Reason == axes.ReasonChallenge {
+			m.c.challenge(w)
+			return
+		}
 		m.c.rateLimit(w.Header(), v, false)
 		m.c.lockout(w, r, v)
 		return

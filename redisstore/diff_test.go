@@ -90,8 +90,8 @@ type diffPolicy struct {
 
 func (p *diffPolicy) String() string {
 	r := p.rule
-	return fmt.Sprintf("%s: Limit %d Window %v Cooloff %v Factor %v Max %v jitter %v Decay %v Tiers %v Extend %v Observe %v ResetOnSuccess %v ReserveTimeout %v",
-		p.kind, r.Limit, r.Window, r.Cooloff, r.Factor, r.MaxCooloff, p.jitter, r.Decay, r.Tiers, r.Extend, r.ObserveOnly, r.ResetOnSuccess, r.ReserveTimeout)
+	return fmt.Sprintf("%s: Limit %d Window %v Cooloff %v Factor %v Max %v jitter %v Decay %v Tiers %v Extend %v Observe %v ResetOnSuccess %v ReserveTimeout %v ChallengeAt %d",
+		p.kind, r.Limit, r.Window, r.Cooloff, r.Factor, r.MaxCooloff, p.jitter, r.Decay, r.Tiers, r.Extend, r.ObserveOnly, r.ResetOnSuccess, r.ReserveTimeout, r.ChallengeAt)
 }
 
 var diffDurations = []time.Duration{
@@ -160,6 +160,11 @@ func randomPolicy(rng *rand.Rand) diffPolicy {
 	r.ObserveOnly = rng.IntN(6) == 0
 	r.ResetOnSuccess = rng.IntN(3) == 0
 	r.ReserveTimeout = []time.Duration{0, time.Millisecond, time.Second, time.Minute, pickDuration(rng)}[rng.IntN(5)]
+	if rng.IntN(2) == 0 {
+		// Mostly below the limit, as axes.Policy has it; the transition is
+		// defined (and compared) at and above it too.
+		r.ChallengeAt = 1 + rng.IntN(min(r.Limit+1, 8))
+	}
 	return p
 }
 
@@ -169,6 +174,7 @@ func (p *diffPolicy) attempt(rng *rand.Rand) store.Rule {
 	if p.jitter > 0 {
 		r.JitterScale = 1 + p.jitter*(2*rng.Float64()-1)
 	}
+	r.Challenged = p.rule.ChallengeAt > 0 && rng.IntN(3) == 0
 	if p.perCall && rng.IntN(2) == 0 {
 		r.Cooloff = pickDuration(rng)
 		if rng.IntN(8) == 0 {
@@ -447,8 +453,8 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		if err := s.apply(ctx, req); err != nil {
 			t.Fatalf("seed %d sequence %d step %d: %v", seed, seq, step, err)
 		}
-		history = append(history, fmt.Sprintf("%d: %v dims %v gens go %v store %v at +%v (JitterScale %v Cooloff %v): refused %v",
-			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, refused))
+		history = append(history, fmt.Sprintf("%d: %v dims %v gens go %v store %v at +%v (JitterScale %v Cooloff %v Challenged %v): refused %v",
+			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, rule.Challenged, refused))
 
 		// Compare.
 		stored, err := storedStates(ctx, s.c, keys)

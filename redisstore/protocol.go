@@ -155,6 +155,8 @@ func (s *Store) header(req *store.Request, now int64, n int, phase int, token st
 	set(argBudget, s.maxKeys)
 	set(argWidth, s.width)
 	set(argGrain, budgetGrain)
+	set(argChallengeAt, r.ChallengeAt)
+	set(argChallenged, b(r.Challenged))
 	set(argTiers, len(r.Tiers))
 	for _, t := range r.Tiers {
 		args = append(args, t.Failures, ms(t.Cooloff))
@@ -230,13 +232,14 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 		r := iv[replyHead+replyDim*i:]
 		o := &dims[i].Outcome
 		*o = store.Outcome{
-			Failures: int(r[replyFailures]),
-			Locked:   r[replyLocked] == 1,
-			Started:  r[replyStarted] == 1,
-			Counted:  r[replyCounted] == 1,
-			Busy:     r[replyBusy] == 1,
-			Refused:  refused,
-			TimedOut: int(r[replyTimedOut]),
+			Failures:  int(r[replyFailures]),
+			Locked:    r[replyLocked] == 1,
+			Started:   r[replyStarted] == 1,
+			Counted:   r[replyCounted] == 1,
+			Busy:      r[replyBusy] == 1,
+			Refused:   refused,
+			Challenge: r[replyChallenge] == 1,
+			TimedOut:  int(r[replyTimedOut]),
 		}
 		if o.Locked {
 			o.Remaining = fromMS(r[replyRemaining])

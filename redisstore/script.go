@@ -85,13 +85,15 @@ const (
 	argIdentityUA     = 18
 	argPhase          = 19 // phaseApply, or phaseRedo for a spread attempt refused elsewhere
 	argToken          = 20 // SpreadSlots undo token; "" for none
-	argExt            = 21 // refused elsewhere: extNone, extLocked, extBusy
+	argExt            = 21 // refused elsewhere: extNone, extLocked, extBusy, extChallenge
 	argApplied        = 22 // phaseRedo: this dimension counted or reserved in phase 1
 	argDeadline       = 23 // server ms; 0 for none
 	argBudget         = 24 // units of the footprint budget
 	argWidth          = 25 // sketch cells per row
 	argGrain          = 26 // budget granularity (ms)
-	argTiers          = 27 // the number of tiers t, followed by t pairs
+	argChallengeAt    = 27 // Rule.ChallengeAt; 0 for none
+	argChallenged     = 28 // Rule.Challenged
+	argTiers          = 29 // the number of tiers t, followed by t pairs
 )
 
 // The offsets of a dimension's arguments.
@@ -114,11 +116,12 @@ const (
 
 // The phases and refusals of a SpreadSlots attempt.
 const (
-	phaseApply = 1
-	phaseRedo  = 2
-	extNone    = 0
-	extLocked  = 1
-	extBusy    = 2
+	phaseApply   = 1
+	phaseRedo    = 2
+	extNone      = 0
+	extLocked    = 1
+	extBusy      = 2
+	extChallenge = 3
 )
 
 // The reply's positions (0-based): the head, then per dimension.
@@ -139,7 +142,8 @@ const (
 	replyRaced        = 9 // phaseRedo found the dimension written since phase 1
 	replySketched     = 10
 	replyTimedOut     = 11 // Outcome.TimedOut
-	replyDim          = 12
+	replyChallenge    = 12 // Outcome.Challenge
+	replyDim          = 13
 )
 
 // Numbers of the script that Go does not use but pins.

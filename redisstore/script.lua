@@ -53,6 +53,7 @@ local PHASE_REDO = 2
 local EXT_NONE = 0
 local EXT_LOCKED = 1
 local EXT_BUSY = 2
+local EXT_CHALLENGE = 3
 
 -- ARGV positions (1-based).
 local ARG_OP = 1
@@ -81,7 +82,9 @@ local ARG_DEADLINE = 23
 local ARG_BUDGET = 24
 local ARG_WIDTH = 25
 local ARG_GRAIN = 26
-local ARG_TIERS = 27
+local ARG_CHALLENGE_AT = 27
+local ARG_CHALLENGED = 28
+local ARG_TIERS = 29
 -- Per dimension, DIM_ARGS values from the first after the tiers, at
 -- these offsets.
 local DIM_ARGS = 10
@@ -116,7 +119,8 @@ local REPLY_APPLIED = 8
 local REPLY_RACED = 9
 local REPLY_SKETCHED = 10
 local REPLY_TIMED_OUT = 11
-local REPLY_DIM = 12
+local REPLY_CHALLENGE = 12
+local REPLY_DIM = 13
 
 -- Arguments -----------------------------------------------------------------
 
@@ -140,6 +144,8 @@ local OBS = ARGV[ARG_OBSERVE] == '1'
 local ROS = ARGV[ARG_RESET_ON_SUCCESS] == '1'
 local RT = tonumber(ARGV[ARG_RESERVE_TIMEOUT])
 local MAXTTL = tonumber(ARGV[ARG_MAX_TTL])
+local CHAT = tonumber(ARGV[ARG_CHALLENGE_AT])
+local CHALLENGED = ARGV[ARG_CHALLENGED] == '1'
 local n = tonumber(ARGV[ARG_DIMS])
 local idIP, idUser, idUA = ARGV[ARG_ID_IP], ARGV[ARG_ID_USER], ARGV[ARG_ID_UA]
 local phase = tonumber(ARGV[ARG_PHASE])
@@ -542,6 +548,19 @@ end
 
 -- Rule.Apply ------------------------------------------------------------------------
 
+-- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
+-- failures and reservations) and the attempt carries no passed challenge.
+local function challengeDue()
+  if CHAT <= 0 or CHALLENGED or OBS then return false end
+  for i = 1, n do
+    local c = st[i].f
+    if op == OP_BEGIN then c = c + st[i].p end
+    if c >= CHAT then return true end
+  end
+  return false
+end
+
+
 local refused = false
 local lockedBefore, applied = {}, {}
 if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
@@ -551,7 +570,7 @@ if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
   -- failure started a lock (the sketch cannot take back a failure).
   for i = 1, n do
     local s = st[i]
-    out[i] = {started = false, counted = false, busy = false, timedOut = 0}
+    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
     if mode[i] == 'x' then
       out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
       out[i].counted = out[i].timedOut > 0
@@ -568,7 +587,7 @@ if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
 else
   -- Refresh every dimension (the sketch's cells were refreshed as read).
   for i = 1, n do
-    out[i] = {started = false, counted = false, busy = false, timedOut = 0}
+    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
     if mode[i] == 'x' then
       out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
       out[i].counted = out[i].timedOut > 0
@@ -599,6 +618,11 @@ else
           end
         end
       end
+    elseif ext == EXT_CHALLENGE or challengeDue() then
+      -- Refused, counting and reserving nothing: the client may come back
+      -- with a passed challenge.
+      refused = true
+      for i = 1, n do out[i].challenge = true end
     elseif op == OP_BEGIN then
       if ext == EXT_BUSY then refused = true end
       for i = 1, n do
@@ -750,6 +774,7 @@ for i = 1, n do
   reply[r + REPLY_RACED] = raced[i]
   reply[r + REPLY_SKETCHED] = sketched and 1 or 0
   reply[r + REPLY_TIMED_OUT] = o.timedOut
+  reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
 end
 if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
 budgetDone(MAXTTL)

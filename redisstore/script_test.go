@@ -71,7 +71,7 @@ func TestScriptConstants(t *testing.T) {
 		"GEN_CELL":          128,
 
 		"PHASE_APPLY": phaseApply, "PHASE_REDO": phaseRedo,
-		"EXT_NONE": extNone, "EXT_LOCKED": extLocked, "EXT_BUSY": extBusy,
+		"EXT_NONE": extNone, "EXT_LOCKED": extLocked, "EXT_BUSY": extBusy, "EXT_CHALLENGE": extChallenge,
 
 		"ARG_OP": argOp, "ARG_NOW": argNow, "ARG_LIMIT": argLimit, "ARG_WINDOW": argWindow,
 		"ARG_COOLOFF": argCooloff, "ARG_FACTOR": argFactor, "ARG_MAX_COOLOFF": argMaxCooloff,
@@ -81,7 +81,8 @@ func TestScriptConstants(t *testing.T) {
 		"ARG_ID_IP": argIdentityIP, "ARG_ID_USER": argIdentityUser, "ARG_ID_UA": argIdentityUA,
 		"ARG_PHASE": argPhase, "ARG_TOKEN": argToken, "ARG_EXT": argExt, "ARG_APPLIED": argApplied,
 		"ARG_DEADLINE": argDeadline, "ARG_BUDGET": argBudget, "ARG_WIDTH": argWidth,
-		"ARG_GRAIN": argGrain, "ARG_TIERS": argTiers,
+		"ARG_GRAIN": argGrain, "ARG_CHALLENGE_AT": argChallengeAt, "ARG_CHALLENGED": argChallenged,
+		"ARG_TIERS": argTiers,
 
 		"DIM_ARGS": dimArgs, "DIM_GEN": dimGen, "DIM_FIELDS": dimFields,
 		"DIM_IP_INDEX": dimIPIndex, "DIM_USER_INDEX": dimUserIndex, "DIM_IP_KEY": dimIPKey,
@@ -95,7 +96,7 @@ func TestScriptConstants(t *testing.T) {
 		"REPLY_REMAINING": replyRemaining, "REPLY_GEN": replyGen,
 		"REPLY_LOCKED_BEFORE": replyLockedBefore, "REPLY_APPLIED": replyApplied,
 		"REPLY_RACED": replyRaced, "REPLY_SKETCHED": replySketched,
-		"REPLY_TIMED_OUT": replyTimedOut, "REPLY_DIM": replyDim,
+		"REPLY_TIMED_OUT": replyTimedOut, "REPLY_CHALLENGE": replyChallenge, "REPLY_DIM": replyDim,
 	}
 	got := scriptConstants(t)
 	for k, w := range want {
@@ -131,6 +132,7 @@ func TestScriptArguments(t *testing.T) {
 	r := store.Rule{Limit: 4, Window: 5 * time.Second, Cooloff: 6 * time.Second, Factor: 1.5,
 		MaxCooloff: 8 * time.Second, JitterScale: 0.75, Decay: 9 * time.Second, Extend: true,
 		ObserveOnly: false, ResetOnSuccess: true, ReserveTimeout: 13 * time.Second,
+		ChallengeAt: 3, Challenged: true,
 		Tiers: []store.Tier{{Failures: 2, Cooloff: time.Second}, {Failures: 5, Cooloff: axes.Indefinite}}}
 	req := &store.Request{Op: store.OpSettleFail, Rule: &r,
 		Identity: store.Identity{Username: "user", UserAgent: "agent"}}
@@ -143,7 +145,7 @@ func TestScriptArguments(t *testing.T) {
 		argReserveTimeout: int64(13000), argMaxTTL: int64(7 * 3600 * 1000), argDims: 3,
 		argIdentityIP: "", argIdentityUser: "user", argIdentityUA: "agent", argPhase: phaseRedo,
 		argToken: "tok", argExt: extBusy, argApplied: "1", argDeadline: int64(99),
-		argBudget: 1234, argWidth: 77, argGrain: budgetGrain, argTiers: 2,
+		argBudget: 1234, argWidth: 77, argGrain: budgetGrain, argChallengeAt: 3, argChallenged: "1", argTiers: 2,
 		argTiers + 1: 2, argTiers + 2: int64(1000), argTiers + 3: 5, argTiers + 4: int64(msIndefinite),
 	}
 	if len(args) != argTiers+4 {

@@ -65,7 +65,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	if err != nil {
 		return err
 	}
-	anyLocked, anyRefused := false, false
+	anyLocked, anyRefused, anyChallenge := false, false, false
 	for i, c := range cmds {
 		refused, err := parseReply(c.Val(), req.Dims[i:i+1], info[i:i+1])
 		if err != nil {
@@ -73,6 +73,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 		}
 		anyRefused = anyRefused || refused
 		anyLocked = anyLocked || info[i].lockedBefore
+		anyChallenge = anyChallenge || req.Dims[i].Outcome.Challenge
 	}
 	s.noteSpread(info)
 	if token == "" || !anyRefused {
@@ -80,10 +81,18 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	}
 	// Redo the dimensions that did not see the refusal.
 	ext := extBusy
-	if anyLocked {
+	switch {
+	case anyLocked:
 		ext = extLocked
 		// As in Rule.Apply, a locked attempt is refused before any
-		// dimension is found busy.
+		// dimension is found to want a challenge or to be busy.
+		for i := range req.Dims {
+			req.Dims[i].Outcome.Busy = false
+			req.Dims[i].Outcome.Challenge = false
+		}
+	case anyChallenge:
+		ext = extChallenge
+		// A challenge is due before any dimension is found busy.
 		for i := range req.Dims {
 			req.Dims[i].Outcome.Busy = false
 		}
@@ -110,8 +119,17 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 		}
 		for j, i := range redo {
 			var in [1]dimInfo
+			before := req.Dims[i].Outcome
 			if _, err := parseReply(cmds[j].Val(), req.Dims[i:i+1], in[:]); err != nil {
 				return err
+			}
+			if !info[i].applied && before.TimedOut > 0 {
+				// Phase 1 wrote back the reservations that timed out
+				// here (it refused, so restored nothing): the redo finds
+				// them counted already.
+				o := &req.Dims[i].Outcome
+				o.TimedOut += before.TimedOut
+				o.Counted = true
 			}
 			if in[0].raced {
 				s.n.races.Add(1)
@@ -121,6 +139,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	}
 	for i := range req.Dims {
 		req.Dims[i].Outcome.Refused = true
+		req.Dims[i].Outcome.Challenge = ext == extChallenge
 	}
 	return nil
 }

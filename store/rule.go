@@ -43,6 +43,14 @@ type Rule struct {
 	ResetOnSuccess bool          // success forgets failures and level
 	ReserveTimeout time.Duration // unsettled reservations count as failures after this
 
+	// ChallengeAt, if above 0, refuses a Fail or Begin that does not carry
+	// a passed challenge (Challenged) once a dimension of the attempt holds
+	// ChallengeAt failures (for Begin, failures and reservations), unless a
+	// dimension is locked (locks come first) or ObserveOnly is set.
+	ChallengeAt int
+	// Challenged reports that this attempt carries a passed challenge: a
+	// property of the attempt, like JitterScale, not of the policy.
+	Challenged bool
 }
 
 // Tier is one step of axes.Tiers: from Failures remembered failures on, a lock
@@ -99,6 +107,7 @@ type Outcome struct {
 	Counted   bool          // this operation recorded a failure here
 	Busy      bool          // Begin: every remaining attempt is in flight
 	Refused   bool          // the attempt was refused (set on every dimension)
+	Challenge bool          // refused for want of a passed challenge (set on every dimension)
 	TimedOut  int           // reservations that timed out into failures here (counted too)
 	Remaining time.Duration // time left on the lock, Indefinite for none; 0 if not locked
 }
@@ -217,8 +226,10 @@ type DimState struct {
 // the dimensions of one attempt, whose states the caller must hold
 // exclusively for the whole call (the memory store holds their shard
 // locks), updating each State and Gen and writing each Outcome. It reports
-// whether the attempt was refused (a dimension is locked, or, for Begin,
-// busy). OpReset is not a transition: the store deletes the states.
+// whether the attempt was refused (a dimension is locked; or, for Fail and
+// Begin, a challenge is due and the attempt carries none; or, for Begin, a
+// dimension is busy). OpReset is not a transition: the store deletes the
+// states.
 func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 	for i := range dims {
 		started, timedOut := r.Refresh(&dims[i].State, now)
@@ -253,6 +264,15 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 						dims[i].Outcome.Started = true
 					}
 				}
+			}
+			break
+		}
+		if r.challengeDue(op, dims) {
+			// Refused, counting and reserving nothing: the client may come
+			// back with a passed challenge.
+			refused = true
+			for i := range dims {
+				dims[i].Outcome.Challenge = true
 			}
 			break
 		}
@@ -329,6 +349,27 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 		}
 	}
 	return refused
+}
+
+// challengeDue reports whether op (OpFail or OpBegin) on dims, none of
+// them locked, must carry a passed challenge and does not: some dimension
+// holds ChallengeAt failures, counting its reservations for Begin (so
+// that racing Begins cannot pass the threshold together).
+func (r *Rule) challengeDue(op Op, dims []DimState) bool {
+	if r.ChallengeAt <= 0 || r.Challenged || r.ObserveOnly {
+		return false
+	}
+	for i := range dims {
+		s := &dims[i].State
+		n := s.Failures
+		if op == OpBegin {
+			n += s.Pending
+		}
+		if n >= r.ChallengeAt {
+			return true
+		}
+	}
+	return false
 }
 
 // LockDuration returns how long a lock that starts at back-off level (1 for

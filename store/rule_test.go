@@ -22,6 +22,10 @@ func TestRuleApplyTable(t *testing.T) {
 	resetOnSuccess := fixed
 	resetOnSuccess.ResetOnSuccess = true
 	backoff := Rule{Limit: 2, Window: m, Cooloff: m, Factor: 2, Decay: time.Hour, ReserveTimeout: m}
+	challenge := fixed
+	challenge.Limit, challenge.ChallengeAt = 5, 2
+	challenged := challenge
+	challenged.Challenged = true
 	tiers := Rule{Limit: 2, Window: 24 * time.Hour, Cooloff: m, Tiers: []Tier{{2, m}, {4, Indefinite}}, ReserveTimeout: m}
 
 	locked := State{Failures: 3, Level: 1, LastFail: t0, LockEnd: t0 + 15*m}
@@ -83,6 +87,24 @@ func TestRuleApplyTable(t *testing.T) {
 			0, State{Failures: 1, LastFail: t0 - m}, Outcome{Failures: 1}, false},
 		{"failures, level and lock end saturate", backoff, State{Failures: MaxFailures, Level: 255, LastFail: t0, LockEnd: t0 - 1}, OpFail, t0,
 			0, State{Failures: MaxFailures, Level: 255, LastFail: t0, LockEnd: maxFinite}, Outcome{Failures: MaxFailures, Counted: true, Started: true, Locked: true, Remaining: maxFinite - t0}, false},
+		{"below ChallengeAt a failure counts", challenge, State{Failures: 1, LastFail: t0 - m}, OpFail, t0,
+			0, State{Failures: 2, LastFail: t0}, Outcome{Failures: 2, Counted: true}, false},
+		{"from ChallengeAt a failure without a challenge is refused, counting nothing", challenge, State{Failures: 2, LastFail: t0 - m}, OpFail, t0,
+			0, State{Failures: 2, LastFail: t0 - m}, Outcome{Failures: 2, Refused: true, Challenge: true}, true},
+		{"from ChallengeAt a begin without a challenge is refused, reserving nothing", challenge, State{Failures: 2, LastFail: t0 - m, Gen: 7}, OpBegin, t0,
+			0, State{Failures: 2, LastFail: t0 - m, Gen: 7}, Outcome{Failures: 2, Refused: true, Challenge: true}, true},
+		{"a begin counts reservations toward ChallengeAt", challenge, State{Failures: 1, Pending: 1, LastFail: t0 - m, LastBegin: t0}, OpBegin, t0,
+			0, State{Failures: 1, Pending: 1, LastFail: t0 - m, LastBegin: t0}, Outcome{Failures: 1, Refused: true, Challenge: true}, true},
+		{"a challenged begin reserves", challenged, State{Failures: 2, LastFail: t0 - m, Gen: 7}, OpBegin, t0,
+			0, State{Failures: 2, Pending: 1, LastFail: t0 - m, LastBegin: t0, Gen: 7}, Outcome{Failures: 2}, false},
+		{"a challenged failure counts and still locks at Limit", challenged, State{Failures: 4, LastFail: t0 - m}, OpFail, t0,
+			0, State{Failures: 5, Level: 1, LastFail: t0, LockEnd: t0 + 15*m}, Outcome{Failures: 5, Counted: true, Started: true, Locked: true, Remaining: 15 * m}, false},
+		{"a lock comes before a challenge", challenge, State{Failures: 5, Level: 1, LastFail: t0, LockEnd: t0 + 15*m}, OpFail, t0 + m,
+			0, State{Failures: 5, Level: 1, LastFail: t0, LockEnd: t0 + 15*m}, Outcome{Failures: 5, Locked: true, Refused: true, Remaining: 14 * m}, true},
+		{"a check asks for no challenge", challenge, State{Failures: 3, LastFail: t0 - m}, OpCheck, t0,
+			0, State{Failures: 3, LastFail: t0 - m}, Outcome{Failures: 3}, false},
+		{"failures forgotten a Window after the last need no challenge", challenge, State{Failures: 3, LastFail: t0 - 15*m}, OpFail, t0,
+			0, State{Failures: 1, LastFail: t0}, Outcome{Failures: 1, Counted: true}, false},
 	}
 	for _, tt := range tests {
 		d := []DimState{{State: tt.before, Gen: tt.gen}}
@@ -90,6 +112,25 @@ func TestRuleApplyTable(t *testing.T) {
 		if d[0].State != tt.after || d[0].Outcome != tt.out || refused != tt.refused {
 			t.Errorf("%s: %v at t0%+v:\n got %+v %+v refused %v\nwant %+v %+v refused %v",
 				tt.name, tt.op, tt.at-t0, d[0].State, d[0].Outcome, refused, tt.after, tt.out, tt.refused)
+		}
+	}
+}
+
+// One dimension at ChallengeAt refuses the whole attempt: no dimension
+// counts or reserves, and every one reports the challenge.
+func TestRuleChallengeEveryDimension(t *testing.T) {
+	const t0 = time.Hour
+	r := Rule{Limit: 5, Window: time.Hour, Cooloff: time.Hour, ReserveTimeout: time.Minute, ChallengeAt: 3}
+	for _, op := range []Op{OpFail, OpBegin} {
+		d := []DimState{{State: State{Failures: 1, LastFail: t0}}, {State: State{Failures: 3, LastFail: t0}}}
+		if !r.Apply(op, d, t0) {
+			t.Fatalf("%v: not refused", op)
+		}
+		for i, want := range []int{1, 3} {
+			o, s := d[i].Outcome, d[i].State
+			if !o.Challenge || !o.Refused || o.Counted || s.Failures != want || s.Pending != 0 {
+				t.Errorf("%v: dimension %d: outcome %+v state %+v", op, i, o, s)
+			}
 		}
 	}
 }

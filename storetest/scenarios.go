@@ -629,3 +629,63 @@ func init() {
 		})
 	})
 }
+
+func init() {
+	add("ChallengeBeforeLock", func(t *testing.T, ns func() store.Store) {
+		// From ChallengeAt failures in any dimension an attempt without a
+		// passed challenge is refused and counts nothing; with one it is
+		// admitted and counts, and the limit still locks; a lock comes
+		// before the challenge.
+		h := harness(t, ns, axes.Policy{Limit: 4, ChallengeAt: 2, LockoutBy: []axes.Fields{axes.IP, axes.Username}})
+		other := axes.Key{IP: ip1, Username: "carol"} // kA's IP, another username
+		fail := func(at time.Duration, k axes.Key, passed bool, want V, challenge bool) {
+			t.Helper()
+			h.At(at)
+			var v axes.Verdict
+			if passed {
+				v = h.L.FailPassed(k)
+			} else {
+				v = h.L.Fail(k)
+			}
+			Expect(t, fmt.Sprintf("fail(passed %v) at %v", passed, at), v, want)
+			if v.Challenge != challenge {
+				t.Errorf("fail(passed %v) at %v: Challenge %v, want %v", passed, at, v.Challenge, challenge)
+			}
+		}
+		begin := func(at time.Duration, k axes.Key, passed bool, allowed bool, reason axes.Reason) *axes.Attempt {
+			t.Helper()
+			h.At(at)
+			var a axes.Attempt
+			if passed {
+				a = h.L.BeginPassed(k)
+			} else {
+				a = h.L.Begin(k)
+			}
+			if a.Allowed() != allowed || a.Verdict().Reason != reason {
+				t.Errorf("begin(passed %v) at %v: %+v, want allowed %v reason %v", passed, at, a.Verdict(), allowed, reason)
+			}
+			return &a
+		}
+		fail(0, kA, false, V{Failures: 1}, false)
+		fail(minute, kA, false, V{Failures: 2}, true)
+		// Refused for want of a challenge, in both dimensions, counting nothing.
+		fail(2*minute, kA, false, V{Locked: true, Failures: 2, Reason: axes.ReasonChallenge}, true)
+		fail(2*minute, other, false, V{Locked: true, Failures: 2, Reason: axes.ReasonChallenge}, true)
+		begin(2*minute, kA, false, false, axes.ReasonChallenge)
+		// With a passed challenge: admitted, counted.
+		a := begin(3*minute, kA, true, true, axes.ReasonNone)
+		Expect(t, "settle", a.Fail(), V{Failures: 3})
+		// A reservation in flight counts toward ChallengeAt for Begin.
+		b := begin(3*minute, kB, false, true, axes.ReasonNone)
+		fail(3*minute, kB, false, V{Failures: 1}, false)
+		begin(3*minute, kB, false, false, axes.ReasonChallenge)
+		b.Cancel()
+		// The limit locks, challenge or not; then the lock comes first.
+		fail(4*minute, other, true, V{Locked: true, Failures: 4, RetryAfter: 15 * minute, Reason: axes.ReasonLockout}, false)
+		fail(5*minute, kA, false, V{Locked: true, Failures: 4, RetryAfter: 14 * minute, Reason: axes.ReasonLockout}, false)
+		begin(5*minute, kA, true, false, axes.ReasonLockout)
+		if st := h.L.Stats(); st.Failures != 5 {
+			t.Errorf("failures counted: %d, want 5 (challenge refusals count nothing)", st.Failures)
+		}
+	})
+}
