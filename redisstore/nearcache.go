@@ -102,6 +102,8 @@ type nearCache struct {
 	// reset repopulates the cache after it.
 	gen   atomic.Uint64
 	ready atomic.Bool // subscribed: invalidations are being received
+
+	beforeFill func() // tests: called after a reply, before it fills the cache
 }
 
 func newNearCache(size int) *nearCache {
@@ -270,6 +272,9 @@ func (s *Store) fillNear(req *store.Request, t nearTicket) {
 		return
 	}
 	c := s.near
+	if c.beforeFill != nil {
+		c.beforeFill()
+	}
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome

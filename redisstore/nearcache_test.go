@@ -204,6 +204,40 @@ func TestLocalLocksResetRace(t *testing.T) {
 	}
 }
 
+// A reply that reports a lock, sent before a reset but processed after
+// the reset's invalidation reached the store, does not refill the cache.
+func TestLocalLocksStaleReply(t *testing.T) {
+	for _, cluster := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cluster=%v", cluster), func(t *testing.T) {
+			ls, ss := twoServers(t, cluster, axes.Policy{Limit: 3}, Options{Timeout: 5 * time.Second})
+			a, b, sb := ls[0], ls[1], ss[1]
+			k := axes.Key{IP: netip.MustParseAddr("198.51.100.78")}
+			for range 3 {
+				a.Fail(k)
+			}
+			held, release := make(chan struct{}), make(chan struct{})
+			sb.near.beforeFill = func() {
+				sb.near.beforeFill = nil
+				close(held)
+				<-release
+			}
+			done := make(chan axes.Verdict)
+			go func() { done <- b.Check(k) }()
+			<-held // B holds Redis's reply: locked
+			inv := sb.Stats().CacheInvalidations
+			a.Reset(k)
+			waitFor(t, "B to receive the invalidation", func() bool { return sb.Stats().CacheInvalidations > inv })
+			close(release)
+			if v := <-done; !v.Locked {
+				t.Fatalf("the held reply: %+v, want locked", v)
+			}
+			if v := b.Check(k); v.Locked {
+				t.Fatalf("B refuses after the reset from a reply sent before it: %+v", v)
+			}
+		})
+	}
+}
+
 // Under ExtendLockOnRefused every refused attempt must reach Redis to
 // count and extend the lock: the cache answers nothing.
 func TestLocalLocksNotWithExtend(t *testing.T) {
