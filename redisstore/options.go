@@ -159,7 +159,10 @@ type Options struct {
 	// the lock ends, for decisions whose policy does not extend locks on
 	// refused attempts (ExtendLockOnRefused); every reset is published on
 	// a channel under Prefix so that it reaches every server's cache. See
-	// the README's "Locks served locally".
+	// the README's "Locks served locally". A reset reaches the other
+	// servers' caches when its message does, a moment after it returns;
+	// and until the store notices an outage, cached locks go on refusing
+	// whatever OnFailure says.
 	NoLocalLocks bool
 
 	// LocalLocksSize is the number of locks the local cache holds, rounded
