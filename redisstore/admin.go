@@ -95,6 +95,9 @@ func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (i
 	if !s.o.SpreadSlots {
 		bk := s.budgetKeys(k)
 		n, err := resetIndexScript.Run(ctx, s.c, []string{bk[0], bk[1], s.indexKey(f, k)}, budgetGrain, ms(s.o.MaxTTL)).Int()
+		if err == nil {
+			err = s.publishReset(ctx, fieldMessage(f, k))
+		}
 		if err != nil {
 			s.n.errors.Add(1)
 		}
@@ -122,6 +125,9 @@ func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (i
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.publishReset(ctx, fieldMessage(f, k))
+	}
 	if err != nil {
 		s.n.errors.Add(1)
 	}
@@ -160,6 +166,9 @@ func (s *Store) ResetAll(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.publishReset(ctx, "a")
+	}
 	if err != nil {
 		s.n.errors.Add(1)
 	}

@@ -152,6 +152,24 @@ type Options struct {
 	// the goroutine that noticed, outside any lock.
 	OnDegraded  func(err error)
 	OnRecovered func()
+
+	// NoLocalLocks turns off the local lock cache. By default each Store
+	// keeps the lock ends Redis reports (LocalLocksSize of them) and
+	// refuses a client it knows to be locked without a round trip, until
+	// the lock ends, for decisions whose policy does not extend locks on
+	// refused attempts (ExtendLockOnRefused); every reset is published on
+	// a channel under Prefix so that it reaches every server's cache. See
+	// the README's "Locks served locally". A reset reaches the other
+	// servers' caches when its message does, a moment after it returns;
+	// and until the store notices an outage, cached locks go on refusing
+	// whatever OnFailure says.
+	NoLocalLocks bool
+
+	// LocalLocksSize is the number of locks the local cache holds, rounded
+	// up to a power of two, at least 512; 72 bytes each, so the default
+	// 1<<14 takes 1.1 MiB. When it is full a new lock replaces, among the
+	// 8 that share its slot set, the one that ends soonest. At most 1<<26.
+	LocalLocksSize int
 }
 
 // Stats are the store's own figures.
@@ -165,4 +183,7 @@ type Stats struct {
 	UndoRaces    uint64 // SpreadSlots: undos skipped because a dimension was written in between
 	Sketched     uint64 // dimension decisions kept in the sketch because the budget was spent
 	OutageLocks  uint64 // locks started during an outage and written to Redis on recovery
+
+	RoundTripsSaved    uint64 // decisions answered from the local lock cache, without Redis
+	CacheInvalidations uint64 // invalidations received by the local lock cache, and whole drops when its channel was lost
 }

@@ -30,6 +30,9 @@ func limiters(t *testing.T, n int, cluster bool, p axes.Policy, o Options) ([]*a
 			c = newClient(t)
 		}
 		s := mustNew(t, c, o)
+		if s.near != nil {
+			ready(t, s) // so that every reset reaches every cache
+		}
 		l, err := axes.New(p, axes.WithSecret(secret), axes.WithStore(s))
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +96,10 @@ func TestSharedReservations(t *testing.T) {
 				if v := ls[3].Check(k); !v.Locked || v.Reason != axes.ReasonLockout {
 					t.Errorf("round %d: another server sees %+v, want locked", round, v)
 				}
+				inv := stores[5].Stats().CacheInvalidations
 				ls[0].ResetIP(k.IP)
+				// The reset reaches server 5's cache when its invalidation does.
+				waitFor(t, "the invalidation", func() bool { return stores[5].Stats().CacheInvalidations > inv })
 				if v := ls[5].Check(k); v.Locked || v.Failures != 0 {
 					t.Errorf("round %d: after ResetIP another server sees %+v", round, v)
 				}

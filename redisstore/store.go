@@ -74,8 +74,12 @@ type Store struct {
 
 	maxKeys, width int // per shard
 
+	near   *nearCache                   // local locks; nil under NoLocalLocks
+	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
+
 	n struct {
 		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64
+		saved, invalidations                                                             atomic.Uint64
 	}
 }
 
@@ -149,6 +153,12 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	if o.SketchWidth < 0 || o.SketchWidth > 1<<24 {
 		return nil, fmt.Errorf("redisstore: SketchWidth must be in [1, 1<<24], got %d", o.SketchWidth)
 	}
+	if o.LocalLocksSize == 0 {
+		o.LocalLocksSize = 1 << 14
+	}
+	if o.LocalLocksSize < 0 || o.LocalLocksSize > 1<<26 {
+		return nil, fmt.Errorf("redisstore: LocalLocksSize must be in [1, 1<<26], got %d", o.LocalLocksSize)
+	}
 	if err := checkContextTimeouts(c); err != nil {
 		return nil, err
 	}
@@ -173,6 +183,11 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 			return nil, err
 		}
 		s.fail(err)
+	}
+	if !o.NoLocalLocks {
+		s.near = newNearCache(o.LocalLocksSize)
+		s.wg.Add(1)
+		go s.listen()
 	}
 	return s, nil
 }
@@ -282,6 +297,10 @@ func (s *Store) Apply(ctx context.Context, req *store.Request) error {
 	if s.degraded.Load() {
 		return s.fallback(req)
 	}
+	if s.serveNear(req) {
+		return nil
+	}
+	ticket := s.nearTicket(req)
 	if s.pending.Load() > 0 {
 		if err := s.flushOutage(req.Now); err != nil {
 			s.n.errors.Add(1)
@@ -305,6 +324,7 @@ func (s *Store) Apply(ctx context.Context, req *store.Request) error {
 		s.fail(err)
 		return s.fallback(req)
 	}
+	s.fillNear(req, ticket)
 	if s.o.OnFailure == FallbackLocal {
 		s.remember(req)
 	}
@@ -336,6 +356,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.stop)
 	s.mu.Unlock()
+	s.closeNear()
 	s.wg.Wait()
 	return nil
 }
@@ -352,6 +373,9 @@ func (s *Store) Stats() Stats {
 		UndoRaces:    s.n.races.Load(),
 		Sketched:     s.n.sketched.Load(),
 		OutageLocks:  s.n.outageLocks.Load(),
+
+		RoundTripsSaved:    s.n.saved.Load(),
+		CacheInvalidations: s.n.invalidations.Load(),
 	}
 }
 
@@ -475,6 +499,10 @@ func (s *Store) reset(ctx context.Context, req *store.Request) error {
 		}
 		return nil
 	})
+	if err == nil {
+		s.n.trips.Add(1)
+		err = s.publishReset(ctx, digestsMessage(req.Dims))
+	}
 	if local := s.localOr(); err == nil && local != nil {
 		err = local.Apply(context.Background(), req)
 	}
