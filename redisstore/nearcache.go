@@ -291,6 +291,16 @@ func (s *Store) fillNear(req *store.Request, t nearTicket) {
 		if d.Fields&axes.Username != 0 {
 			e.userKey = d.UserKey
 		}
+		if old, ok := c.get(d.Digest); ok {
+			// A read (Check) carries no index keys: keep those a write
+			// brought, which field resets match.
+			if e.ipKey.IsZero() {
+				e.ipKey = old.ipKey
+			}
+			if e.userKey.IsZero() {
+				e.userKey = old.userKey
+			}
+		}
 		if o.Remaining != axes.Indefinite {
 			rem := o.Remaining
 			if !s.o.UseRequestTime {
@@ -394,10 +404,12 @@ func (s *Store) applyInvalidation(msg string) {
 	c := s.near
 	if len(msg) > 0 && (msg[0] == 'i' || msg[0] == 'u') && len(msg) == 33 {
 		if k, err := store.ParseDigest(msg[1:]); err == nil {
+			// An entry whose index key is unknown (learned from reads
+			// alone) may be of that field: it goes too.
 			if msg[0] == 'i' {
-				c.invalidate(func(e *nearEntry) bool { return e.ipKey == k }, nil)
+				c.invalidate(func(e *nearEntry) bool { return e.ipKey == k || e.ipKey.IsZero() }, nil)
 			} else {
-				c.invalidate(func(e *nearEntry) bool { return e.userKey == k }, nil)
+				c.invalidate(func(e *nearEntry) bool { return e.userKey == k || e.userKey.IsZero() }, nil)
 			}
 			return
 		}
