@@ -509,7 +509,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			if ttl == -1 {
 				continue // no expiry: a state the test seeded, which a read leaves as it is
 			}
-			if ttl < want-time.Second { // a second of slack for the time the check takes
+			if ttl < want-5*time.Second { // slack for the time the check takes on a loaded machine
 				fail("step %d dimension %d: key TTL %v, but Go's horizon of %+v is %v away", step, i, ttl, states[j], want)
 			}
 		}

@@ -1,12 +1,15 @@
 package redisstore
 
 import (
+	"context"
 	"net/netip"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
 )
 
 // spreadLimiter returns a limiter on the cluster with SpreadSlots and a
@@ -105,5 +108,38 @@ func TestSpreadReservationsBound(t *testing.T) {
 			t.Errorf("round %d: %d admitted one at a time, want 5", round, n)
 		}
 		l.ResetAll()
+	}
+}
+
+// TestSpreadNoScriptCountsOnce flushes the script from one master between
+// two decisions: the pipelined attempt finds it on some nodes and not on
+// others, and each dimension must still count exactly once (the commands
+// that ran are not run again).
+func TestSpreadNoScriptCountsOnce(t *testing.T) {
+	c := newCluster(t)
+	p := axes.Policy{Limit: 100, LockoutBy: []axes.Fields{axes.IP, axes.Username, axes.IP | axes.Username}}
+	l, _ := spreadLimiter(t, p)
+	ctx := context.Background()
+	for i := range 20 {
+		k := axes.Key{IP: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Username: "user" + strconv.Itoa(i)}
+		l.Fail(k) // loads the script everywhere
+		flushed := false
+		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			if !flushed {
+				flushed = true
+				return m.ScriptFlush(ctx).Err()
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := l.Fail(k)
+		if v.Failures != 2 {
+			t.Fatalf("key %d: %+v after a script flush on one master, want 2 failures in every dimension", i, v)
+		}
+		if got := l.Check(k).Failures; got != 2 {
+			t.Fatalf("key %d: check says %d failures, want 2", i, got)
+		}
 	}
 }

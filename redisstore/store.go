@@ -459,31 +459,45 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args [
 // pipeline runs the commands that fill adds in one round trip, loading the
 // script and retrying once on NOSCRIPT.
 func (s *Store) pipeline(ctx context.Context, fill func(redis.Pipeliner) []*redis.Cmd) ([]*redis.Cmd, error) {
-	for attempt := 0; ; attempt++ {
-		s.n.trips.Add(1)
-		pipe := s.c.Pipeline()
-		cmds := fill(pipe)
-		_, err := pipe.Exec(ctx)
-		if err == nil {
-			return cmds, nil
-		}
-		noscript := false
-		for _, c := range cmds {
-			if e := c.Err(); e != nil {
-				if !redis.HasErrorPrefix(e, "NOSCRIPT") {
-					return nil, e
-				}
-				noscript = true
+	s.n.trips.Add(1)
+	pipe := s.c.Pipeline()
+	cmds := fill(pipe)
+	_, err := pipe.Exec(ctx)
+	if err == nil {
+		return cmds, nil
+	}
+	noscript := false
+	for _, c := range cmds {
+		if e := c.Err(); e != nil {
+			if !redis.HasErrorPrefix(e, "NOSCRIPT") {
+				return nil, e
 			}
-		}
-		if !noscript || attempt > 0 {
-			return nil, err
-		}
-		s.n.trips.Add(1)
-		if err := applyScript.Load(ctx, s.c).Err(); err != nil {
-			return nil, err
+			noscript = true
 		}
 	}
+	if !noscript {
+		return nil, err
+	}
+	s.n.trips.Add(1)
+	if err := applyScript.Load(ctx, s.c).Err(); err != nil {
+		return nil, err
+	}
+	// The commands that ran have taken effect: run again only those that
+	// found no script, or a spread attempt would count twice in the
+	// dimensions whose node had it.
+	for _, c := range cmds {
+		if e := c.Err(); e == nil || !redis.HasErrorPrefix(e, "NOSCRIPT") {
+			continue
+		}
+		s.n.trips.Add(1)
+		v, err := s.c.Do(ctx, c.Args()...).Result()
+		if err != nil {
+			return nil, err
+		}
+		c.SetErr(nil)
+		c.SetVal(v)
+	}
+	return cmds, nil
 }
 
 // reset deletes the dimensions of req, and their units of the budget. It
