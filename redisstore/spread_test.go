@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,10 +124,9 @@ func TestSpreadNoScriptCountsOnce(t *testing.T) {
 	for i := range 20 {
 		k := axes.Key{IP: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Username: "user" + strconv.Itoa(i)}
 		l.Fail(k) // loads the script everywhere
-		flushed := false
+		var flushed atomic.Bool // ForEachMaster runs the masters at once
 		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			if !flushed {
-				flushed = true
+			if flushed.CompareAndSwap(false, true) {
 				return m.ScriptFlush(ctx).Err()
 			}
 			return nil
