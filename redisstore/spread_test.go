@@ -123,7 +123,7 @@ func TestSpreadNoScriptCountsOnce(t *testing.T) {
 	ctx := context.Background()
 	for i := range 20 {
 		k := axes.Key{IP: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), Username: "user" + strconv.Itoa(i)}
-		l.Fail(k) // loads the script everywhere
+		l.Fail(k)               // loads the script everywhere
 		var flushed atomic.Bool // ForEachMaster runs the masters at once
 		err := c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			if flushed.CompareAndSwap(false, true) {
