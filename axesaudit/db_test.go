@@ -180,6 +180,19 @@ func count(t *testing.T, tdb *testDB, q string, args ...any) int {
 }
 
 // writerGoroutines counts the goroutines running a Trail's writer.
+// writerGoroutinesSettle returns writerGoroutines once it stops above
+// want, or after a bounded number of scheduler rounds: a writer that Close
+// has waited for may still be returning from its last deferred call.
+func writerGoroutinesSettle(want int) int {
+	n := writerGoroutines()
+	for i := 0; i < 200 && n > want; i++ {
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+		n = writerGoroutines()
+	}
+	return n
+}
+
 func writerGoroutines() int {
 	buf := make([]byte, 1<<16)
 	for {

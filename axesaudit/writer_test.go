@@ -241,7 +241,7 @@ func TestFlood(t *testing.T) {
 		if err := tr.Close(); err != nil {
 			t.Fatalf("second Close (idempotent): %v", err)
 		}
-		if n := writerGoroutines(); n != before {
+		if n := writerGoroutinesSettle(before); n != before {
 			t.Errorf("%d writer goroutines after Close, want %d: the writer goroutine is gone", n, before)
 		}
 		tr.OnEvent(failure(0, "late"))
@@ -289,7 +289,7 @@ func TestCloseDeadline(t *testing.T) {
 		if len(errs) != int(s.Errors) {
 			t.Errorf("OnError called %d times, want Stats().Errors = %d", len(errs), s.Errors)
 		}
-		if n := writerGoroutines(); n != before {
+		if n := writerGoroutinesSettle(before); n != before {
 			t.Errorf("%d writer goroutines after Close, want %d", n, before)
 		}
 	})
