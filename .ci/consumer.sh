@@ -119,7 +119,8 @@ go install "$MOD/cmd/axesdemo@$VERSION"
 report=$("$GOBIN/axesdemo" -attack) # the simulated attack, on a loopback port
 printf '%s\n' "$report" | grep '^Limit held' || { printf '%s\n' "$report"; exit 1; }
 go install "$MOD/cmd/axesctl@$VERSION"
-"$GOBIN/axesctl" -h 2>&1 | grep -q '^usage:' || { echo "axesctl -h printed no usage"; exit 1; }
+usage=$("$GOBIN/axesctl" -h 2>&1) || { echo "axesctl -h failed: $usage"; exit 1; }
+[[ $usage == usage:* ]] || { echo "axesctl -h printed no usage: $usage"; exit 1; }
 echo "axesctl installed"
 
 # 4. Workspace modules without a replace directive (cmd/axesdemo) resolve the
