@@ -268,6 +268,7 @@ type eventRow struct {
 	Username      string
 	UserAgent     string
 	Detail        string
+	Masked        bool // the identities are digests: shown in monospace
 }
 
 // pageRecent is how many recent events the page shows; the API lists all.
@@ -288,6 +289,7 @@ func (a *admin) recentRows() ([]eventRow, int) {
 			IP:        e.IP,
 			Username:  printable(e.Username),
 			UserAgent: printable(e.UserAgent),
+			Masked:    a.activity.Masked(),
 		}
 		if e.By != 0 {
 			r.By = e.By.String()
