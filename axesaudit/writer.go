@@ -158,18 +158,12 @@ func (w *writer) write(ctx context.Context, batch []entry) error {
 
 // insertEvents inserts one row per event, several rows per statement.
 func (w *writer) insertEvents(ctx context.Context, tx *sql.Tx, rows []row) error {
-	const chunk = 500
 	d := w.t.d
-	for len(rows) > 0 {
-		n := min(len(rows), chunk)
-		var b strings.Builder
-		b.WriteString("INSERT INTO axes_audit_events (at, kind, by_fields, reason, ip_h, username_h, user_agent_h, ip, username, user_agent, failures, failure_limit, until, reset_count) VALUES ")
-		w.args = w.args[:0]
-		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	return w.insertChunks(ctx, tx, len(rows),
+		"INSERT INTO axes_audit_events (at, kind, by_fields, reason, ip_h, username_h, user_agent_h, ip, username, user_agent, failures, failure_limit, until, reset_count) VALUES ",
+		"(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", "",
+		func(i int) {
+			r := &rows[i]
 			e := r.e
 			by, reason := "", ""
 			if e.by != 0 {
@@ -188,11 +182,29 @@ func (w *writer) insertEvents(ctx context.Context, tx *sql.Tx, rows []row) error
 				nullBytes(r.ipH), nullBytes(r.userH), nullBytes(r.uaH),
 				nullString(r.ip), nullString(r.user), nullString(r.ua),
 				e.failures, e.limit, until, e.count)
+		})
+}
+
+// insertChunks runs head, n tuples and tail as statements of at most 500
+// tuples each; add appends the arguments of tuple i to w.args.
+func (w *writer) insertChunks(ctx context.Context, tx *sql.Tx, n int, head, tuple, tail string, add func(i int)) error {
+	const chunk = 500
+	for lo := 0; lo < n; lo += chunk {
+		hi := min(n, lo+chunk)
+		var b strings.Builder
+		b.WriteString(head)
+		w.args = w.args[:0]
+		for i := lo; i < hi; i++ {
+			if i > lo {
+				b.WriteByte(',')
+			}
+			b.WriteString(tuple)
+			add(i)
 		}
-		if _, err := tx.ExecContext(ctx, d.rebind(b.String()), w.args...); err != nil {
+		b.WriteString(tail)
+		if _, err := tx.ExecContext(ctx, w.t.d.rebind(b.String()), w.args...); err != nil {
 			return err
 		}
-		rows = rows[n:]
 	}
 	return nil
 }
@@ -273,18 +285,18 @@ func (w *writer) flushAttempts(ctx context.Context, tx *sql.Tx) error {
 	}
 	clear(w.aggs)
 	slices.SortFunc(aggs, func(x, y *attemptAgg) int { return bytes.Compare(x.client, y.client) })
-	const chunk = 500
 	d := w.t.d
-	for len(aggs) > 0 {
-		n := min(len(aggs), chunk)
-		var b strings.Builder
-		b.WriteString("INSERT INTO axes_audit_attempts (client_h, ip_h, username_h, user_agent_h, ip, username, user_agent, failures, refused, successes, first_seen, last_seen, locked_until) VALUES ")
-		w.args = w.args[:0]
-		for i, a := range aggs[:n] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?)")
+	return w.insertChunks(ctx, tx, len(aggs),
+		"INSERT INTO axes_audit_attempts (client_h, ip_h, username_h, user_agent_h, ip, username, user_agent, failures, refused, successes, first_seen, last_seen, locked_until) VALUES ",
+		"(?,?,?,?,?,?,?,?,?,?,?,?,?)", ` ON CONFLICT (client_h) DO UPDATE SET
+			failures = axes_audit_attempts.failures + excluded.failures,
+			refused = axes_audit_attempts.refused + excluded.refused,
+			successes = axes_audit_attempts.successes + excluded.successes,
+			first_seen = CASE WHEN excluded.first_seen < axes_audit_attempts.first_seen THEN excluded.first_seen ELSE axes_audit_attempts.first_seen END,
+			last_seen = CASE WHEN excluded.last_seen > axes_audit_attempts.last_seen THEN excluded.last_seen ELSE axes_audit_attempts.last_seen END,
+			locked_until = CASE WHEN axes_audit_attempts.locked_until IS NULL OR excluded.locked_until > axes_audit_attempts.locked_until THEN excluded.locked_until ELSE axes_audit_attempts.locked_until END`,
+		func(i int) {
+			a := aggs[i]
 			var until any
 			if !a.lockedUntil.IsZero() {
 				until = d.timeArg(a.lockedUntil)
@@ -292,20 +304,7 @@ func (w *writer) flushAttempts(ctx context.Context, tx *sql.Tx) error {
 			w.args = append(w.args, a.client, nullBytes(a.ipH), nullBytes(a.userH), nullBytes(a.uaH),
 				nullString(a.ip), nullString(a.user), nullString(a.ua),
 				a.failures, a.refused, a.succ, d.timeArg(a.first), d.timeArg(a.last), until)
-		}
-		b.WriteString(` ON CONFLICT (client_h) DO UPDATE SET
-			failures = axes_audit_attempts.failures + excluded.failures,
-			refused = axes_audit_attempts.refused + excluded.refused,
-			successes = axes_audit_attempts.successes + excluded.successes,
-			first_seen = CASE WHEN excluded.first_seen < axes_audit_attempts.first_seen THEN excluded.first_seen ELSE axes_audit_attempts.first_seen END,
-			last_seen = CASE WHEN excluded.last_seen > axes_audit_attempts.last_seen THEN excluded.last_seen ELSE axes_audit_attempts.last_seen END,
-			locked_until = CASE WHEN axes_audit_attempts.locked_until IS NULL OR excluded.locked_until > axes_audit_attempts.locked_until THEN excluded.locked_until ELSE axes_audit_attempts.locked_until END`)
-		if _, err := tx.ExecContext(ctx, d.rebind(b.String()), w.args...); err != nil {
-			return err
-		}
-		aggs = aggs[n:]
-	}
-	return nil
+		})
 }
 
 // reset clears the recorded lock of the attempts a reset event concerns:
