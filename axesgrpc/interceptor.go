@@ -93,8 +93,8 @@ func (ic *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 // Stream is a grpc.StreamServerInterceptor. For a protected method it
 // reserves the attempt of the call before calling handler, or, with
 // WithUsername, when the handler receives the first message (see
-// WithUsername). A refused attempt ends the call with LockoutError; an
-// admitted one is settled as in Unary. The handler reports through
+// WithUsername). A refused attempt ends the call with LockoutError, or
+// the challenge status as in Unary; an admitted one is settled as in Unary. The handler reports through
 // Failed(stream.Context()) and Succeeded(stream.Context()).
 //
 // An admitted attempt counts as a failure if it is still unsettled after
