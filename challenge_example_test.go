@@ -34,7 +34,7 @@ func ExampleLimiter_BeginPassed() {
 	try(false)
 	try(false)
 	try(false) // the third attempt needs a CAPTCHA
-	try(true) // a solved CAPTCHA does not reset the count: it goes on from 2
+	try(true)  // a solved CAPTCHA does not reset the count: it goes on from 2
 	try(true)
 	try(true) // the fifth failure locks, CAPTCHA or not
 	try(true)
