@@ -214,3 +214,131 @@ func BenchmarkDigest(b *testing.B) {
 		l.digestsOf(&k, &dims)
 	}
 }
+
+// The defences of Policy.ChallengeAt, Key.Device and NIST80063B, off and on,
+// on one workload so that the figures compare:
+//
+//	go test -run '^$' -bench 'Defences' -count 3 -cpu 2 .
+//
+// defenceKeys distinct clients (IP and username each), visited uniformly,
+// each with one failure before the timed loop; the loop adds at most a few
+// dozen failures per key, so no key reaches a limit and every variant stays
+// on its path.
+const defenceKeys = 1 << 18
+
+// defenceCase is one variant of BenchmarkDefences.
+type defenceCase struct {
+	name    string
+	p       Policy
+	devices bool // the keys carry a verified device
+}
+
+var defenceCases = []defenceCase{
+	// plain: the policy without any of the defences.
+	{"plain", Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, Username}}, false},
+	// challenge=below: ChallengeAt on, every attempt below it.
+	{"challenge=below", Policy{Limit: 1 << 15, ChallengeAt: 1<<15 - 1, LockoutBy: []Fields{IP, Username}}, false},
+	// challenge=asked: every attempt has reached ChallengeAt and carries no
+	// proof, so it is refused with ReasonChallenge and counts nothing.
+	{"challenge=asked", Policy{Limit: 1 << 15, ChallengeAt: 1, LockoutBy: []Fields{IP, Username}}, false},
+	// devices: every key carries a verified device (the trusted path).
+	{"devices", Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, Username}}, true},
+	// nist: the NIST80063B preset (by username, never forgotten, reset on
+	// success, limit 100).
+	{"nist", NIST80063B(), false},
+}
+
+// defenceKeySet returns the keys of the workload, built outside the timed
+// loops.
+func defenceKeySet(devices bool) []Key {
+	ks := make([]Key, defenceKeys)
+	for i := range ks {
+		ks[i] = Key{IP: ipN(i), Username: "user" + strconv.Itoa(i)}
+		if devices {
+			ks[i].Device = "device" + strconv.Itoa(i)
+		}
+	}
+	return ks
+}
+
+// BenchmarkDefences: parallel Fail, and Begin settled as a failure or a
+// success, under each defenceCase. A policy that leaves a defence off
+// must cost what plain costs.
+func BenchmarkDefences(b *testing.B) {
+	keySets := map[bool][]Key{}
+	for _, op := range []string{"Fail", "BeginSettle"} {
+		for _, c := range defenceCases {
+			b.Run("op="+op+"/"+c.name, func(b *testing.B) {
+				ks := keySets[c.devices]
+				if ks == nil {
+					ks = defenceKeySet(c.devices)
+					keySets[c.devices] = ks
+				}
+				l := Must(New(c.p, WithMaxEntries(4*defenceKeys)))
+				defer l.Close()
+				for i := range ks {
+					l.Fail(ks[i])
+				}
+				runtime.GC() // the garbage of earlier runs is not this one's cost
+				var off atomic.Uint32
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					i := off.Add(defenceKeys / 4)
+					locked := false
+					for pb.Next() {
+						i++
+						k := ks[i&(defenceKeys-1)]
+						if op == "Fail" {
+							locked = l.Fail(k).Locked || locked
+							continue
+						}
+						a := l.Begin(k)
+						if i&1 == 0 {
+							locked = a.Fail().Locked || locked
+						} else {
+							a.Succeed()
+						}
+					}
+					sink.Store(locked)
+				})
+				reportOps(b)
+			})
+		}
+	}
+}
+
+// BenchmarkMemoryPerEntryDevices reports the heap bytes per tracked entry,
+// as BenchmarkMemoryPerEntry, for entries counted by username, without and
+// with a verified device: a device changes the digest of the dimension,
+// not the size of its entry.
+func BenchmarkMemoryPerEntryDevices(b *testing.B) {
+	const n = 1_000_000
+	for _, devices := range []bool{false, true} {
+		b.Run(fmt.Sprintf("devices=%v", devices), func(b *testing.B) {
+			var perEntry float64
+			for range b.N {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				l := Must(New(Policy{Limit: 100, LockoutBy: []Fields{Username}}, WithMaxEntries(1<<20)))
+				var k Key
+				for i := range n {
+					k.Username = "user" + strconv.Itoa(i)
+					if devices {
+						k.Device = "device" + strconv.Itoa(i)
+					}
+					l.Fail(k)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if got := l.Stats().Entries; got != n {
+					b.Fatalf("%d entries tracked, want %d", got, n)
+				}
+				perEntry = float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+				runtime.KeepAlive(l)
+			}
+			b.ReportMetric(perEntry, "heap-B/entry")
+		})
+	}
+}

@@ -8,7 +8,8 @@ import (
 )
 
 // A challenge before the lock: from the second failure on, an attempt is
-// admitted only with a solved CAPTCHA, and the fifth failure locks.
+// admitted only with a solved CAPTCHA, and the fifth failure locks. Solving
+// the CAPTCHA forgets nothing: the failures after it still lock at Limit.
 func ExampleLimiter_BeginPassed() {
 	c := newClock()
 	lim := axes.Must(axes.New(axes.Policy{Limit: 5, ChallengeAt: 2}, axes.WithClock(c.Now)))
@@ -33,7 +34,7 @@ func ExampleLimiter_BeginPassed() {
 	try(false)
 	try(false)
 	try(false) // the third attempt needs a CAPTCHA
-	try(true)
+	try(true)  // a solved CAPTCHA does not reset the count: it goes on from 2
 	try(true)
 	try(true) // the fifth failure locks, CAPTCHA or not
 	try(true)

@@ -28,6 +28,12 @@
 // with Failed or Succeeded, or else from the status code it returns (see
 // FailureCodes).
 //
+// Under axes.Policy.ChallengeAt a call that needs a challenge ends with the
+// challenge status (codes.Unauthenticated and an ErrorInfo detail; see
+// ChallengePassed, ChallengeCode and IsChallenge) unless ChallengePassed
+// recognises a passed one. WithDevice marks a client the application
+// trusts for its username (axes.Key.Device).
+//
 // Most applications protect only their login methods (Methods); the default
 // protects every method the interceptor sees, which suits a server whose
 // every call checks a credential, such as a game server's handshake.

@@ -30,7 +30,7 @@ func New(lim *axes.Limiter, opts ...Option) (*Interceptor, error) {
 	if lim == nil {
 		return nil, errors.New("axes: axesgrpc.New needs a Limiter")
 	}
-	c := config{} // failures nil: every code but OK is a failure
+	c := config{challengeCode: DefaultChallengeCode} // failures nil: every code but OK is a failure
 	for _, o := range opts {
 		o(&c)
 	}
@@ -56,7 +56,8 @@ func Must(ic *Interceptor, err error) *Interceptor {
 // Unary is a grpc.UnaryServerInterceptor. For a protected method it
 // reserves the attempt of the call (the username from WithUsername's
 // function of req, or WithMetadataUsername's), answers a refused attempt
-// with LockoutError without calling handler, and otherwise calls handler
+// with LockoutError (or, for want of a challenge, the challenge status of
+// ChallengeCode; see ChallengePassed) without calling handler, and otherwise calls handler
 // with a context that Failed and Succeeded report through, then settles the
 // attempt from the returned status unless the handler reported. A handler
 // that panics settles as a failure, and the panic goes on.
@@ -71,9 +72,9 @@ func (ic *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 	case ic.c.mdUsername != nil:
 		name = ic.c.mdUsername(ctx)
 	}
-	st := &attemptState{a: ic.lim.BeginContext(ctx, ic.key(ctx, name)), begun: true, ctx: context.WithoutCancel(ctx)}
+	st := &attemptState{a: ic.begin(ctx, ic.key(ctx, name), req), begun: true, ctx: context.WithoutCancel(ctx)}
 	if !st.a.Allowed() {
-		return nil, LockoutError(st.a.Verdict())
+		return nil, ic.refusal(st.a.Verdict())
 	}
 	completed := false
 	defer func() {
@@ -92,8 +93,8 @@ func (ic *Interceptor) Unary(ctx context.Context, req any, info *grpc.UnaryServe
 // Stream is a grpc.StreamServerInterceptor. For a protected method it
 // reserves the attempt of the call before calling handler, or, with
 // WithUsername, when the handler receives the first message (see
-// WithUsername). A refused attempt ends the call with LockoutError; an
-// admitted one is settled as in Unary. The handler reports through
+// WithUsername). A refused attempt ends the call with LockoutError, or
+// the challenge status as in Unary; an admitted one is settled as in Unary. The handler reports through
 // Failed(stream.Context()) and Succeeded(stream.Context()).
 //
 // An admitted attempt counts as a failure if it is still unsettled after
@@ -112,9 +113,9 @@ func (ic *Interceptor) Stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 		if ic.c.mdUsername != nil {
 			name = ic.c.mdUsername(ctx)
 		}
-		st.a, st.begun, st.ctx = ic.lim.BeginContext(ctx, ic.key(ctx, name)), true, context.WithoutCancel(ctx)
+		st.a, st.begun, st.ctx = ic.begin(ctx, ic.key(ctx, name), nil), true, context.WithoutCancel(ctx)
 		if !st.a.Allowed() {
-			return LockoutError(st.a.Verdict())
+			return ic.refusal(st.a.Verdict())
 		}
 	}
 	ws := &serverStream{ServerStream: ss, ctx: context.WithValue(ctx, stateKey{}, st), ic: ic, st: st}
@@ -158,8 +159,8 @@ func (s *serverStream) RecvMsg(m any) error {
 	}
 	s.got = true
 	ctx := s.ServerStream.Context()
-	a := s.ic.lim.BeginContext(ctx, s.ic.key(ctx, s.ic.c.username(ctx, m)))
-	return s.st.begin(ctx, a)
+	a := s.ic.begin(ctx, s.ic.key(ctx, s.ic.c.username(ctx, m)), m)
+	return s.st.begin(ctx, a, s.ic.refusal(a.Verdict()))
 }
 
 func (s *serverStream) SendMsg(m any) error {
@@ -186,13 +187,18 @@ func (ic *Interceptor) outcome(err error) outcome {
 	}
 }
 
-// key builds the attempt of a call: client IP, username and user agent.
+// key builds the attempt of a call: client IP, username, user agent and,
+// with WithDevice, the trusted device.
 func (ic *Interceptor) key(ctx context.Context, name string) axes.Key {
 	var ua string
 	if v := metadata.ValueFromIncomingContext(ctx, "user-agent"); len(v) > 0 {
 		ua = v[0]
 	}
-	return axes.Key{IP: ic.clientIP(ctx), Username: name, UserAgent: ua}
+	k := axes.Key{IP: ic.clientIP(ctx), Username: name, UserAgent: ua}
+	if ic.c.device != nil {
+		k.Device = ic.c.device(ctx, name)
+	}
+	return k
 }
 
 // clientIP returns the peer address of the call, or the address a trusted

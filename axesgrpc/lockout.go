@@ -19,9 +19,17 @@ import (
 // a Forever cooloff, a denied or not-allowed IP) has no RetryInfo, which
 // tells a client not to retry by itself. The message does not depend on
 // the username, so that it does not tell whether an account exists.
+//
+// A verdict refused for want of a passed challenge (axes.ReasonChallenge)
+// gets the challenge status instead: DefaultChallengeCode with an
+// ErrorInfo detail (see ChallengeReason and IsChallenge), and no RetryInfo,
+// since waiting does not help.
 func LockoutError(v axes.Verdict) error {
 	if !v.Locked {
 		return nil
+	}
+	if v.Reason == axes.ReasonChallenge {
+		return challengeError(DefaultChallengeCode)
 	}
 	st := status.New(codes.ResourceExhausted, "too many failed login attempts")
 	if v.Reason == axes.ReasonUnavailable {

@@ -22,7 +22,11 @@ type config struct {
 	mdUsername func(context.Context) string
 	failures   map[codes.Code]bool
 	methods    map[string]bool // nil: every method
-	errs       []error
+	device     func(context.Context, string) string
+	// challengePassed recognises a passed challenge; nil: none is.
+	challengePassed func(context.Context, any) bool
+	challengeCode   codes.Code
+	errs            []error
 }
 
 // WithProxies sets how the client IP is found, with the trust rules of
@@ -164,4 +168,29 @@ func validFullMethod(s string) bool {
 	}
 	i := strings.IndexByte(s[1:], '/') + 1
 	return i > 1 && i < len(s)-1 && strings.IndexByte(s[i+1:], '/') < 0
+}
+
+// WithDevice sets the trusted device of an attempt (axes.Key.Device) as f
+// of the call's context and username: the identifier of a device token the
+// application has verified for that username, typically one it issued
+// after an earlier successful login and that the client sends in the
+// metadata, or "" for an untrusted client. A trusted device is counted on
+// its own (see axes.Key.Device), so a real user keeps signing in while
+// bots hold the username locked.
+//
+// SECURITY: f must return a device only for a credential it has verified
+// (a MAC or signature over the username and the device, checked in
+// constant time, not expired) and bound to that username: a client that
+// could choose the device would get a fresh set of guesses with each
+// value. axeshttp.Devices issues and verifies such cookies for browsers;
+// over gRPC, issuing and verifying the token is the application's.
+//
+// The default is no device: every attempt is untrusted.
+func WithDevice(f func(ctx context.Context, username string) string) Option {
+	return func(c *config) {
+		if f == nil {
+			c.errs = append(c.errs, errors.New("axes: WithDevice(nil)"))
+		}
+		c.device = f
+	}
 }

@@ -33,14 +33,14 @@ type attemptState struct {
 }
 
 // begin records the attempt a stream reserved at its first message, and
-// returns its refusal if it is not allowed.
-func (s *attemptState) begin(ctx context.Context, a axes.Attempt) error {
+// returns refusal, the status of its verdict, if it is not allowed.
+func (s *attemptState) begin(ctx context.Context, a axes.Attempt, refusal error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.a, s.begun, s.ctx = a, true, context.WithoutCancel(ctx)
 	if !s.a.Allowed() {
 		s.settled = true
-		s.refusal = LockoutError(s.a.Verdict())
+		s.refusal = refusal
 	}
 	return s.refusal
 }

@@ -21,6 +21,7 @@ type Report struct {
 	P50, P99  time.Duration    // request latency percentiles, real time
 	Simulated time.Duration    // simulated time that passed
 	Elapsed   time.Duration    // real time the attack took
+	Challenge *ChallengeResult // the challenge-before-lock run, if it ran
 }
 
 // Scenario returns the result of the named scenario, and whether it ran.
@@ -87,6 +88,7 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "Legitimate logins: %d of %d succeeded\n", legit.Logins, legit.Wanted)
 	devices, _ := r.Scenario(ScenarioDevices)
 	fmt.Fprintf(&b, "Trusted-device logins while bots held the username locked: %d of %d\n", devices.Logins, devices.Wanted)
+	r.writeChallenge(&b)
 	attackerLogins := r.Total.Logins - legit.Logins - devices.Logins
 	fmt.Fprintf(&b, "Attacker logins:   %d\n", attackerLogins)
 	fmt.Fprintf(&b, "Latency: p50 %v, p99 %v over %d requests (loopback HTTP, real time)\n",

@@ -74,5 +74,13 @@ func Simulate(ctx context.Context, cfg SimConfig) (*Report, error) {
 	if counts.LedgerDropped > 0 {
 		return nil, fmt.Errorf("axesdemo: ledger full, %d records dropped", counts.LedgerDropped)
 	}
-	return NewReport(res, counts, srv.Policy().Limit, CheckLedger(srv.Ledger(), srv.Policy())), nil
+	rep := NewReport(res, counts, srv.Policy().Limit, CheckLedger(srv.Ledger(), srv.Policy()))
+	// Challenge before lock runs on a server of its own, with its own
+	// clock and memory store.
+	ch, err := RunChallenge(ctx, NewClock(SimStart).Now, cfg.Progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.Challenge = &ch
+	return rep, nil
 }
