@@ -54,15 +54,20 @@ local function index(idx, member, ttl)
   local e0 = expiry(idx)
   local c0 = 0
   if e0 then c0 = redis.call('SCARD', idx) end
-  redis.call('SADD', idx, member)
+  local c = c0 + redis.call('SADD', idx, member)
   if e0 then
     for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
-      if m ~= member and redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+      if m ~= member and redis.call('EXISTS', m) == 0 then c = c - redis.call('SREM', idx, m) end
     end
   end
-  if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
+  -- Script time stands still: the set's TTL is still e0 - snow.
+  local e = e0
+  if e0 == nil or e0 - snow < ttl then
+    redis.call('PEXPIRE', idx, ttl)
+    e = snow + ttl
+  end
   if e0 then account(e0, -(c0 + 1)) end
-  account(expiry(idx), redis.call('SCARD', idx) + 1)
+  account(e, c + 1)
 end
 
 -- forget deletes key, an index set if set, and its units.
