@@ -194,4 +194,6 @@ var (
 	resetIndexScript = redis.NewScript(resetIndexSrc)
 	resetIfScript    = redis.NewScript(resetIfSrc)
 	deleteScript     = redis.NewScript(deleteSrc)
+
+	applyHash = applyScript.Hash() // the SHA1 that EVALSHA names applyScript by
 )

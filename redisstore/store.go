@@ -48,6 +48,7 @@ type Store struct {
 	c      redis.UniversalClient
 	o      Options
 	tag    string                     // key part before the digest, such as "axes:{axes}d:"
+	bk     [3]string                  // the budget keys of the one-slot layout
 	root   string                     // prefix and hash tag, such as "axes:{axes}"
 	local  atomic.Pointer[localStore] // FallbackLocal's memory store, made by the first decision; nil before
 	log    *slog.Logger
@@ -73,6 +74,9 @@ type Store struct {
 	pending atomic.Int64               // len(outage)
 
 	maxKeys, width int // per shard
+
+	rules atomic.Pointer[ruleArgs] // the boxed arguments of the last rule
+	batch batcher                  // the decisions waiting for a round trip
 
 	near   *nearCache                   // local locks; nil under NoLocalLocks
 	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
@@ -174,6 +178,7 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	} else {
 		s.root = o.Prefix + "{" + o.HashTag + "}"
 		s.tag = s.root + "d:"
+		s.bk = [3]string{s.root + "b", s.root + "bz", s.root + "s"}
 	}
 	if o.OnFailure == FallbackLocal && o.LocalMaxEntries < 1 {
 		return nil, fmt.Errorf("redisstore: LocalMaxEntries must be positive, got %d", o.LocalMaxEntries)
@@ -419,15 +424,26 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	for i := range req.Dims {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
-	s.n.trips.Add(1)
-	v, err := s.run(ctx, applyScript, keys, args)
+	cmd := make([]any, 3, 3+len(keys)+len(args))
+	cmd[0], cmd[1], cmd[2] = "evalsha", applyHash, len(keys)
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	cmd = append(cmd, args...)
+	v, err := s.decide(ctx, cmd)
 	if err != nil {
 		return err
 	}
-	info := make([]dimInfo, n)
-	_, err = parseReply(v, req.Dims, info)
+	var info [4]dimInfo
+	in := info[:0]
+	if n <= len(info) {
+		in = info[:n]
+	} else {
+		in = make([]dimInfo, n)
+	}
+	_, err = parseReply(v, req.Dims, in)
 	if err == nil {
-		s.noteReply(info)
+		s.noteReply(in)
 	}
 	return err
 }
@@ -444,16 +460,6 @@ func (s *Store) noteReply(info []dimInfo) {
 			s.n.sketched.Add(1)
 		}
 	}
-}
-
-// run runs a script with EVALSHA, loading it on NOSCRIPT.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args []any) (any, error) {
-	v, err := sc.EvalSha(ctx, s.c, keys, args...).Result()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		s.n.trips.Add(1)
-		v, err = sc.Eval(ctx, s.c, keys, args...).Result()
-	}
-	return v, err
 }
 
 // pipeline runs the commands that fill adds in one round trip, loading the
