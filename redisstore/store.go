@@ -435,7 +435,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 		return err
 	}
 	var info [4]dimInfo
-	in := info[:0]
+	var in []dimInfo
 	if n <= len(info) {
 		in = info[:n]
 	} else {
