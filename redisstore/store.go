@@ -413,6 +413,29 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	if s.o.SpreadSlots && len(req.Dims) > 1 {
 		return s.applySpread(ctx, req)
 	}
+	v, err := s.decide(ctx, s.applyCommand(ctx, req))
+	if err != nil {
+		return err
+	}
+	n := len(req.Dims)
+	var info [4]dimInfo
+	var in []dimInfo
+	if n <= len(info) {
+		in = info[:n]
+	} else {
+		in = make([]dimInfo, n)
+	}
+	_, err = parseReply(v, req.Dims, in)
+	if err == nil {
+		s.noteReply(in)
+	}
+	return err
+}
+
+// applyCommand returns the script call of req in the one-slot layout (or
+// of a single dimension under SpreadSlots): EVALSHA, the script's hash,
+// the number of keys, the keys and the arguments.
+func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	bk := s.budgetKeys(req.Dims[0].Digest)
 	keys := make([]string, keyDims-1+n, keyDims-1+3*n)
@@ -429,23 +452,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	for _, k := range keys {
 		cmd = append(cmd, k)
 	}
-	cmd = append(cmd, args...)
-	v, err := s.decide(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	var info [4]dimInfo
-	var in []dimInfo
-	if n <= len(info) {
-		in = info[:n]
-	} else {
-		in = make([]dimInfo, n)
-	}
-	_, err = parseReply(v, req.Dims, in)
-	if err == nil {
-		s.noteReply(in)
-	}
-	return err
+	return append(cmd, args...)
 }
 
 // noteReply takes the clock offset from the server's TIME in a reply
