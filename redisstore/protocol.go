@@ -30,6 +30,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/axes-go/axes"
@@ -274,9 +275,27 @@ func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]
 	a[dimIPKey] = ik
 	a[dimUserKey] = uk
 	for r := range c {
-		a[dimColumns+r] = c[r]
+		a[dimColumns+r] = boxColumn(c[r])
 	}
 	return append(args, a[:]...), keys
+}
+
+// boxedColumns holds the sketch columns of the default width boxed once,
+// so that a decision does not allocate for each of its 4 per dimension.
+var boxedColumns = sync.OnceValue(func() []any {
+	b := make([]any, 1<<14)
+	for i := range b {
+		b[i] = uint64(i)
+	}
+	return b
+})
+
+// boxColumn returns the column v as an argument.
+func boxColumn(v uint64) any {
+	if b := boxedColumns(); v < uint64(len(b)) {
+		return b[v]
+	}
+	return v
 }
 
 // dimInfo is what the script reports of one dimension beyond its Outcome.

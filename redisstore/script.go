@@ -196,4 +196,6 @@ var (
 	deleteScript     = redis.NewScript(deleteSrc)
 
 	applyHash = applyScript.Hash() // the SHA1 that EVALSHA names applyScript by
+
+	applyHashArg any = applyHash // applyHash as an argument, boxed once
 )

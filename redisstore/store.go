@@ -49,6 +49,7 @@ type Store struct {
 	o      Options
 	tag    string                     // key part before the digest, such as "axes:{axes}d:"
 	bk     [3]string                  // the budget keys of the one-slot layout
+	bkArgs [3]any                     // and as arguments, boxed once
 	root   string                     // prefix and hash tag, such as "axes:{axes}"
 	local  atomic.Pointer[localStore] // FallbackLocal's memory store, made by the first decision; nil before
 	log    *slog.Logger
@@ -179,6 +180,7 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 		s.root = o.Prefix + "{" + o.HashTag + "}"
 		s.tag = s.root + "d:"
 		s.bk = [3]string{s.root + "b", s.root + "bz", s.root + "s"}
+		s.bkArgs = [3]any{s.bk[0], s.bk[1], s.bk[2]}
 	}
 	if o.OnFailure == FallbackLocal && o.LocalMaxEntries < 1 {
 		return nil, fmt.Errorf("redisstore: LocalMaxEntries must be positive, got %d", o.LocalMaxEntries)
@@ -448,8 +450,12 @@ func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
 	cmd := make([]any, 3, 3+len(keys)+len(args))
-	cmd[0], cmd[1], cmd[2] = "evalsha", applyHash, len(keys)
-	for _, k := range keys {
+	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, len(keys)
+	for i, k := range keys {
+		if i < len(s.bkArgs) && s.bkArgs[i] != nil {
+			cmd = append(cmd, s.bkArgs[i])
+			continue
+		}
 		cmd = append(cmd, k)
 	}
 	return append(cmd, args...)
