@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"net/netip"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -125,6 +126,30 @@ func BenchmarkBeginSettle(b *testing.B) {
 				}
 			}
 			report(b, trips, before, 2*b.N)
+		})
+	}
+}
+
+// BenchmarkFailParallel: BenchmarkFail's decisions from 64 concurrent
+// callers (throughput).
+func BenchmarkFailParallel(b *testing.B) {
+	for _, lay := range benchLayouts {
+		b.Run(lay.name+"/by=ip,ip+username/callers=64", func(b *testing.B) {
+			l, trips := benchLimiter(b, lay.cluster, lay.spread, axes.Policy{Limit: 1 << 15, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}})
+			before := trips.n.Load()
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(max(64/runtime.GOMAXPROCS(0), 1))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := int(next.Add(1))
+					l.Fail(axes.Key{IP: benchIP(i % benchKeys), Username: "alice"})
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+			report(b, trips, before, b.N)
 		})
 	}
 }

@@ -9,6 +9,9 @@ local tm = redis.call('TIME')
 local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 local budgetTouched = false
 local unitCount = nil
+-- The budget changes not yet written: units by minute (numeric keys),
+-- and their sum n.
+local pend = {n = 0}
 
 -- expiry returns when key expires on the server's clock, or nil.
 local function expiry(key)
@@ -28,26 +31,20 @@ local function units()
       redis.call('ZREM', BZ, id)
       budgetTouched = true
     end
-    unitCount = tonumber(redis.call('HGET', BK, 'n')) or 0
+    unitCount = (tonumber(redis.call('HGET', BK, 'n')) or 0) + pend.n
   end
   return unitCount
 end
 
--- account adds k units (k < 0 removes) expiring at e (nil: none).
+-- account adds k units (k < 0 removes) expiring at e (nil: none). The
+-- changes are summed by minute and written once, by budgetDone: a key
+-- rewritten within its minute of expiry costs no write to the budget.
 local function account(e, k)
   if e == nil or k == 0 then return end
   local b = math.ceil(e / G)
-  local id = string.format('%d', b)
-  local c = redis.call('HINCRBY', BK, id, k)
-  redis.call('HINCRBY', BK, 'n', k)
-  if c == 0 then
-    redis.call('HDEL', BK, id)
-    redis.call('ZREM', BZ, id)
-  else
-    redis.call('ZADD', BZ, b * G, id)
-  end
+  pend[b] = (pend[b] or 0) + k
+  pend.n = pend.n + k
   if unitCount ~= nil then unitCount = unitCount + k end
-  budgetTouched = true
 end
 
 -- index adds member to the index set idx, whose TTL must cover ttl,
@@ -57,15 +54,20 @@ local function index(idx, member, ttl)
   local e0 = expiry(idx)
   local c0 = 0
   if e0 then c0 = redis.call('SCARD', idx) end
-  redis.call('SADD', idx, member)
+  local c = c0 + redis.call('SADD', idx, member)
   if e0 then
     for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
-      if m ~= member and redis.call('EXISTS', m) == 0 then redis.call('SREM', idx, m) end
+      if m ~= member and redis.call('EXISTS', m) == 0 then c = c - redis.call('SREM', idx, m) end
     end
   end
-  if redis.call('PTTL', idx) < ttl then redis.call('PEXPIRE', idx, ttl) end
+  -- Script time stands still: the set's TTL is still e0 - snow.
+  local e = e0
+  if e0 == nil or e0 - snow < ttl then
+    redis.call('PEXPIRE', idx, ttl)
+    e = snow + ttl
+  end
   if e0 then account(e0, -(c0 + 1)) end
-  account(expiry(idx), redis.call('SCARD', idx) + 1)
+  account(e, c + 1)
 end
 
 -- forget deletes key, an index set if set, and its units.
@@ -79,6 +81,19 @@ local function forget(key, set)
 end
 
 local function budgetDone(maxttl)
+  for b, k in pairs(pend) do
+    if b ~= 'n' and k ~= 0 then
+      local id = string.format('%d', b)
+      if redis.call('HINCRBY', BK, id, k) == 0 then
+        redis.call('HDEL', BK, id)
+        redis.call('ZREM', BZ, id)
+      else
+        redis.call('ZADD', BZ, b * G, id)
+      end
+      budgetTouched = true
+    end
+  end
+  if pend.n ~= 0 then redis.call('HINCRBY', BK, 'n', pend.n) end
   if budgetTouched then
     redis.call('PEXPIRE', BK, maxttl + 2 * G)
     redis.call('PEXPIRE', BZ, maxttl + 2 * G)

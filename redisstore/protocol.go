@@ -24,8 +24,13 @@
 package redisstore
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/axes-go/axes"
@@ -41,7 +46,22 @@ func (s *Store) key(d axes.Digest) string {
 	if s.o.SpreadSlots {
 		return s.tag + s.shardTag(d) + d.String()
 	}
-	return s.tag + d.String()
+	return digestKey(s.tag, d)
+}
+
+// digestKey returns prefix followed by the 32 hexadecimal digits of d, in
+// one allocation.
+func digestKey(prefix string, d axes.Digest) string {
+	var b strings.Builder
+	b.Grow(len(prefix) + 32)
+	b.WriteString(prefix)
+	var h [16]byte
+	binary.BigEndian.PutUint64(h[:8], d.Hi)
+	binary.BigEndian.PutUint64(h[8:], d.Lo)
+	var x [32]byte
+	hex.Encode(x[:], h[:])
+	b.Write(x[:])
+	return b.String()
 }
 
 // shardTag returns the hash tag of d's shard under SpreadSlots, such as
@@ -55,10 +75,10 @@ func (s *Store) shardTag(d axes.Digest) string {
 // budgetKeys returns the budget hash, the budget minutes and the sketch
 // in the slot of d's key.
 func (s *Store) budgetKeys(d axes.Digest) [3]string {
-	r := s.root
-	if s.o.SpreadSlots {
-		r = s.o.Prefix + s.shardTag(d)
+	if !s.o.SpreadSlots {
+		return s.bk
 	}
+	r := s.o.Prefix + s.shardTag(d)
 	return [3]string{r + "b", r + "bz", r + "s"}
 }
 
@@ -77,9 +97,9 @@ func (s *Store) columns(d axes.Digest) [4]uint64 {
 // layout only).
 func (s *Store) indexKey(f axes.Fields, d axes.Digest) string {
 	if f == axes.IP {
-		return s.root + "i:" + d.String()
+		return digestKey(s.root+"i:", d)
 	}
-	return s.root + "u:" + d.String()
+	return digestKey(s.root+"u:", d)
 }
 
 // ms converts a duration to whole milliseconds, rounding up; Indefinite
@@ -109,40 +129,102 @@ func fromMS(v int64) time.Duration {
 	return time.Duration(v) * time.Millisecond
 }
 
-// header returns the script's arguments up to the tiers.
-func (s *Store) header(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
-	r := req.Rule
-	b := func(v bool) string {
-		if v {
-			return "1"
-		}
-		return "0"
+// ruleArgs are the script's arguments that come from a rule and the
+// store's options, boxed once: the rule of the last decision is kept, and
+// a decision under an equal rule copies them instead of boxing them again.
+type ruleArgs struct {
+	key   ruleKey
+	tiers []store.Tier
+	args  []any // argTiers + 2*len(tiers) values; the per-decision ones left nil
+}
+
+// ruleKey is a store.Rule without its tiers and its per-attempt fields
+// (JitterScale, Challenged).
+type ruleKey struct {
+	limit                                         int
+	window, cooloff, maxCooloff, decay, reserveTO time.Duration
+	factor                                        float64
+	extend, observe, resetOnSuccess               bool
+	challengeAt                                   int
+}
+
+func keyOf(r *store.Rule) ruleKey {
+	return ruleKey{limit: r.Limit, window: r.Window, cooloff: r.Cooloff, maxCooloff: r.MaxCooloff,
+		decay: r.Decay, reserveTO: r.ReserveTimeout, factor: r.Factor, extend: r.Extend,
+		observe: r.ObserveOnly, resetOnSuccess: r.ResetOnSuccess, challengeAt: r.ChallengeAt}
+}
+
+// flag returns a script flag.
+func flag(v bool) any {
+	if v {
+		return "1"
+	}
+	return "0"
+}
+
+// minusOne is -1 boxed once (the server's clock, Indefinite).
+var minusOne any = int64(-1)
+
+// ruleArgs returns the boxed rule arguments of r.
+func (s *Store) ruleArgs(r *store.Rule) *ruleArgs {
+	k := keyOf(r)
+	if ra := s.rules.Load(); ra != nil && ra.key == k && slices.Equal(ra.tiers, r.Tiers) {
+		return ra
 	}
 	factor := r.Factor
 	if math.IsNaN(factor) {
 		factor = 0
 	}
-	id := req.Identity
-	ip := ""
-	if id.IP.IsValid() {
-		ip = id.IP.String()
-	}
-	args := make([]any, argTiers, argTiers+2*len(r.Tiers)+dimArgs*n)
+	args := make([]any, argTiers, argTiers+2*len(r.Tiers))
 	set := func(pos int, v any) { args[pos-1] = v }
-	set(argOp, int(req.Op))
-	set(argNow, now)
 	set(argLimit, r.Limit)
 	set(argWindow, ms(r.Window))
 	set(argCooloff, ms(r.Cooloff))
 	set(argFactor, factor)
 	set(argMaxCooloff, ms(r.MaxCooloff))
-	set(argJitter, r.JitterScale)
 	set(argDecay, ms(r.Decay))
-	set(argExtend, b(r.Extend))
-	set(argObserve, b(r.ObserveOnly))
-	set(argResetOnSuccess, b(r.ResetOnSuccess))
+	set(argExtend, flag(r.Extend))
+	set(argObserve, flag(r.ObserveOnly))
+	set(argResetOnSuccess, flag(r.ResetOnSuccess))
 	set(argReserveTimeout, ms(r.ReserveTimeout))
 	set(argMaxTTL, ms(s.o.MaxTTL))
+	set(argBudget, s.maxKeys)
+	set(argWidth, s.width)
+	set(argGrain, budgetGrain)
+	set(argChallengeAt, r.ChallengeAt)
+	set(argTiers, len(r.Tiers))
+	for _, t := range r.Tiers {
+		args = append(args, t.Failures, ms(t.Cooloff))
+	}
+	ra := &ruleArgs{key: k, tiers: slices.Clone(r.Tiers), args: args}
+	s.rules.Store(ra)
+	return ra
+}
+
+// header returns the script's arguments up to the tiers, with room for
+// extra more.
+func (s *Store) header(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
+	return s.headerCap(req, now, n, phase, token, ext, applied, deadline, dimArgs*n)
+}
+
+func (s *Store) headerCap(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64, extra int) []any {
+	r := req.Rule
+	ra := s.ruleArgs(r)
+	args := make([]any, len(ra.args), len(ra.args)+extra)
+	copy(args, ra.args)
+	set := func(pos int, v any) { args[pos-1] = v }
+	id := req.Identity
+	var ip any = ""
+	if id.IP.IsValid() {
+		ip = id.IP.String()
+	}
+	set(argOp, int(req.Op))
+	if now == -1 {
+		set(argNow, minusOne)
+	} else {
+		set(argNow, now)
+	}
+	set(argJitter, r.JitterScale)
 	set(argDims, n)
 	set(argIdentityIP, ip)
 	set(argIdentityUser, id.Username)
@@ -150,17 +232,9 @@ func (s *Store) header(req *store.Request, now int64, n int, phase int, token st
 	set(argPhase, phase)
 	set(argToken, token)
 	set(argExt, ext)
-	set(argApplied, b(applied))
+	set(argApplied, flag(applied))
 	set(argDeadline, deadline)
-	set(argBudget, s.maxKeys)
-	set(argWidth, s.width)
-	set(argGrain, budgetGrain)
-	set(argChallengeAt, r.ChallengeAt)
-	set(argChallenged, b(r.Challenged))
-	set(argTiers, len(r.Tiers))
-	for _, t := range r.Tiers {
-		args = append(args, t.Failures, ms(t.Cooloff))
-	}
+	set(argChallenged, flag(r.Challenged))
 	return args
 }
 
@@ -201,9 +275,27 @@ func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]
 	a[dimIPKey] = ik
 	a[dimUserKey] = uk
 	for r := range c {
-		a[dimColumns+r] = c[r]
+		a[dimColumns+r] = boxColumn(c[r])
 	}
 	return append(args, a[:]...), keys
+}
+
+// boxedColumns holds the sketch columns of the default width boxed once,
+// so that a decision does not allocate for each of its 4 per dimension.
+var boxedColumns = sync.OnceValue(func() []any {
+	b := make([]any, 1<<14)
+	for i := range b {
+		b[i] = uint64(i)
+	}
+	return b
+})
+
+// boxColumn returns the column v as an argument.
+func boxColumn(v uint64) any {
+	if b := boxedColumns(); v < uint64(len(b)) {
+		return b[v]
+	}
+	return v
 }
 
 // dimInfo is what the script reports of one dimension beyond its Outcome.
@@ -219,36 +311,35 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
 	}
-	iv := make([]int64, len(a))
-	for i, x := range a {
-		n, ok := x.(int64)
-		if !ok {
+	for _, x := range a {
+		if _, ok := x.(int64); !ok {
 			return false, fmt.Errorf("redisstore: unexpected script reply element %T", x)
 		}
-		iv[i] = n
 	}
-	refused := iv[replyRefused] == 1
+	iv := func(i int) int64 { return a[i].(int64) }
+	refused := iv(replyRefused) == 1
 	for i := range dims {
-		r := iv[replyHead+replyDim*i:]
+		at := replyHead + replyDim*i
+		r := func(j int) int64 { return a[at+j].(int64) }
 		o := &dims[i].Outcome
 		*o = store.Outcome{
-			Failures:  int(r[replyFailures]),
-			Locked:    r[replyLocked] == 1,
-			Started:   r[replyStarted] == 1,
-			Counted:   r[replyCounted] == 1,
-			Busy:      r[replyBusy] == 1,
+			Failures:  int(r(replyFailures)),
+			Locked:    r(replyLocked) == 1,
+			Started:   r(replyStarted) == 1,
+			Counted:   r(replyCounted) == 1,
+			Busy:      r(replyBusy) == 1,
 			Refused:   refused,
-			Challenge: r[replyChallenge] == 1,
-			TimedOut:  int(r[replyTimedOut]),
+			Challenge: r(replyChallenge) == 1,
+			TimedOut:  int(r(replyTimedOut)),
 		}
 		if o.Locked {
-			o.Remaining = fromMS(r[replyRemaining])
+			o.Remaining = fromMS(r(replyRemaining))
 		}
-		dims[i].Gen = uint32(r[replyGen])
+		dims[i].Gen = uint32(r(replyGen))
 		if info != nil {
-			info[i] = dimInfo{lockedBefore: r[replyLockedBefore] == 1, applied: r[replyApplied] == 1,
-				raced: r[replyRaced] == 1, sketched: r[replySketched] == 1,
-				now: iv[replyNow], server: iv[replyServer]}
+			info[i] = dimInfo{lockedBefore: r(replyLockedBefore) == 1, applied: r(replyApplied) == 1,
+				raced: r(replyRaced) == 1, sketched: r(replySketched) == 1,
+				now: iv(replyNow), server: iv(replyServer)}
 		}
 	}
 	return refused, nil

@@ -194,4 +194,8 @@ var (
 	resetIndexScript = redis.NewScript(resetIndexSrc)
 	resetIfScript    = redis.NewScript(resetIfSrc)
 	deleteScript     = redis.NewScript(deleteSrc)
+
+	applyHash = applyScript.Hash() // the SHA1 that EVALSHA names applyScript by
+
+	applyHashArg any = applyHash // applyHash as an argument, boxed once
 )

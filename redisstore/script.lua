@@ -297,8 +297,17 @@ end
 
 -- A dimension key is a hash of the state's fields under these names, plus
 -- fd (the dimension's Fields), ik and uk (its field digests, under
--- SpreadSlots), id, ip, un, ua (the identity of a current lock), and ut, u
--- (the undo token and snapshot of a SpreadSlots attempt).
+-- SpreadSlots), id, ip, un, ua (the identity of a current lock), ut, u
+-- (the undo token and snapshot of a SpreadSlots attempt), and ix (the
+-- server instant until which the index sets are known to hold the key).
+--
+-- Index sets. A key joins its index sets when it is created, and their
+-- TTL must cover the key's. index() extends them by INDEX_SLACK more than
+-- the key needs and records the end in ix, so that the writes of the next
+-- INDEX_SLACK (an attack's failures on the same key) skip the sets: a
+-- member leaves a set only when its key is gone (a reset deletes both),
+-- so while the key exists its sets hold it until ix.
+local INDEX_SLACK = 300000
 local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
 
 local function parse(v)
@@ -489,11 +498,12 @@ local redo = phase == PHASE_REDO and applied1
 for i = 1, n do
   local key = KEYS[KEY_DIMS - 1 + i]
   gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
-  local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u')
+  local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
   exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
   ident[i] = v[8] == '1'
   hadToken[i] = v[9] ~= false
   raw[i] = parse(v)
+  raw[i].ix = tonumber(v[11]) or 0
   raced[i] = 0
   if gens[i] >= GEN_SKETCH and (isSettle or redo) then
     -- A reservation held in the sketch: settle it there.
@@ -734,8 +744,24 @@ for i = 1, n do
     if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
       local e0 = nil
       if exists[i] then e0 = expiry(key) end
-      redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
-        'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields)
+      local h = horizon(s)
+      local ttl = MAXTTL
+      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+      local ix = nil
+      if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
+        local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
+        for _, q in ipairs({ipIndex, userIndex}) do
+          if q > 0 then index(KEYS[q], key, ittl) end
+        end
+        ix = snow + ittl
+      end
+      if ix then
+        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
+          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields, 'ix', ix)
+      else
+        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
+          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields)
+      end
       if dimArg(i, DIM_IP_KEY) ~= '' then redis.call('HSET', key, 'ik', dimArg(i, DIM_IP_KEY)) end
       if dimArg(i, DIM_USER_KEY) ~= '' then redis.call('HSET', key, 'uk', dimArg(i, DIM_USER_KEY)) end
       if spreadUndo then
@@ -750,15 +776,9 @@ for i = 1, n do
       elseif delId then
         redis.call('HDEL', key, 'id', 'ip', 'un', 'ua')
       end
-      local h = horizon(s)
-      local ttl = MAXTTL
-      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
       redis.call('PEXPIRE', key, ttl)
       account(e0, -1)
       account(snow + ttl, 1)
-      for _, q in ipairs({ipIndex, userIndex}) do
-        if q > 0 then index(KEYS[q], key, ttl) end
-      end
     end
   end
   local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)

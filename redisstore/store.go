@@ -48,6 +48,8 @@ type Store struct {
 	c      redis.UniversalClient
 	o      Options
 	tag    string                     // key part before the digest, such as "axes:{axes}d:"
+	bk     [3]string                  // the budget keys of the one-slot layout
+	bkArgs [3]any                     // and as arguments, boxed once
 	root   string                     // prefix and hash tag, such as "axes:{axes}"
 	local  atomic.Pointer[localStore] // FallbackLocal's memory store, made by the first decision; nil before
 	log    *slog.Logger
@@ -73,6 +75,9 @@ type Store struct {
 	pending atomic.Int64               // len(outage)
 
 	maxKeys, width int // per shard
+
+	rules atomic.Pointer[ruleArgs] // the boxed arguments of the last rule
+	batch batcher                  // the decisions waiting for a round trip
 
 	near   *nearCache                   // local locks; nil under NoLocalLocks
 	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
@@ -174,6 +179,8 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	} else {
 		s.root = o.Prefix + "{" + o.HashTag + "}"
 		s.tag = s.root + "d:"
+		s.bk = [3]string{s.root + "b", s.root + "bz", s.root + "s"}
+		s.bkArgs = [3]any{s.bk[0], s.bk[1], s.bk[2]}
 	}
 	if o.OnFailure == FallbackLocal && o.LocalMaxEntries < 1 {
 		return nil, fmt.Errorf("redisstore: LocalMaxEntries must be positive, got %d", o.LocalMaxEntries)
@@ -408,6 +415,29 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	if s.o.SpreadSlots && len(req.Dims) > 1 {
 		return s.applySpread(ctx, req)
 	}
+	v, err := s.decide(ctx, s.applyCommand(ctx, req))
+	if err != nil {
+		return err
+	}
+	n := len(req.Dims)
+	var info [4]dimInfo
+	var in []dimInfo
+	if n <= len(info) {
+		in = info[:n]
+	} else {
+		in = make([]dimInfo, n)
+	}
+	_, err = parseReply(v, req.Dims, in)
+	if err == nil {
+		s.noteReply(in)
+	}
+	return err
+}
+
+// applyCommand returns the script call of req in the one-slot layout (or
+// of a single dimension under SpreadSlots): EVALSHA, the script's hash,
+// the number of keys, the keys and the arguments.
+func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	bk := s.budgetKeys(req.Dims[0].Digest)
 	keys := make([]string, keyDims-1+n, keyDims-1+3*n)
@@ -419,17 +449,16 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	for i := range req.Dims {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
-	s.n.trips.Add(1)
-	v, err := s.run(ctx, applyScript, keys, args)
-	if err != nil {
-		return err
+	cmd := make([]any, 3, 3+len(keys)+len(args))
+	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, len(keys)
+	for i, k := range keys {
+		if i < len(s.bkArgs) && s.bkArgs[i] != nil {
+			cmd = append(cmd, s.bkArgs[i])
+			continue
+		}
+		cmd = append(cmd, k)
 	}
-	info := make([]dimInfo, n)
-	_, err = parseReply(v, req.Dims, info)
-	if err == nil {
-		s.noteReply(info)
-	}
-	return err
+	return append(cmd, args...)
 }
 
 // noteReply takes the clock offset from the server's TIME in a reply
@@ -444,16 +473,6 @@ func (s *Store) noteReply(info []dimInfo) {
 			s.n.sketched.Add(1)
 		}
 	}
-}
-
-// run runs a script with EVALSHA, loading it on NOSCRIPT.
-func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args []any) (any, error) {
-	v, err := sc.EvalSha(ctx, s.c, keys, args...).Result()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		s.n.trips.Add(1)
-		v, err = sc.Eval(ctx, s.c, keys, args...).Result()
-	}
-	return v, err
 }
 
 // pipeline runs the commands that fill adds in one round trip, loading the

@@ -1,0 +1,179 @@
+package redisstore
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Batching: the script calls of concurrent decisions share round trips.
+//
+// A decision whose call finds fewer than maxFlights pipelines in flight
+// sends its call at once, alone; the calls that arrive while maxFlights are
+// in flight wait in a queue, and the pipeline that ends first takes them
+// all (up to maxBatch) into its next round trip, on a goroutine of its own,
+// so that no caller waits for the calls of others once its own reply is in.
+// Every call is still one EVALSHA of the apply script, so each decision
+// stays atomic in Redis; a pipeline only saves the round trips, the system
+// calls and the reply parsing of the calls it groups. Each caller waits on
+// its own context: one that gives up returns at once (the script's deadline
+// argument keeps a call that starts late from taking effect), and one that
+// gave up before its call was sent is dropped from the pipeline. A
+// pipeline's own context ends at the latest deadline of its calls.
+//
+// In Cluster mode go-redis splits a pipeline by node; in the default
+// one-slot layout every call goes to the node of the hash tag.
+
+// maxFlights is the number of pipelines of decisions in flight at once.
+const maxFlights = 2
+
+// maxBatch bounds the calls in one pipeline.
+const maxBatch = 256
+
+// call is the script call of one decision.
+type call struct {
+	ctx  context.Context
+	cmd  *redis.Cmd
+	done chan struct{}
+}
+
+// batcher queues calls while maxFlights pipelines are in flight.
+type batcher struct {
+	mu      sync.Mutex
+	flights int
+	queue   []*call
+}
+
+// decide sends the script call of one decision, the command args
+// (EVALSHA, the script's hash, the keys and the arguments), and returns
+// its reply. It is the one place where a decision's script call leaves
+// for Redis: alone, or in the pipeline of the decisions queued while
+// others were in flight (see exec).
+func (s *Store) decide(ctx context.Context, args []any) (any, error) {
+	c := &call{ctx: ctx, cmd: redis.NewCmd(ctx, args...)}
+	b := &s.batch
+	b.mu.Lock()
+	if b.flights < maxFlights {
+		b.flights++
+		b.mu.Unlock()
+		s.exec([]*call{c})
+		s.next()
+		return c.cmd.Val(), c.cmd.Err()
+	}
+	c.done = make(chan struct{})
+	b.queue = append(b.queue, c)
+	b.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.cmd.Val(), c.cmd.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// next hands the flight just ended to the queued calls, if any, on a new
+// goroutine that runs pipelines until the queue is empty.
+func (s *Store) next() {
+	b := &s.batch
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.flights--
+		b.mu.Unlock()
+		return
+	}
+	b.mu.Unlock()
+	go func() {
+		for {
+			b.mu.Lock()
+			if len(b.queue) == 0 {
+				b.flights--
+				b.mu.Unlock()
+				return
+			}
+			n := min(len(b.queue), maxBatch)
+			batch := make([]*call, n)
+			copy(batch, b.queue)
+			rest := copy(b.queue, b.queue[n:])
+			clear(b.queue[rest:])
+			b.queue = b.queue[:rest]
+			b.mu.Unlock()
+			s.exec(batch)
+			for _, c := range batch {
+				close(c.done)
+			}
+		}
+	}()
+}
+
+// exec sends the calls of batch in one round trip (two when the script
+// must be loaded first), leaving each reply or error in its call's cmd.
+// Calls whose caller gave up before the round trip are not sent. A batch
+// of one call runs on its caller's context; a larger one until the latest
+// deadline of its calls.
+func (s *Store) exec(batch []*call) {
+	live := batch[:0:0]
+	var end time.Time
+	for _, c := range batch {
+		if err := c.ctx.Err(); err != nil {
+			c.cmd.SetErr(err)
+			continue
+		}
+		dl, ok := c.ctx.Deadline()
+		if !ok {
+			dl = time.Now().Add(s.o.Timeout)
+		}
+		if dl.After(end) {
+			end = dl
+		}
+		live = append(live, c)
+	}
+	switch len(live) {
+	case 0:
+		return
+	case 1:
+		c := live[0]
+		s.n.trips.Add(1)
+		_ = s.c.Process(c.ctx, c.cmd)
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			s.reload(c.ctx, live)
+		}
+		return
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), end)
+	defer cancel()
+	s.n.trips.Add(1)
+	pipe := s.c.Pipeline()
+	for _, c := range live {
+		_ = pipe.Process(ctx, c.cmd)
+	}
+	_, _ = pipe.Exec(ctx)
+	var again []*call
+	for _, c := range live {
+		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			again = append(again, c)
+		}
+	}
+	if len(again) > 0 {
+		s.reload(ctx, again)
+	}
+}
+
+// reload runs again, with EVAL (which loads the script), the calls that
+// found the script missing: they did not run.
+func (s *Store) reload(ctx context.Context, calls []*call) {
+	s.n.trips.Add(1)
+	pipe := s.c.Pipeline()
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
+		args := append([]any(nil), c.cmd.Args()...)
+		args[0], args[1] = "eval", applySrc
+		cmds[i] = pipe.Do(ctx, args...)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range calls {
+		c.cmd.SetErr(cmds[i].Err())
+		c.cmd.SetVal(cmds[i].Val())
+	}
+}

@@ -1,0 +1,160 @@
+package redisstore
+
+import (
+	"context"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
+	"github.com/redis/go-redis/v9"
+)
+
+// batchFixture is a store on a throwaway server, with the script loaded,
+// and a limiter on it.
+func batchFixture(t *testing.T) (*server, *redis.Client, *Store, *axes.Limiter) {
+	t.Helper()
+	srv := startServer(t, 0)
+	c := redis.NewClient(&redis.Options{Addr: srv.addr(), ContextTimeoutEnabled: true, PoolSize: 16})
+	t.Cleanup(func() { c.Close() })
+	s, err := New(c, Options{NoLocalLocks: true, Timeout: 30 * time.Second, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	l := axes.Must(axes.New(axes.Policy{Limit: 100}, axes.WithSecret(secret), axes.WithStore(s)))
+	t.Cleanup(func() { l.Close() })
+	l.Fail(axes.Key{IP: netip.MustParseAddr("192.0.2.1")}) // loads the script
+	return srv, c, s, l
+}
+
+// until polls the store's batcher until cond holds.
+func until(t *testing.T, s *Store, what string, cond func(b *batcher) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.batch.mu.Lock()
+		ok := cond(&s.batch)
+		s.batch.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		runtime_Gosched()
+	}
+}
+
+func batchKey(i int) axes.Key { return axes.Key{IP: netip.AddrFrom4([4]byte{10, 7, 0, byte(i)})} }
+
+// TestBatchSharesRoundTrip holds Redis while two decisions are in flight,
+// queues ten more, and checks that the ten leave in one round trip and
+// each counts once.
+func TestBatchSharesRoundTrip(t *testing.T) {
+	srv, _, s, l := batchFixture(t)
+	trips := s.Stats().RoundTrips
+	srv.signal(syscall.SIGSTOP)
+	done := make(chan struct{}, 12)
+	for i := range 12 {
+		go func() {
+			l.Fail(batchKey(i))
+			done <- struct{}{}
+		}()
+		if i == 1 {
+			until(t, s, "two decisions in flight", func(b *batcher) bool { return b.flights == maxFlights })
+		}
+	}
+	until(t, s, "ten decisions queued", func(b *batcher) bool { return len(b.queue) == 10 })
+	srv.signal(syscall.SIGCONT)
+	for range 12 {
+		wait(t, "a decision", done)
+	}
+	if got := s.Stats().RoundTrips - trips; got != 3 {
+		t.Errorf("12 decisions took %d round trips, want 3 (two alone, then ten together)", got)
+	}
+	for i := range 12 {
+		if v := l.Check(batchKey(i)); v.Failures != 1 {
+			t.Errorf("key %d: %d failures, want 1", i, v.Failures)
+		}
+	}
+	until(t, s, "the flights to end", func(b *batcher) bool { return b.flights == 0 && len(b.queue) == 0 })
+}
+
+// TestBatchCallerGivesUp cancels a decision while it waits for a round
+// trip: it returns at once, while Redis is still held, and its call is
+// never sent.
+func TestBatchCallerGivesUp(t *testing.T) {
+	srv, _, s, l := batchFixture(t)
+	srv.signal(syscall.SIGSTOP)
+	done := make(chan struct{}, 3)
+	for i := range 2 {
+		go func() {
+			l.Fail(batchKey(i))
+			done <- struct{}{}
+		}()
+	}
+	until(t, s, "two decisions in flight", func(b *batcher) bool { return b.flights == maxFlights })
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan struct{})
+	go func() {
+		l.FailContext(ctx, batchKey(2))
+		close(gaveUp)
+	}()
+	until(t, s, "a decision queued", func(b *batcher) bool { return len(b.queue) == 1 })
+	cancel()
+	wait(t, "the cancelled decision", gaveUp)
+	s.batch.mu.Lock()
+	flights := s.batch.flights
+	s.batch.mu.Unlock()
+	if flights != maxFlights {
+		t.Errorf("the cancelled decision returned after the round trips ahead of it ended")
+	}
+	srv.signal(syscall.SIGCONT)
+	for range 2 {
+		wait(t, "a decision", done)
+	}
+	until(t, s, "the flights to end", func(b *batcher) bool { return b.flights == 0 && len(b.queue) == 0 })
+	if v := l.Check(batchKey(2)); v.Failures != 0 {
+		t.Errorf("the cancelled decision counted %d failures, want 0 (never sent)", v.Failures)
+	}
+	if v := l.Check(batchKey(0)); v.Failures != 1 {
+		t.Errorf("a decision in flight counted %d failures, want 1", v.Failures)
+	}
+}
+
+// TestBatchReloadsScript sends a batch to a server that lost its scripts:
+// every call runs once, after one more round trip that loads the script.
+func TestBatchReloadsScript(t *testing.T) {
+	_, c, s, _ := batchFixture(t)
+	ctx := context.Background()
+	if err := c.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rule := &store.Rule{Limit: 100, Window: time.Hour, Cooloff: time.Minute, ReserveTimeout: time.Minute}
+	reqs := make([]*store.Request, 5)
+	batch := make([]*call, len(reqs))
+	for i := range reqs {
+		reqs[i] = &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule,
+			Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(i) + 1, Lo: 7}}}}
+		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, reqs[i])...)}
+	}
+	trips := s.Stats().RoundTrips
+	s.exec(batch)
+	if got := s.Stats().RoundTrips - trips; got != 2 {
+		t.Errorf("%d round trips, want 2 (the batch, then its calls again with the script)", got)
+	}
+	for i, b := range batch {
+		if err := b.cmd.Err(); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if _, err := parseReply(b.cmd.Val(), reqs[i].Dims, nil); err != nil {
+			t.Fatal(err)
+		}
+		if f := reqs[i].Dims[0].Outcome.Failures; f != 1 {
+			t.Errorf("call %d: %d failures, want 1", i, f)
+		}
+	}
+}
