@@ -26,6 +26,7 @@ package redisstore
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/axes-go/axes"
@@ -157,6 +158,7 @@ func (s *Store) header(req *store.Request, now int64, n int, phase int, token st
 	set(argGrain, budgetGrain)
 	set(argChallengeAt, r.ChallengeAt)
 	set(argChallenged, b(r.Challenged))
+	set(argSpray, sprayArg(r.Spray))
 	set(argTiers, len(r.Tiers))
 	for _, t := range r.Tiers {
 		args = append(args, t.Failures, ms(t.Cooloff))
@@ -200,6 +202,7 @@ func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]
 	a[dimUserIndex] = userPos
 	a[dimIPKey] = ik
 	a[dimUserKey] = uk
+	a[dimKind] = int(d.Kind)
 	for r := range c {
 		a[dimColumns+r] = c[r]
 	}
@@ -214,7 +217,7 @@ type dimInfo struct {
 
 // parseReply fills the outcomes of dims from a script reply and, if info
 // is not nil, the extra flags. It reports whether the script refused.
-func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
+func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
@@ -240,6 +243,7 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 			Refused:   refused,
 			Challenge: r[replyChallenge] == 1,
 			TimedOut:  int(r[replyTimedOut]),
+			Reserved:  op == store.OpBegin && r[replyApplied] == 1,
 		}
 		if o.Locked {
 			o.Remaining = fromMS(r[replyRemaining])
@@ -252,4 +256,12 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 		}
 	}
 	return refused, nil
+}
+
+// sprayArg encodes sp for the script's argSpray.
+func sprayArg(sp store.Spray) string {
+	if sp.Limit <= 0 {
+		return "0"
+	}
+	return strconv.Itoa(sp.Limit) + "," + strconv.FormatInt(ms(sp.Window), 10) + "," + strconv.FormatInt(ms(sp.Cooloff), 10)
 }

@@ -425,7 +425,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 		return err
 	}
 	info := make([]dimInfo, n)
-	_, err = parseReply(v, req.Dims, info)
+	_, err = parseReply(req.Op, v, req.Dims, info)
 	if err == nil {
 		s.noteReply(info)
 	}
