@@ -177,7 +177,8 @@ end
 
 -- Spray detection (Rule.applySpray), in one table: the script's main
 -- function is near Lua's limit of 200 locals. SPR.kind[i] is the kind of
--- dimension i (0 for store.KindCount and any unknown kind); SPR.B holds
+-- dimension i (0 for store.KindCount, any unknown kind, and every kind
+-- when spray detection is off, as Rule.Apply ignores them); SPR.B holds
 -- the rule's own numbers; SPR.fresh reports that the attempt's username
 -- is new to its IP.
 local SPR = {kind = {}, fresh = true}
@@ -187,7 +188,7 @@ do
   SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
   for i = 1, n do
     local k = tonumber(dimArg(i, DIM_KIND))
-    if k ~= KIND_MEMBER and k ~= KIND_SPRAY then k = 0 end
+    if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
     SPR.kind[i] = k
   end
   SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}

@@ -267,7 +267,7 @@ func (r *Rule) count(s *State, now time.Duration) {
 
 // DimState is one dimension of an attempt as Rule.Apply transforms it.
 type DimState struct {
-	Kind    Kind    // how the dimension counts (KindCount unless spray detection is on)
+	Kind    Kind    // how the dimension counts; ignored unless Spray.Limit > 0
 	State   State   // what the store remembers, updated in place
 	Gen     uint32  // the reservation generation: read by the settles, written by OpBegin
 	Outcome Outcome // what the operation did, written by Apply
@@ -420,7 +420,7 @@ func (r *Rule) challengeDue(op Op, dims []DimState) bool {
 		return false
 	}
 	for i := range dims {
-		if dims[i].Kind != KindCount {
+		if dims[i].Kind != KindCount && r.Spray.Limit > 0 {
 			continue // spray detection asks for no challenge
 		}
 		s := &dims[i].State
