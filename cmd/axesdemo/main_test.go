@@ -12,7 +12,7 @@ func TestRunAttack(t *testing.T) {
 	if err := run([]string{"-attack"}, &out, &errOut); err != nil {
 		t.Fatalf("run: %v\n%s%s", err, out.String(), errOut.String())
 	}
-	for _, want := range []string{"login server on http://127.0.0.1:", "Attack report", "Legitimate logins: 4 of 4 succeeded", "Trusted-device logins while bots held the username locked: 1 of 1", "Limit held"} {
+	for _, want := range []string{"login server on http://127.0.0.1:", "Attack report", "Legitimate logins: 4 of 4 succeeded", "Trusted-device logins while bots held the username locked: 1 of 1", "Limit held", "Username spray: 3 addresses stopped after 4, 4, 4 usernames each"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}
