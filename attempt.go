@@ -82,6 +82,9 @@ func (l *Limiter) begin(ctx context.Context, k Key, passed bool) Attempt {
 		return a
 	}
 	a.state = attemptPending
+	if n == len(l.dims)+2 && !dims[n-1].Outcome.Reserved {
+		n-- // the spray count took no reservation: its settle must not touch it
+	}
 	a.n = uint8(n)
 	a.limit = int32(rule.Limit)
 	a.jitter = rule.JitterScale
@@ -168,6 +171,7 @@ func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 		d.Fields = a.fields[i]
 		d.Digest = a.digests[i]
 		d.Gen = a.gens[i]
+		d.Kind = l.sprayKind(i)
 		if d.Fields&IP != 0 {
 			d.IPKey = a.ipKey
 		}

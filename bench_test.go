@@ -54,6 +54,9 @@ func benchIP(i uint32) netip.Addr { return ipN(int(i)) }
 func newBenchLimiter(b *testing.B, p Policy) *Limiter {
 	b.Helper()
 	dims := max(len(p.LockoutBy), 1)
+	if p.Spray.Limit > 0 {
+		dims += 2 // the spray entries of each IP: its username and its count
+	}
 	l := Must(New(p, WithMaxEntries(benchKeys*dims)))
 	for i := range uint32(benchKeys) {
 		l.Fail(Key{IP: benchIP(i), Username: "alice"})
@@ -109,6 +112,25 @@ func BenchmarkFail(b *testing.B) {
 	}{
 		{"by=ip", Policy{Limit: 1 << 15}},
 		{"by=ip,ip+username", Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, IP | Username}}},
+	} {
+		b.Run(pc.name, func(b *testing.B) {
+			l := newBenchLimiter(b, pc.p)
+			runZipf(b, func(k Key) bool { return l.Fail(k).Locked })
+		})
+	}
+}
+
+// BenchmarkFailSpray: BenchmarkFail's workload with password-spray
+// detection off and on (two more dimensions per attempt: the IP's
+// username entry and its spray count), so that its cost shows; a policy
+// without Spray pays nothing for it.
+func BenchmarkFailSpray(b *testing.B) {
+	for _, pc := range []struct {
+		name string
+		p    Policy
+	}{
+		{"spray=off", Policy{Limit: 1 << 15}},
+		{"spray=on", Policy{Limit: 1 << 15, Spray: Spray{Limit: 1 << 15}}},
 	} {
 		b.Run(pc.name, func(b *testing.B) {
 			l := newBenchLimiter(b, pc.p)

@@ -44,12 +44,16 @@ func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *
 			}
 		}
 	}
+	n = len(l.dims)
+	if l.rule.Spray.Limit > 0 {
+		n = l.sprayDims(dims, n, &fs, ipKey, index)
+	}
 	*rule = l.rule
 	if op != store.OpReset {
 		*rule = l.forAttempt(k)
 		id = identity(k, fs.pfx)
 	}
-	return l.clock(), id, len(l.dims)
+	return l.clock(), id, n
 }
 
 // identity is who k is, as a store keeps it for the locks it starts; pfx
@@ -77,6 +81,9 @@ func (l *Limiter) digestsOf(k *Key, dims *[8]store.Dim) int {
 	l.fieldsOf(k, &fs)
 	for i, f := range l.dims {
 		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
+	}
+	if l.rule.Spray.Limit > 0 {
+		return l.sprayDims(dims, len(l.dims), &fs, Digest{}, false)
 	}
 	return len(l.dims)
 }
@@ -191,16 +198,35 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 	busy := -1
 	most := -1
 	challenge := false
+	spray := -1 // the spray dimension, when it is the lock reported
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome
-		v.Failures = max(v.Failures, o.Failures)
+		if d.Kind == store.KindMember {
+			continue // a username's mark for spray detection: never reported
+		}
+		if d.Kind == store.KindCount {
+			v.Failures = max(v.Failures, o.Failures)
+		}
 		if o.Locked {
-			v.Locked = true
-			if o.Remaining > v.RetryAfter || v.By == 0 {
+			if o.Remaining > v.RetryAfter || !v.Locked {
 				v.RetryAfter = o.Remaining
 				v.By = d.Fields
+				spray = -1
+				if d.Kind == store.KindSpray {
+					spray = i
+				}
 			}
+			v.Locked = true
+		}
+		if d.Kind != store.KindCount {
+			if req.Rule.ObserveOnly && o.Failures >= req.Rule.Spray.Limit {
+				v.WouldLock = true
+			}
+			if o.Busy && busy < 0 {
+				busy = i
+			}
+			continue
 		}
 		if o.Busy && busy < 0 {
 			busy = i
@@ -211,6 +237,9 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 		}
 	}
 	switch {
+	case v.Locked && spray >= 0:
+		v.Reason, v.Limit, v.Failures = ReasonSpray, req.Rule.Spray.Limit, req.Dims[spray].Outcome.Failures
+		refused = req.Dims[0].Outcome.Refused
 	case v.Locked:
 		v.Reason = ReasonLockout
 		// The failure that reaches the limit is answered with the lock but
@@ -232,7 +261,7 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 			v.WouldLock = true
 		}
 	}
-	if r := req.Rule; v.Reason != ReasonLockout && r.ChallengeAt > 0 && !r.ObserveOnly && v.Failures >= r.ChallengeAt {
+	if r := req.Rule; v.Reason != ReasonLockout && v.Reason != ReasonSpray && r.ChallengeAt > 0 && !r.ObserveOnly && v.Failures >= r.ChallengeAt {
 		v.Challenge = true // the next attempt needs a passed challenge
 	}
 	if op == store.OpReset {
@@ -272,6 +301,12 @@ func (l *Limiter) finish(op store.Op, k *Key, req *store.Request, now time.Time)
 	for i := range req.Dims {
 		d := &req.Dims[i]
 		o := &d.Outcome
+		if d.Kind != store.KindCount {
+			if o.Started && d.Kind == store.KindSpray {
+				l.onEvent(Event{Kind: EventLockout, Time: now, Key: *k, By: d.Fields, Reason: ReasonSpray, Failures: o.Failures, Limit: req.Rule.Spray.Limit, Until: until(now, o.Remaining)})
+			}
+			continue // spray detection's counts are not failures of a dimension
+		}
 		if o.Counted {
 			l.onEvent(Event{Kind: EventFailure, Time: now, Key: *k, By: d.Fields, Failures: o.Failures, Limit: v.Limit})
 		}

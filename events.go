@@ -37,7 +37,7 @@ type Event struct {
 	Time     time.Time // the limiter's clock
 	Key      Key       // the attempt's key as given (zero for ResetAll; only the reset field for ResetIP and ResetUsername)
 	By       Fields    // the dimension concerned; for EventRefused the one that refused
-	Reason   Reason    // for EventRefused: why
+	Reason   Reason    // for EventRefused: why; ReasonSpray for an EventLockout of Policy.Spray
 	Failures int       // the dimension's remembered failures after the event
 	Limit    int       // the limit that applied
 	Until    time.Time // EventLockout and EventRefused: when the lock ends; zero for no end

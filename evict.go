@@ -16,6 +16,10 @@ import (
 // expired reports whether sl holds nothing worth keeping at now under the
 // base rule: its Horizon has passed.
 func (st *memStore) expired(sl *slot, now time.Duration) bool {
+	if sl.flags&flagKind != 0 {
+		r := st.base.ForKind(slotKind(sl))
+		return r.Horizon(sl.state()) <= now
+	}
 	if sl.pending == 0 && sl.lockEnd == 0 && sl.level == 0 {
 		// Horizon of a state with failures alone, without building it:
 		// the sweep's common case.
@@ -191,9 +195,14 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 				atThreshold--
 			}
 			s := sl.state()
-			st.base.Refresh(&s, now)
-			if !s.IsZero() {
-				st.sk.record(sl.k.digest(), &s, now, st.base.Window, st.base.Decay)
+			r := &st.base
+			if sl.flags&flagKind != 0 {
+				kr := st.base.ForKind(slotKind(sl))
+				r = &kr
+			}
+			r.Refresh(&s, now)
+			if !s.IsZero() && slotKind(sl) != store.KindMember {
+				st.sk.record(sl.k.digest(), &s, now, r.Window, r.Decay)
 				sh.sketchFolds++
 			}
 			st.remove(sh, i)
@@ -215,6 +224,15 @@ const sweepEvery = 8
 // here is a failure whatever its outcome. sh.mu must be held.
 func (st *memStore) overflow(sh *shard, req *store.Request, i int, s *store.State, sketched bool, now time.Duration) {
 	sh.overflows++
+	r := req.Rule
+	switch req.Dims[i].Kind {
+	case store.KindCount:
+	case store.KindMember:
+		return // forgotten: the username counts as new again (see Spray)
+	default:
+		kr := req.Rule.ForKind(req.Dims[i].Kind)
+		r = &kr
+	}
 	if !sketched {
 		sh.sketchDecisions++
 	}
@@ -222,9 +240,20 @@ func (st *memStore) overflow(sh *shard, req *store.Request, i int, s *store.Stat
 		s.Failures = min(s.Failures+s.Pending, MaxFailures)
 		s.Pending = 0
 		s.LastFail = max(s.LastFail, now)
-		if !req.Rule.ObserveOnly && !s.LockedAt(now) && s.Failures >= req.Rule.Limit {
-			req.Rule.StartLock(s, now)
+		if !r.ObserveOnly && !s.LockedAt(now) && s.Failures >= r.Limit {
+			r.StartLock(s, now)
 		}
 	}
-	st.sk.record(req.Dims[i].Digest, s, now, req.Rule.Window, req.Rule.Decay)
+	st.sk.record(req.Dims[i].Digest, s, now, r.Window, r.Decay)
+}
+
+// slotKind is the spray-detection kind of the dimension in sl.
+func slotKind(sl *slot) store.Kind { return store.Kind(sl.flags >> kindShift) }
+
+// windowOf is the Window by which a dimension of kind k forgets under r.
+func windowOf(r *store.Rule, k store.Kind) time.Duration {
+	if k != store.KindCount {
+		return r.Spray.Window
+	}
+	return r.Window
 }

@@ -68,6 +68,7 @@ const (
 	tagUserAgent = 'A'
 	tagDevice    = 'V'
 	tagDimension = 'D'
+	tagSpray     = 'S' // the dimensions of spray detection (spray.go)
 )
 
 // hasher derives digests from a limiter's secret. Its zero value is not

@@ -109,6 +109,9 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 		l.needUser = l.needUser || f&Username != 0
 		l.needUA = l.needUA || f&UserAgent != 0
 	}
+	if r.Spray.Limit > 0 {
+		l.needIP, l.needUser = true, true
+	}
 	if l.store == nil {
 		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r.Rule)
 		l.store = l.mem
@@ -170,6 +173,9 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 				maybe = true
 				break
 			}
+		}
+		if !maybe && l.rule.Spray.Limit > 0 && fs.pfx.IsValid() {
+			maybe = l.mem.mayBeLocked(l.h.sprayDigest(store.KindSpray, &fs))
 		}
 		if !maybe {
 			return false

@@ -105,6 +105,13 @@ type Policy struct {
 	// username.
 	NormalizeUsername func(string) string
 
+	// Spray, if its Limit is not 0, detects password spraying: one IP
+	// failing with many distinct usernames is locked after Spray.Limit of
+	// them, apart from Limit (see Spray). It needs attempts that carry the
+	// client IP and the username; with it, LockoutBy may hold at most 6
+	// combinations. Default off.
+	Spray Spray
+
 	// OnEvent, if set, is called for each failure, lockout (once per lock),
 	// refused attempt, success and reset, after the store's locks are
 	// released, on the goroutine that made the call. It must be safe for
@@ -160,6 +167,7 @@ func (p *Policy) rule() (resolved, []Fields, error) {
 	if err := c.resolve(&r); err != nil {
 		return r, nil, err
 	}
+	var err error
 	r.Limit = p.Limit
 	if r.Limit == 0 {
 		r.Limit = 3
@@ -213,6 +221,9 @@ func (p *Policy) rule() (resolved, []Fields, error) {
 			return r, nil, fmt.Errorf("axes: LockoutBy[%d] repeats %v", i, f)
 		}
 		seenSet[f] = true
+	}
+	if r.Spray, err = p.Spray.resolve(len(dims)); err != nil {
+		return r, nil, err
 	}
 	return r, append([]Fields(nil), dims...), nil
 }

@@ -293,8 +293,10 @@ func (st *memStore) apply(req *store.Request) {
 			ds[i].State = store.State{Gen: uint32(uint8(mrand.Uint32()))}
 			// A key the table does not hold starts from what the sketch
 			// vouches for it.
-			if req.Op != store.OpReset && st.sk.live.Load() != 0 {
-				if est, ok := st.sk.estimate(d.Digest, now, req.Rule.Window); ok {
+			if req.Op != store.OpReset && st.sk.live.Load() != 0 && d.Kind != store.KindMember {
+				// (A spray member is not read from the sketch: one it
+				// holds by mistake would hide a new username.)
+				if est, ok := st.sk.estimate(d.Digest, now, windowOf(req.Rule, d.Kind)); ok {
 					est.Gen = ds[i].State.Gen
 					ds[i].State = est
 					sketched |= 1 << i
@@ -303,6 +305,7 @@ func (st *memStore) apply(req *store.Request) {
 			}
 		}
 		ds[i].Gen = d.Gen
+		ds[i].Kind = d.Kind
 	}
 	if req.Op == store.OpReset {
 		for i := range dims {
@@ -342,7 +345,7 @@ func (st *memStore) apply(req *store.Request) {
 				}
 				j = sh.place(keys[i], d.Digest)
 				sl := &sh.slots[j]
-				sl.flags = uint8(d.Fields)
+				sl.flags = uint8(d.Fields) | uint8(d.Kind)<<kindShift
 				sl.ipTag = uint32(d.IPKey.Lo)
 				sl.userTag = uint32(d.UserKey.Lo)
 			}

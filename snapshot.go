@@ -27,7 +27,7 @@ import (
 //	  48  reserved [16]byte (0)
 //	entry, 56 bytes, then the identity if its flag is set:
 //	  0   digest [16]byte
-//	  16  fields uint8, level uint8, generation uint8, has identity uint8
+//	  16  fields uint8 (bits 6-7: the store.Kind of a Policy.Spray entry), level uint8, generation uint8, has identity uint8
 //	  20  failures uint16, reservations uint16
 //	  24  IP tag uint32, username tag uint32
 //	  32  last failure, last reservation: int64 Unix milliseconds each
@@ -139,7 +139,7 @@ func (l *Limiter) Snapshot(w io.Writer, opts ...SnapshotOption) error {
 		k := sl.k.digest()
 		binary.LittleEndian.PutUint64(b[0:], k.Hi)
 		binary.LittleEndian.PutUint64(b[8:], k.Lo)
-		b[16], b[17], b[18] = sl.flags&flagFields, sl.level, sl.gen
+		b[16], b[17], b[18] = sl.flags&(flagFields|flagKind), sl.level, sl.gen
 		if e.id != nil {
 			b[19] = 1
 		} else {
@@ -259,7 +259,7 @@ func (l *Limiter) decodeSnapshot(r io.Reader) ([]snapEntry, error) {
 		var e snapEntry
 		sl := &e.sl
 		d := Digest{Hi: binary.LittleEndian.Uint64(b[0:]), Lo: binary.LittleEndian.Uint64(b[8:])}
-		if d.IsZero() || b[16] == 0 || b[16]&^7 != 0 || b[19] > 1 {
+		if d.IsZero() || b[16]&flagFields == 0 || b[16]&^(flagFields|flagKind) != 0 || store.Kind(b[16]>>kindShift) > store.KindSpray || b[19] > 1 {
 			return nil, fmt.Errorf("axes: snapshot entry %d is malformed", i)
 		}
 		sl.k = toSlotKey(d)
@@ -386,7 +386,9 @@ func (st *memStore) restore(entries []snapEntry, t time.Time) {
 			if s.Failures > 0 {
 				s.LastFail = max(s.LastFail, s.LastBegin)
 			}
-			st.sk.record(d, &s, now, st.base.Window, st.base.Decay)
+			if r := st.base.ForKind(slotKind(&sl)); slotKind(&sl) != store.KindMember {
+				st.sk.record(d, &s, now, r.Window, r.Decay)
+			}
 			sh.overflows++
 		}
 		sh.mu.Unlock()

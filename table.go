@@ -38,7 +38,7 @@ type slot struct {
 	pending   uint16
 	level     uint8
 	gen       uint8
-	flags     uint8 // flagFields: the dimension's Fields; flagFiltered; flagIdentity
+	flags     uint8 // flagFields: the dimension's Fields; flagFiltered; flagIdentity; flagKind
 	_         uint8
 }
 
@@ -46,6 +46,8 @@ const (
 	flagFields   = 7      // the bits of slot.flags that hold the dimension's Fields
 	flagFiltered = 1 << 4 // counted in the locked filter
 	flagIdentity = 1 << 5 // has an identity in shard.ids
+	flagKind     = 3 << 6 // the dimension's store.Kind (spray detection), from bit kindShift
+	kindShift    = 6
 
 	secForever = math.MaxUint32
 	secMax     = math.MaxUint32 - 1

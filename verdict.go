@@ -18,9 +18,10 @@ const (
 	ReasonBusy                      // Begin: every remaining attempt of a dimension is in flight
 	ReasonUnavailable               // the store failed; the limiter refuses rather than guess
 	ReasonChallenge                 // Policy.ChallengeAt is reached and the attempt carries no passed challenge
+	ReasonSpray                     // the client IP is locked by Policy.Spray: too many usernames failed from it
 )
 
-var reasonNames = [...]string{"none", "lockout", "denied", "not_allowed", "busy", "unavailable", "challenge"}
+var reasonNames = [...]string{"none", "lockout", "denied", "not_allowed", "busy", "unavailable", "challenge", "spray"}
 
 // String returns the reason's name, such as "lockout".
 func (r Reason) String() string {

@@ -37,6 +37,7 @@ const (
 	diffOps       = 30
 )
 
+
 // diffSeed returns the seed of the test's sequences: AXES_DIFF_SEED, or a
 // fixed one.
 func diffSeed(t *testing.T) uint64 {
@@ -90,8 +91,8 @@ type diffPolicy struct {
 
 func (p *diffPolicy) String() string {
 	r := p.rule
-	return fmt.Sprintf("%s: Limit %d Window %v Cooloff %v Factor %v Max %v jitter %v Decay %v Tiers %v Extend %v Observe %v ResetOnSuccess %v ReserveTimeout %v ChallengeAt %d",
-		p.kind, r.Limit, r.Window, r.Cooloff, r.Factor, r.MaxCooloff, p.jitter, r.Decay, r.Tiers, r.Extend, r.ObserveOnly, r.ResetOnSuccess, r.ReserveTimeout, r.ChallengeAt)
+	return fmt.Sprintf("%s: Limit %d Window %v Cooloff %v Factor %v Max %v jitter %v Decay %v Tiers %v Extend %v Observe %v ResetOnSuccess %v ReserveTimeout %v ChallengeAt %d Spray %+v",
+		p.kind, r.Limit, r.Window, r.Cooloff, r.Factor, r.MaxCooloff, p.jitter, r.Decay, r.Tiers, r.Extend, r.ObserveOnly, r.ResetOnSuccess, r.ReserveTimeout, r.ChallengeAt, r.Spray)
 }
 
 var diffDurations = []time.Duration{
@@ -164,6 +165,9 @@ func randomPolicy(rng *rand.Rand) diffPolicy {
 		// Mostly below the limit, as axes.Policy has it; the transition is
 		// defined (and compared) at and above it too.
 		r.ChallengeAt = 1 + rng.IntN(min(r.Limit+1, 8))
+	}
+	if rng.IntN(3) == 0 {
+		r.Spray = store.Spray{Limit: 1 + rng.IntN(4), Window: pickDuration(rng), Cooloff: pickDuration(rng)}
 	}
 	return p
 }
@@ -311,10 +315,18 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, seq))
 	p := randomPolicy(rng)
+	if s.o.SpreadSlots {
+		// The SpreadSlots layout does not take spray detection
+		// (ErrSpraySpread).
+		p.rule.Spray = store.Spray{}
+	}
 	now := time.Duration(1_700_000_000_000+rng.Int64N(1e9)) * time.Millisecond
 	fields := []axes.Fields{axes.IP, axes.Username, axes.IP | axes.Username, axes.IP | axes.Username | axes.UserAgent}
 	rng.Shuffle(len(fields), func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
 	dims := make([]diffDim, 1+rng.IntN(3))
+	if p.rule.Spray.Limit > 0 {
+		dims = make([]diffDim, 1+rng.IntN(4))
+	}
 	var history []string
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -325,6 +337,12 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		d := &dims[i]
 		d.dim = store.Dim{Fields: fields[i], Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()},
 			IPKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}, UserKey: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}}
+		if p.rule.Spray.Limit > 0 {
+			// Any kind at any position: the limiter sends a member and a
+			// spray dimension last, but the transition is defined (and
+			// compared) for every mix.
+			d.dim.Kind = store.Kind(rng.IntN(3))
+		}
 		if d.dim.Fields&axes.IP == 0 {
 			d.dim.IPKey = axes.Digest{}
 		}
@@ -358,7 +376,8 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		var bounds []time.Duration
 		for i := range dims {
 			st := &dims[i].state
-			r := &p.rule
+			kr := p.rule.ForKind(dims[i].dim.Kind)
+			r := &kr
 			if st.LockEnd != 0 && st.LockEnd != axes.Indefinite {
 				bounds = append(bounds, st.LockEnd, st.LockEnd+r.Decay)
 			}
@@ -426,7 +445,7 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 		} else {
 			ds := make([]store.DimState, len(states))
 			for j := range ds {
-				ds[j] = store.DimState{State: states[j], Gen: goGens[j]}
+				ds[j] = store.DimState{Kind: dims[idx[j]].dim.Kind, State: states[j], Gen: goGens[j]}
 			}
 			refused = rule.Apply(op, ds, now)
 			for j := range ds {
@@ -497,7 +516,8 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			if op == store.OpReset || states[j].IsZero() || p.jitter > 0 || p.perCall {
 				continue
 			}
-			h := rule.Horizon(states[j])
+			kr := rule.ForKind(dims[i].dim.Kind)
+			h := kr.Horizon(states[j])
 			want := s.o.MaxTTL
 			if h != axes.Indefinite {
 				want = min(want, fromMS(toMS(h)-toMS(now)))

@@ -81,7 +81,11 @@ type Options struct {
 	// while another has already counted or reserved it, a second round
 	// trip undoes that in the other dimensions, unless another attempt
 	// wrote them in between (counted in Stats.UndoRaces). ResetIP,
-	// ResetUsername and Lockouts then scan every key.
+	// ResetUsername and Lockouts then scan every key. SpreadSlots does not
+	// take axes.Policy.Spray, whose count of an IP must read the IP's
+	// username entries atomically: every decision under such a policy
+	// fails with ErrSpraySpread (the limiter refuses the attempt as
+	// unavailable), and the store stays up.
 	SpreadSlots bool
 
 	// UseRequestTime makes the store use store.Request.Now (the limiter's

@@ -150,7 +150,7 @@ func TestBatchReloadsScript(t *testing.T) {
 		if err := b.cmd.Err(); err != nil {
 			t.Fatalf("call %d: %v", i, err)
 		}
-		if _, err := parseReply(b.cmd.Val(), reqs[i].Dims, nil); err != nil {
+		if _, err := parseReply(reqs[i].Op, b.cmd.Val(), reqs[i].Dims, nil); err != nil {
 			t.Fatal(err)
 		}
 		if f := reqs[i].Dims[0].Outcome.Failures; f != 1 {

@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -146,12 +147,14 @@ type ruleKey struct {
 	factor                                        float64
 	extend, observe, resetOnSuccess               bool
 	challengeAt                                   int
+	spray                                         store.Spray
 }
 
 func keyOf(r *store.Rule) ruleKey {
 	return ruleKey{limit: r.Limit, window: r.Window, cooloff: r.Cooloff, maxCooloff: r.MaxCooloff,
 		decay: r.Decay, reserveTO: r.ReserveTimeout, factor: r.Factor, extend: r.Extend,
-		observe: r.ObserveOnly, resetOnSuccess: r.ResetOnSuccess, challengeAt: r.ChallengeAt}
+		observe: r.ObserveOnly, resetOnSuccess: r.ResetOnSuccess, challengeAt: r.ChallengeAt,
+		spray: r.Spray}
 }
 
 // flag returns a script flag.
@@ -192,6 +195,7 @@ func (s *Store) ruleArgs(r *store.Rule) *ruleArgs {
 	set(argWidth, s.width)
 	set(argGrain, budgetGrain)
 	set(argChallengeAt, r.ChallengeAt)
+	set(argSpray, sprayArg(r.Spray))
 	set(argTiers, len(r.Tiers))
 	for _, t := range r.Tiers {
 		args = append(args, t.Failures, ms(t.Cooloff))
@@ -274,6 +278,7 @@ func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]
 	a[dimUserIndex] = userPos
 	a[dimIPKey] = ik
 	a[dimUserKey] = uk
+	a[dimKind] = int(d.Kind)
 	for r := range c {
 		a[dimColumns+r] = boxColumn(c[r])
 	}
@@ -306,7 +311,7 @@ type dimInfo struct {
 
 // parseReply fills the outcomes of dims from a script reply and, if info
 // is not nil, the extra flags. It reports whether the script refused.
-func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
+func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, error) {
 	a, ok := v.([]any)
 	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
@@ -331,6 +336,7 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 			Refused:   refused,
 			Challenge: r(replyChallenge) == 1,
 			TimedOut:  int(r(replyTimedOut)),
+			Reserved:  op == store.OpBegin && r(replyApplied) == 1,
 		}
 		if o.Locked {
 			o.Remaining = fromMS(r(replyRemaining))
@@ -343,4 +349,12 @@ func parseReply(v any, dims []store.Dim, info []dimInfo) (bool, error) {
 		}
 	}
 	return refused, nil
+}
+
+// sprayArg encodes sp for the script's argSpray.
+func sprayArg(sp store.Spray) string {
+	if sp.Limit <= 0 {
+		return "0"
+	}
+	return strconv.Itoa(sp.Limit) + "," + strconv.FormatInt(ms(sp.Window), 10) + "," + strconv.FormatInt(ms(sp.Cooloff), 10)
 }

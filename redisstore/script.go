@@ -93,7 +93,8 @@ const (
 	argGrain          = 26 // budget granularity (ms)
 	argChallengeAt    = 27 // Rule.ChallengeAt; 0 for none
 	argChallenged     = 28 // Rule.Challenged
-	argTiers          = 29 // the number of tiers t, followed by t pairs
+	argSpray          = 29 // Rule.Spray as "limit,window,cooloff" (ms), "0" for off
+	argTiers          = 30 // the number of tiers t, followed by t pairs
 )
 
 // The offsets of a dimension's arguments.
@@ -104,8 +105,9 @@ const (
 	dimUserIndex = 3 // KEYS position of the username index set; 0 for none
 	dimIPKey     = 4 // the IP field digest, kept under SpreadSlots; "" for none
 	dimUserKey   = 5 // the username field digest, likewise
-	dimColumns   = 6 // the sketch column in each of the 4 rows
-	dimArgs      = 10
+	dimKind      = 6 // Dim.Kind
+	dimColumns   = 7 // the sketch column in each of the 4 rows
+	dimArgs      = 11
 )
 
 // The KEYS positions (1-based) of the sketch and the first dimension key.

@@ -84,17 +84,25 @@ local ARG_WIDTH = 25
 local ARG_GRAIN = 26
 local ARG_CHALLENGE_AT = 27
 local ARG_CHALLENGED = 28
-local ARG_TIERS = 29
+-- Rule.Spray as "limit,window,cooloff" (ms), or "0" for off.
+local ARG_SPRAY = 29
+local ARG_TIERS = 30
 -- Per dimension, DIM_ARGS values from the first after the tiers, at
 -- these offsets.
-local DIM_ARGS = 10
+local DIM_ARGS = 11
 local DIM_GEN = 0
 local DIM_FIELDS = 1
 local DIM_IP_INDEX = 2
 local DIM_USER_INDEX = 3
 local DIM_IP_KEY = 4
 local DIM_USER_KEY = 5
-local DIM_COLUMNS = 6
+local DIM_KIND = 6
+local DIM_COLUMNS = 7
+
+-- Kinds of dimension (store.Kind) other than store.KindCount, which
+-- every other value means.
+local KIND_MEMBER = 1
+local KIND_SPRAY = 2
 
 -- KEYS positions: the budget hash and minutes (budget.lua), the sketch,
 -- then the dimension keys from KEY_DIMS.
@@ -161,12 +169,52 @@ for i = 1, nt do
 end
 local base = ARG_TIERS + 1 + 2*nt
 local SK = KEYS[KEY_SKETCH]
--- New keys start at a generation below GEN_START.
-local GEN_START = 256
 
 -- dimArg returns the argument at offset off of dimension i.
 local function dimArg(i, off)
   return ARGV[base + DIM_ARGS*(i-1) + off]
+end
+
+-- Spray detection (Rule.applySpray), in one table: the script's main
+-- function is near Lua's limit of 200 locals. SPR.kind[i] is the kind of
+-- dimension i (0 for store.KindCount, any unknown kind, and every kind
+-- when spray detection is off, as Rule.Apply ignores them); SPR.B holds
+-- the rule's own numbers; SPR.fresh reports that the attempt's username
+-- is new to its IP.
+local SPR = {kind = {}, fresh = true}
+do
+  local v = {}
+  for x in string.gmatch(ARGV[ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
+  SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
+  for i = 1, n do
+    local k = tonumber(dimArg(i, DIM_KIND))
+    if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
+    SPR.kind[i] = k
+  end
+  SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+end
+
+-- use makes the rule's numbers those of Rule.ForKind(k): the rule itself
+-- for store.KindCount; for spray detection a fixed lock of SPR.cool at
+-- SPR.limit (never for KIND_MEMBER), failures kept SPR.win, without
+-- back-off, tiers, jitter or reset on success. Every per-dimension step
+-- calls it first.
+function SPR.use(k)
+  local B = SPR.B
+  if k ~= KIND_MEMBER and k ~= KIND_SPRAY then
+    LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt =
+      B[1], B[2], B[3], B[4], B[5], B[6], B[7], B[8], B[9], B[10]
+  else
+    LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, ROS, nt =
+      SPR.limit, SPR.win, SPR.cool, 0, 0, 0, 0, false, 0
+    OBS = B[8] or k == KIND_MEMBER
+  end
+end
+
+-- skip reports whether dimension i takes no part in a failure or
+-- reservation: a KIND_SPRAY dimension for a username the IP has tried.
+function SPR.skip(i)
+  return SPR.kind[i] == KIND_SPRAY and not SPR.fresh
 end
 
 -- A state s has the fields of axes.State: f Failures, p Pending, l Level,
@@ -496,6 +544,7 @@ local raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
 local isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
 local redo = phase == PHASE_REDO and applied1
 for i = 1, n do
+  SPR.use(SPR.kind[i])
   local key = KEYS[KEY_DIMS - 1 + i]
   gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
   local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
@@ -534,8 +583,15 @@ for i = 1, n do
     end
     orig[i] = parse(v)
   else
-    rows[i] = readRows(i)
-    st[i] = estimate(rows[i])
+    if SPR.kind[i] == KIND_MEMBER then
+      -- A spray member is not read from the sketch: one it holds by
+      -- mistake would hide a new username.
+      rows[i] = nil
+      st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+    else
+      rows[i] = readRows(i)
+      st[i] = estimate(rows[i])
+    end
     if redo then
       -- Phase 1 counted in the sketch, which cannot give a count back.
       mode[i] = 'k'
@@ -549,7 +605,7 @@ for i = 1, n do
         -- memory store's start at a random one), so that a settle that
         -- arrives after its key was forgotten and made anew almost never
         -- matches a new reservation.
-        st[i].g = (tonumber(tm[2]) + 61 * i) % GEN_START
+        st[i].g = (tonumber(tm[2]) + 61 * i) % 256 -- below 256: GEN_START in the tests
       end
     end
   end
@@ -561,11 +617,13 @@ end
 -- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
 -- failures and reservations) and the attempt carries no passed challenge.
 local function challengeDue()
-  if CHAT <= 0 or CHALLENGED or OBS then return false end
+  if CHAT <= 0 or CHALLENGED or SPR.B[8] then return false end
   for i = 1, n do
-    local c = st[i].f
-    if op == OP_BEGIN then c = c + st[i].p end
-    if c >= CHAT then return true end
+    if SPR.kind[i] == 0 then
+      local c = st[i].f
+      if op == OP_BEGIN then c = c + st[i].p end
+      if c >= CHAT then return true end
+    end
   end
   return false
 end
@@ -579,6 +637,7 @@ if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
   -- Take back this attempt's reservation, or its failure unless that
   -- failure started a lock (the sketch cannot take back a failure).
   for i = 1, n do
+    SPR.use(SPR.kind[i])
     local s = st[i]
     out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
     if mode[i] == 'x' then
@@ -597,6 +656,7 @@ if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
 else
   -- Refresh every dimension (the sketch's cells were refreshed as read).
   for i = 1, n do
+    SPR.use(SPR.kind[i])
     out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
     if mode[i] == 'x' then
       out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
@@ -608,13 +668,22 @@ else
   for i = 1, n do
     lockedBefore[i] = lockedAt(st[i], now)
     if lockedBefore[i] then locked = true end
+    if SPR.kind[i] == KIND_MEMBER and (st[i].f > 0 or st[i].p > 0) then SPR.fresh = false end
   end
   if op == OP_FAIL or op == OP_BEGIN then
     if locked then
       refused = true
       if EXTEND then
         for i = 1, n do
+          SPR.use(SPR.kind[i])
           local s = st[i]
+          if SPR.kind[i] == KIND_MEMBER then
+            -- nothing: a refused attempt adds no username
+          elseif SPR.kind[i] == KIND_SPRAY then
+            if lockedAt(s, now) and s.le ~= INDEFINITE then
+              s.le = math.max(s.le, satadd(now, lockdur(math.max(s.l, 1), s.f)))
+            end
+          else
           count(s, now)
           out[i].counted = true
           if lockedAt(s, now) then
@@ -626,6 +695,7 @@ else
             startLock(s, now)
             out[i].started = true
           end
+          end
         end
       end
     elseif ext == EXT_CHALLENGE or challengeDue() then
@@ -636,35 +706,42 @@ else
     elseif op == OP_BEGIN then
       if ext == EXT_BUSY then refused = true end
       for i = 1, n do
+        SPR.use(SPR.kind[i])
         local s = st[i]
-        if not OBS and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
+        if not OBS and not SPR.skip(i) and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
           out[i].busy = true
           refused = true
         end
       end
       if not refused then
         for i = 1, n do
-          local s = st[i]
-          s.p = math.min(s.p + 1, MAX_FAILURES)
-          s.lb = math.max(s.lb, now)
-          gens[i] = s.g
-          applied[i] = true
+          if not SPR.skip(i) then
+            local s = st[i]
+            s.p = math.min(s.p + 1, MAX_FAILURES)
+            s.lb = math.max(s.lb, now)
+            gens[i] = s.g
+            applied[i] = true
+          end
         end
       end
     else
       for i = 1, n do
-        local s = st[i]
-        count(s, now)
-        out[i].counted = true
-        applied[i] = true
-        if not OBS and s.f >= LIMIT then
-          startLock(s, now)
-          out[i].started = true
+        if not SPR.skip(i) then
+          SPR.use(SPR.kind[i])
+          local s = st[i]
+          count(s, now)
+          out[i].counted = true
+          applied[i] = true
+          if not OBS and s.f >= LIMIT then
+            startLock(s, now)
+            out[i].started = true
+          end
         end
       end
     end
   elseif op == OP_SETTLE_FAIL then
     for i = 1, n do
+      SPR.use(SPR.kind[i])
       local s = st[i]
       if s.g == gens[i] and s.p > 0 then
         s.p = s.p - 1
@@ -678,6 +755,7 @@ else
     end
   elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
     for i = 1, n do
+      SPR.use(SPR.kind[i])
       local s = st[i]
       if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
       if ROS and not lockedAt(s, now) then
@@ -694,6 +772,7 @@ reply[1 + REPLY_NOW] = now
 reply[1 + REPLY_REFUSED] = refused and 1 or 0
 reply[1 + REPLY_SERVER] = snow
 for i = 1, n do
+  SPR.use(SPR.kind[i])
   local s = st[i]
   local o = out[i]
   local fields = tonumber(dimArg(i, DIM_FIELDS))
@@ -716,6 +795,9 @@ for i = 1, n do
       if userIndex > 0 then need = need + 2 end
       if units() + need <= MAXU then
         m = 'x'
+      elseif SPR.kind[i] == KIND_MEMBER then
+        -- Not kept: the username counts as new again (over-counting).
+        m = 'e'
       else
         local dp = 0
         if applied[i] and op == OP_BEGIN then dp = 1 end
@@ -750,9 +832,10 @@ for i = 1, n do
       local ix = nil
       if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
         local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-        for _, q in ipairs({ipIndex, userIndex}) do
-          if q > 0 then index(KEYS[q], key, ittl) end
-        end
+        -- (Not a loop over both: the main function is near Lua's limit
+        -- of 200 locals here.)
+        if ipIndex > 0 then index(KEYS[ipIndex], key, ittl) end
+        if userIndex > 0 then index(KEYS[userIndex], key, ittl) end
         ix = snow + ittl
       end
       if ix then

@@ -82,11 +82,13 @@ func TestScriptConstants(t *testing.T) {
 		"ARG_PHASE": argPhase, "ARG_TOKEN": argToken, "ARG_EXT": argExt, "ARG_APPLIED": argApplied,
 		"ARG_DEADLINE": argDeadline, "ARG_BUDGET": argBudget, "ARG_WIDTH": argWidth,
 		"ARG_GRAIN": argGrain, "ARG_CHALLENGE_AT": argChallengeAt, "ARG_CHALLENGED": argChallenged,
+		"ARG_SPRAY": argSpray,
 		"ARG_TIERS": argTiers,
 
 		"DIM_ARGS": dimArgs, "DIM_GEN": dimGen, "DIM_FIELDS": dimFields,
 		"DIM_IP_INDEX": dimIPIndex, "DIM_USER_INDEX": dimUserIndex, "DIM_IP_KEY": dimIPKey,
-		"DIM_USER_KEY": dimUserKey, "DIM_COLUMNS": dimColumns,
+		"DIM_USER_KEY": dimUserKey, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
+		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
 
 		"KEY_SKETCH": keySketch, "KEY_DIMS": keyDims,
 
@@ -132,7 +134,7 @@ func TestScriptArguments(t *testing.T) {
 	r := store.Rule{Limit: 4, Window: 5 * time.Second, Cooloff: 6 * time.Second, Factor: 1.5,
 		MaxCooloff: 8 * time.Second, JitterScale: 0.75, Decay: 9 * time.Second, Extend: true,
 		ObserveOnly: false, ResetOnSuccess: true, ReserveTimeout: 13 * time.Second,
-		ChallengeAt: 3, Challenged: true,
+		ChallengeAt: 3, Challenged: true, Spray: store.Spray{Limit: 7, Window: 10 * time.Second, Cooloff: 11 * time.Second},
 		Tiers: []store.Tier{{Failures: 2, Cooloff: time.Second}, {Failures: 5, Cooloff: axes.Indefinite}}}
 	req := &store.Request{Op: store.OpSettleFail, Rule: &r,
 		Identity: store.Identity{Username: "user", UserAgent: "agent"}}
@@ -146,6 +148,7 @@ func TestScriptArguments(t *testing.T) {
 		argIdentityIP: "", argIdentityUser: "user", argIdentityUA: "agent", argPhase: phaseRedo,
 		argToken: "tok", argExt: extBusy, argApplied: "1", argDeadline: int64(99),
 		argBudget: 1234, argWidth: 77, argGrain: budgetGrain, argChallengeAt: 3, argChallenged: "1", argTiers: 2,
+		argSpray:     "7,10000,11000",
 		argTiers + 1: 2, argTiers + 2: int64(1000), argTiers + 3: 5, argTiers + 4: int64(msIndefinite),
 	}
 	if len(args) != argTiers+4 {
@@ -156,7 +159,7 @@ func TestScriptArguments(t *testing.T) {
 			t.Errorf("argument %d = %v (%T), want %v (%T)", pos, g, g, w, w)
 		}
 	}
-	d := store.Dim{Fields: axes.IP | axes.Username, Gen: 17,
+	d := store.Dim{Fields: axes.IP | axes.Username, Gen: 17, Kind: store.KindMember,
 		IPKey: axes.Digest{Hi: 1, Lo: 2}, UserKey: axes.Digest{Hi: 3, Lo: 4}, Digest: axes.Digest{Hi: 5, Lo: 6}}
 	args, keys := s.dimArgs(nil, []string{"b", "bz", "s", "d"}, &d, false)
 	if len(args) != dimArgs || len(keys) != 4 {
@@ -165,7 +168,7 @@ func TestScriptArguments(t *testing.T) {
 	c := s.columns(d.Digest)
 	dwant := map[int]any{dimGen: uint32(17), dimFields: int(axes.IP | axes.Username), dimIPIndex: 0,
 		dimUserIndex: 0, dimIPKey: d.IPKey.String(), dimUserKey: d.UserKey.String(),
-		dimColumns: c[0], dimColumns + 1: c[1], dimColumns + 2: c[2], dimColumns + 3: c[3]}
+		dimKind: int(store.KindMember), dimColumns: c[0], dimColumns + 1: c[1], dimColumns + 2: c[2], dimColumns + 3: c[3]}
 	for off, w := range dwant {
 		if g := args[off]; g != w {
 			t.Errorf("dimension argument %d = %v (%T), want %v (%T)", off, g, g, w, w)

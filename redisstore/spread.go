@@ -67,7 +67,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	}
 	anyLocked, anyRefused, anyChallenge := false, false, false
 	for i, c := range cmds {
-		refused, err := parseReply(c.Val(), req.Dims[i:i+1], info[i:i+1])
+		refused, err := parseReply(req.Op, c.Val(), req.Dims[i:i+1], info[i:i+1])
 		if err != nil {
 			return err
 		}
@@ -120,7 +120,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 		for j, i := range redo {
 			var in [1]dimInfo
 			before := req.Dims[i].Outcome
-			if _, err := parseReply(cmds[j].Val(), req.Dims[i:i+1], in[:]); err != nil {
+			if _, err := parseReply(req.Op, cmds[j].Val(), req.Dims[i:i+1], in[:]); err != nil {
 				return err
 			}
 			if !info[i].applied && before.TimedOut > 0 {

@@ -96,6 +96,10 @@ type outageLock struct {
 	identity store.Identity
 }
 
+// ErrSpraySpread is the error of every decision under axes.Policy.Spray on
+// a store with Options.SpreadSlots (see there).
+var ErrSpraySpread = errors.New("redisstore: axes.Policy.Spray needs the single-slot layout; turn Options.SpreadSlots off")
+
 // ErrSecretMismatch is returned by New when Options.Secret does not match
 // the verifier another server wrote under the same prefix.
 var ErrSecretMismatch = errors.New("redisstore: Options.Secret differs from the secret of the servers already using this prefix; every server must share axes.WithSecret")
@@ -288,6 +292,10 @@ func (s *Store) startChecks() error {
 
 // Apply implements store.Store.
 func (s *Store) Apply(ctx context.Context, req *store.Request) error {
+	if s.o.SpreadSlots && req.Op != store.OpReset && req.Rule != nil && req.Rule.Spray.Limit > 0 {
+		s.n.errors.Add(1)
+		return ErrSpraySpread
+	}
 	if s.o.OnFailure == FallbackLocal {
 		s.makeLocal(req)
 	}
@@ -427,7 +435,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	} else {
 		in = make([]dimInfo, n)
 	}
-	_, err = parseReply(v, req.Dims, in)
+	_, err = parseReply(req.Op, v, req.Dims, in)
 	if err == nil {
 		s.noteReply(in)
 	}

@@ -51,6 +51,55 @@ type Rule struct {
 	// Challenged reports that this attempt carries a passed challenge: a
 	// property of the attempt, like JitterScale, not of the policy.
 	Challenged bool
+
+	// Spray holds the numbers of password-spray detection, for the
+	// dimensions of kinds KindMember and KindSpray (see Kind); its zero
+	// value means off, and the limiter then sends no such dimension.
+	Spray Spray
+}
+
+// Spray is axes.Spray as a store applies it: a KindSpray dimension (one
+// per client IP) counts a failure only when the attempt's KindMember
+// dimension (one per IP and username) remembers no failure and no
+// reservation, that is, for a username new to the IP within Window, and
+// locks at Limit for Cooloff. Both kinds forget Window after their last
+// failure.
+type Spray struct {
+	Limit   int
+	Window  time.Duration
+	Cooloff time.Duration
+}
+
+// Kind says how a dimension counts: KindCount for the policy's own
+// dimensions, KindMember and KindSpray for password-spray detection.
+type Kind uint8
+
+// The kinds of Dim.Kind and DimState.Kind.
+const (
+	KindCount  Kind = iota // a LockoutBy dimension, counted under the Rule itself
+	KindMember             // an (IP, username) pair of spray detection: remembers, never locks
+	KindSpray              // an IP of spray detection: counts new usernames, locks at Spray.Limit
+)
+
+// ForKind returns the rule by which a dimension of kind k is kept: r
+// itself for KindCount; for the spray kinds, a fixed lock of
+// Spray.Cooloff at Spray.Limit (KindMember never locks, by ObserveOnly),
+// failures kept Spray.Window, with no back-off, tiers, jitter, challenge
+// or reset on success. Stores use it for what they do to one dimension
+// outside Apply (expiry, the sketch).
+func (r *Rule) ForKind(k Kind) Rule {
+	if k == KindCount {
+		return *r
+	}
+	return Rule{
+		Limit:          r.Spray.Limit,
+		Window:         r.Spray.Window,
+		Cooloff:        r.Spray.Cooloff,
+		Extend:         r.Extend,
+		ObserveOnly:    r.ObserveOnly || k == KindMember,
+		ReserveTimeout: r.ReserveTimeout,
+		Spray:          r.Spray,
+	}
 }
 
 // Tier is one step of axes.Tiers: from Failures remembered failures on, a lock
@@ -108,6 +157,7 @@ type Outcome struct {
 	Busy      bool          // Begin: every remaining attempt is in flight
 	Refused   bool          // the attempt was refused (set on every dimension)
 	Challenge bool          // refused for want of a passed challenge (set on every dimension)
+	Reserved  bool          // Begin: a reservation was made here (a KindSpray dimension may take none)
 	TimedOut  int           // reservations that timed out into failures here (counted too)
 	Remaining time.Duration // time left on the lock, Indefinite for none; 0 if not locked
 }
@@ -217,6 +267,7 @@ func (r *Rule) count(s *State, now time.Duration) {
 
 // DimState is one dimension of an attempt as Rule.Apply transforms it.
 type DimState struct {
+	Kind    Kind    // how the dimension counts; ignored unless Spray.Limit > 0
 	State   State   // what the store remembers, updated in place
 	Gen     uint32  // the reservation generation: read by the settles, written by OpBegin
 	Outcome Outcome // what the operation did, written by Apply
@@ -231,6 +282,9 @@ type DimState struct {
 // dimension is busy). OpReset is not a transition: the store deletes the
 // states.
 func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
+	if r.Spray.Limit > 0 {
+		return r.applySpray(op, dims, now)
+	}
 	for i := range dims {
 		started, timedOut := r.Refresh(&dims[i].State, now)
 		dims[i].Outcome = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
@@ -295,6 +349,7 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 				s.Pending = min(s.Pending+1, MaxFailures)
 				s.LastBegin = max(s.LastBegin, now)
 				dims[i].Gen = s.Gen
+				dims[i].Outcome.Reserved = true
 			}
 			break
 		}
@@ -332,6 +387,12 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 			}
 		}
 	}
+	r.outcomes(dims, refused, now)
+	return refused
+}
+
+// outcomes completes the outcome of every dimension, the end of Apply.
+func (r *Rule) outcomes(dims []DimState, refused bool, now time.Duration) {
 	for i := range dims {
 		s := &dims[i].State
 		o := &dims[i].Outcome
@@ -348,7 +409,6 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 			o.Started = false
 		}
 	}
-	return refused
 }
 
 // challengeDue reports whether op (OpFail or OpBegin) on dims, none of
@@ -360,6 +420,9 @@ func (r *Rule) challengeDue(op Op, dims []DimState) bool {
 		return false
 	}
 	for i := range dims {
+		if dims[i].Kind != KindCount && r.Spray.Limit > 0 {
+			continue // spray detection asks for no challenge
+		}
 		s := &dims[i].State
 		n := s.Failures
 		if op == OpBegin {

@@ -70,6 +70,7 @@ const MaxIdentityBytes = 256
 // its outcome as output.
 type Dim struct {
 	Fields  Fields // the combination counted
+	Kind    Kind   // how it counts: KindCount, or a kind of spray detection (ignored unless Rule.Spray is on)
 	Digest  Digest // the dimension's keyed digest
 	IPKey   Digest // digest of the IP field, when Fields has IP (for ResetIP)
 	UserKey Digest // digest of the username field, when Fields has Username

@@ -20,6 +20,7 @@ const (
 	ScenarioLegit    = "legitimate users"
 	ScenarioStuffing = "credential stuffing"
 	ScenarioSpray    = "password spray"
+	ScenarioNames    = "username spray"
 	ScenarioSlow     = "slow guesser"
 	ScenarioDevices  = "trusted devices"
 )
@@ -68,6 +69,10 @@ type ScenarioResult struct {
 	Errors  int // transport errors and unexpected statuses
 	Logins  int // successful logins
 	Wanted  int // logins the scenario's users were entitled to (legitimate users)
+	// Stops lists, for the username spray, how many usernames each
+	// address tried (each reaching the password check) before its first
+	// refusal.
+	Stops []int
 }
 
 // AttackResult is what RunAttack measured from the clients' side.
@@ -138,13 +143,14 @@ func RunAttack(ctx context.Context, cfg AttackConfig) (*AttackResult, error) {
 	devices := a.deviceLogins(ctx)
 	a.legitLogin(ctx, &legit, netip.MustParseAddr("198.51.100.30"), "carol", "", "tr0ub4dor&3")
 	spray := a.spray(ctx)
+	names := a.nameSpray(ctx)
 	slow := a.slow(ctx)
 	a.legitLogin(ctx, &legit, netip.MustParseAddr("198.51.100.7"), "alice", "correct-horse-batery", "correct-horse-battery")
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	return &AttackResult{
-		Scenarios: []ScenarioResult{stuffing, spray, slow, legit, devices},
+		Scenarios: []ScenarioResult{stuffing, spray, names, slow, legit, devices},
 		Latencies: a.latencies,
 		Simulated: cfg.Clock.Now().Sub(a.start),
 		Elapsed:   time.Since(began),
@@ -427,6 +433,37 @@ spray:
 		res.Sent, res.Checked, sprayDuration, res.Refused)
 	return res
 }
+
+// nameSpray tries one common password against a list of staff usernames
+// from each of a few addresses, one attempt per username, until the
+// address is refused: Policy.Spray stops each one after its limit of
+// distinct usernames, below the per-IP limit.
+func (a *attacker) nameSpray(ctx context.Context) ScenarioResult {
+	res := ScenarioResult{Name: ScenarioNames}
+	addrs := []netip.Addr{netip.MustParseAddr("203.0.113.10"), netip.MustParseAddr("203.0.113.11"), netip.MustParseAddr("2001:db8:66::1")}
+	a.progress("%-20s %d addresses, one password against up to %d staff usernames each", ScenarioNames, len(addrs), nameSprayUsers)
+	for _, ip := range addrs {
+		tried := 0
+		for i := range nameSprayUsers {
+			if ctx.Err() != nil {
+				break
+			}
+			o, _ := a.try(ctx, ip, "python-requests/2.32", fmt.Sprintf("staff%02d", i), "Winter2025!")
+			res.tally(o)
+			if o == outRefused {
+				break
+			}
+			tried++
+		}
+		res.Stops = append(res.Stops, tried)
+		a.progress("%-20s %v stopped after %d usernames", ScenarioNames, ip, tried)
+	}
+	return res
+}
+
+// nameSprayUsers is how many staff usernames each address of the username
+// spray has to try.
+const nameSprayUsers = 30
 
 // slow guesses erin's password from one address every slowInterval for
 // slowDuration, ignoring refusals.

@@ -88,6 +88,14 @@ func (r *Report) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "Legitimate logins: %d of %d succeeded\n", legit.Logins, legit.Wanted)
 	devices, _ := r.Scenario(ScenarioDevices)
 	fmt.Fprintf(&b, "Trusted-device logins while bots held the username locked: %d of %d\n", devices.Logins, devices.Wanted)
+	if names, ok := r.Scenario(ScenarioNames); ok {
+		stops := make([]string, len(names.Stops))
+		for i, n := range names.Stops {
+			stops[i] = fmt.Sprint(n)
+		}
+		fmt.Fprintf(&b, "Username spray: %d addresses stopped after %s usernames each (refused for spraying: %d)\n",
+			len(names.Stops), strings.Join(stops, ", "), r.Server.RefusedBy[axes.ReasonSpray])
+	}
 	r.writeChallenge(&b)
 	attackerLogins := r.Total.Logins - legit.Logins - devices.Logins
 	fmt.Fprintf(&b, "Attacker logins:   %d\n", attackerLogins)

@@ -34,12 +34,16 @@ const DefaultSecret = "axesdemo-shared-secret-change-me"
 //
 // A combination such as axes.IP|axes.Username would add nothing here: under
 // one limit it never reaches the limit before the IP alone does.
+//
+// Password-spray detection locks an IP for an hour once 4 distinct
+// usernames have failed from it within the hour, before its own limit.
 func Policy() axes.Policy {
 	return axes.Policy{
 		Limit:     5,
 		LockoutBy: []axes.Fields{axes.IP, axes.Username},
 		Cooloff:   axes.Backoff{Base: 5 * time.Minute, Factor: 2, Max: 4 * time.Hour},
 		Window:    15 * time.Minute,
+		Spray:     axes.Spray{Limit: 4, Window: time.Hour, Cooloff: time.Hour},
 	}
 }
 
