@@ -37,7 +37,6 @@ const (
 	diffOps       = 30
 )
 
-
 // diffSeed returns the seed of the test's sequences: AXES_DIFF_SEED, or a
 // fixed one.
 func diffSeed(t *testing.T) uint64 {
