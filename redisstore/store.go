@@ -80,6 +80,7 @@ type Store struct {
 	n struct {
 		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64
 		saved, invalidations                                                             atomic.Uint64
+		waited, unacked                                                                  atomic.Uint64
 	}
 }
 
@@ -158,6 +159,9 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	}
 	if o.LocalLocksSize < 0 || o.LocalLocksSize > 1<<26 {
 		return nil, fmt.Errorf("redisstore: LocalLocksSize must be in [1, 1<<26], got %d", o.LocalLocksSize)
+	}
+	if err := checkWait(c, &o); err != nil {
+		return nil, err
 	}
 	if err := checkContextTimeouts(c); err != nil {
 		return nil, err
@@ -376,6 +380,9 @@ func (s *Store) Stats() Stats {
 
 		RoundTripsSaved:    s.n.saved.Load(),
 		CacheInvalidations: s.n.invalidations.Load(),
+
+		Waited:         s.n.waited.Load(),
+		Unacknowledged: s.n.unacked.Load(),
 	}
 }
 
@@ -420,7 +427,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
 	s.n.trips.Add(1)
-	v, err := s.run(ctx, applyScript, keys, args)
+	v, err := s.runDecision(ctx, req.Op, keys, args)
 	if err != nil {
 		return err
 	}

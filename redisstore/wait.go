@@ -1,0 +1,125 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/axes-go/axes/store"
+	"github.com/redis/go-redis/v9"
+)
+
+// WAIT: under Options.WaitReplicas, the writes that may start a lock wait
+// for replicas to acknowledge them, so that a failover does not lose them.
+
+// startsLock reports whether op may start a lock (or count a failure that
+// a later lock builds on): those are the writes WaitReplicas waits for.
+func startsLock(op store.Op) bool {
+	return op == store.OpFail || op == store.OpSettleFail || op == store.OpBegin
+}
+
+// runDecision runs the decision script of a one-slot call with EVALSHA
+// and, under WaitReplicas for an operation that may start a lock, WAIT
+// pipelined behind it on the same connection.
+func (s *Store) runDecision(ctx context.Context, op store.Op, keys []string, args []any) (any, error) {
+	if s.o.WaitReplicas == 0 || !startsLock(op) {
+		return s.run(ctx, applyScript, keys, args)
+	}
+	return s.runWait(ctx, keys, args)
+}
+
+// runWait sends EVALSHA and WAIT in one pipeline to the master of keys[0]:
+// WAIT counts the replicas that acknowledged every write made before it on
+// its connection, so it must follow the script on the script's own
+// connection, which a pipeline on one node's client guarantees (a separate
+// WAIT could take another connection from the pool, and a cluster client
+// would send a keyless WAIT to any master). When fewer replicas than
+// WaitReplicas acknowledge in time, the script's verdict stands and
+// Stats.Unacknowledged counts the write.
+func (s *Store) runWait(ctx context.Context, keys []string, args []any) (any, error) {
+	c, err := s.nodeOf(ctx, keys[0])
+	if err != nil {
+		return nil, err
+	}
+	for loaded := false; ; loaded = true {
+		pipe := c.Pipeline()
+		ev := applyScript.EvalSha(ctx, pipe, keys, args...)
+		w := pipe.Do(ctx, "wait", s.o.WaitReplicas, s.waitTimeout(ctx).Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		if err := ev.Err(); err != nil {
+			if !loaded && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				s.n.trips.Add(1)
+				if err := applyScript.Load(ctx, c).Err(); err != nil {
+					return nil, err
+				}
+				s.n.trips.Add(1)
+				continue
+			}
+			if cc, ok := s.c.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "READONLY")) {
+				// The slot moved (a replica was promoted): the next
+				// call, or the probe, finds its new master.
+				cc.ReloadState(ctx)
+			}
+			return nil, err
+		}
+		s.n.waited.Add(1)
+		if n, err := w.Int64(); err != nil || n < int64(s.o.WaitReplicas) {
+			s.n.unacked.Add(1)
+		}
+		return ev.Val(), nil
+	}
+}
+
+// nodeOf returns the client of the master that holds key: the store's own
+// client, unless it is a cluster client.
+func (s *Store) nodeOf(ctx context.Context, key string) (*redis.Client, error) {
+	switch c := s.c.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, key)
+	}
+	return nil, errWaitClient
+}
+
+var errWaitClient = errors.New("redisstore: WaitReplicas needs a *redis.Client (standalone or Sentinel) or a *redis.ClusterClient")
+
+// waitTimeout returns WAIT's timeout: Options.WaitTimeout, shortened so
+// that the reply arrives before ctx's deadline (less the fifth of
+// Options.Timeout the script's own deadline keeps); at least 1ms, since 0
+// would wait forever.
+func (s *Store) waitTimeout(ctx context.Context) time.Duration {
+	w := s.o.WaitTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		w = min(w, time.Until(dl)-s.o.Timeout/deadlineMargin)
+	}
+	return max(w, time.Millisecond)
+}
+
+// checkWait checks WaitReplicas and WaitTimeout, and sets the default
+// timeout.
+func checkWait(c redis.UniversalClient, o *Options) error {
+	if o.WaitReplicas < 0 {
+		return fmt.Errorf("redisstore: WaitReplicas must not be negative, got %d", o.WaitReplicas)
+	}
+	if o.WaitTimeout < 0 {
+		return fmt.Errorf("redisstore: WaitTimeout must be positive, got %v", o.WaitTimeout)
+	}
+	if o.WaitReplicas == 0 {
+		return nil
+	}
+	if o.SpreadSlots {
+		return errors.New("redisstore: WaitReplicas needs the one-slot layout, not SpreadSlots")
+	}
+	switch c.(type) {
+	case *redis.Client, *redis.ClusterClient:
+	default:
+		return errWaitClient
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = o.Timeout / 2
+	}
+	o.WaitTimeout = min(o.WaitTimeout, o.Timeout)
+	return nil
+}
