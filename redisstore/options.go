@@ -184,8 +184,11 @@ type Options struct {
 	// SpreadSlots). Default 0: writes are replicated asynchronously.
 	WaitReplicas int
 
-	// WaitTimeout bounds WAIT under WaitReplicas. Default Timeout/2; it is
-	// shortened further so that no call waits past Timeout.
+	// WaitTimeout bounds WAIT under WaitReplicas. Default Timeout/4; it is
+	// shortened further so that no call waits past Timeout, and to 1ms
+	// after a WAIT that fewer replicas acknowledged, until one is
+	// acknowledged in full again (a master without replicas, such as one
+	// just promoted, would otherwise add WaitTimeout to every write).
 	WaitTimeout time.Duration
 }
 

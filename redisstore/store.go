@@ -77,6 +77,8 @@ type Store struct {
 	near   *nearCache                   // local locks; nil under NoLocalLocks
 	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
 
+	waitShort atomic.Bool // WaitReplicas: the last WAIT was short of acknowledgements
+
 	n struct {
 		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64
 		saved, invalidations                                                             atomic.Uint64

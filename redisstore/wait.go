@@ -66,6 +66,9 @@ func (s *Store) runWait(ctx context.Context, keys []string, args []any) (any, er
 		s.n.waited.Add(1)
 		if n, err := w.Int64(); err != nil || n < int64(s.o.WaitReplicas) {
 			s.n.unacked.Add(1)
+			s.waitShort.Store(true)
+		} else {
+			s.waitShort.Store(false)
 		}
 		return ev.Val(), nil
 	}
@@ -88,9 +91,15 @@ var errWaitClient = errors.New("redisstore: WaitReplicas needs a *redis.Client (
 // waitTimeout returns WAIT's timeout: Options.WaitTimeout, shortened so
 // that the reply arrives before ctx's deadline (less the fifth of
 // Options.Timeout the script's own deadline keeps); at least 1ms, since 0
-// would wait forever.
+// would wait forever. After a WAIT that fewer replicas acknowledged (the
+// master lost its replica, or a failover promoted one that has none yet)
+// it is 1ms until one is acknowledged in full again, so that a master
+// without replicas does not add WaitTimeout to every write.
 func (s *Store) waitTimeout(ctx context.Context) time.Duration {
 	w := s.o.WaitTimeout
+	if s.waitShort.Load() {
+		w = time.Millisecond
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		w = min(w, time.Until(dl)-s.o.Timeout/deadlineMargin)
 	}
@@ -118,7 +127,7 @@ func checkWait(c redis.UniversalClient, o *Options) error {
 		return errWaitClient
 	}
 	if o.WaitTimeout == 0 {
-		o.WaitTimeout = o.Timeout / 2
+		o.WaitTimeout = o.Timeout / 4
 	}
 	o.WaitTimeout = min(o.WaitTimeout, o.Timeout)
 	return nil

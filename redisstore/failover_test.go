@@ -1,0 +1,443 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/axes-go/axes"
+	"github.com/redis/go-redis/v9"
+)
+
+// haSetup is a topology of Redis with replicas (Sentinel, or a cluster
+// whose masters have a replica each) that .ci/redis-ha.sh started for one
+// test, on ports and in a directory of its own, stopped at the end.
+type haSetup struct {
+	t   *testing.T
+	dir string
+	env map[string]string
+}
+
+// startHA starts topology ("sentinel" or "cluster"), or skips the test
+// (fails it under CI=true) when redis-server is not installed.
+func startHA(t *testing.T, topology string) *haSetup {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		msg := "redis-server is not installed (" + err.Error() + "); .ci/redis-ha.sh installs it"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	script, err := filepath.Abs("../.ci/redis-ha.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &haSetup{t: t, dir: t.TempDir(), env: map[string]string{}}
+	n := 5
+	if topology == "cluster" {
+		n = 6
+	}
+	ports := strings.Trim(fmt.Sprint(freePorts(t, n)), "[]")
+	cmd := exec.Command(script, "start", h.dir)
+	cmd.Env = append(os.Environ(), "AXES_HA_TOPOLOGY="+topology,
+		"AXES_HA_SENTINEL_PORTS="+ports, "AXES_HA_CLUSTER_PORTS="+ports)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	t.Cleanup(func() { exec.Command(script, "stop", h.dir).Run() })
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("redis-ha.sh start: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			h.env[k] = v
+		}
+	}
+	return h
+}
+
+// freePorts returns n consecutive free loopback ports whose cluster bus
+// ports (port+10000) are free too.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	free := func(p int) bool {
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		ln.Close()
+		return true
+	}
+next:
+	for range 100 {
+		base := 20000 + rand.IntN(10000)
+		ports := make([]int, n)
+		for i := range ports {
+			ports[i] = base + i
+			if !free(ports[i]) || !free(ports[i]+10000) {
+				continue next
+			}
+		}
+		return ports
+	}
+	t.Fatal("no free ports")
+	return nil
+}
+
+// kill sends SIGKILL to the server on port.
+func (h *haSetup) kill(port string) {
+	b, err := os.ReadFile(filepath.Join(h.dir, port, "redis.pid"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// client returns a new client of the topology: Sentinel's failover client,
+// or a cluster client.
+func (h *haSetup) client() redis.UniversalClient {
+	var c redis.UniversalClient
+	if s := h.env["AXES_REDIS_SENTINEL"]; s != "" {
+		c = redis.NewFailoverClient(&redis.FailoverOptions{MasterName: h.env["AXES_REDIS_SENTINEL_MASTER"],
+			SentinelAddrs: strings.Split(s, ","), ContextTimeoutEnabled: true, DialerRetries: 1})
+	} else {
+		c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(h.env["AXES_REDIS_HA_CLUSTER"], ","),
+			ContextTimeoutEnabled: true})
+	}
+	h.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// master returns the port of the master that holds key, and that of its
+// replica.
+func (h *haSetup) master(c redis.UniversalClient, key string) (master, replica string) {
+	h.t.Helper()
+	ctx := context.Background()
+	var m *redis.Client
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		var err error
+		if m, err = c.MasterForKey(ctx, key); err != nil {
+			h.t.Fatal(err)
+		}
+	case *redis.Client:
+		m = c
+	}
+	port, err := m.ConfigGet(ctx, "port").Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := m.Info(ctx, "replication").Result()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	// slave0:ip=127.0.0.1,port=6491,state=online,offset=...,lag=0
+	_, rest, ok := strings.Cut(info, "slave0:")
+	if !ok {
+		h.t.Fatalf("the master of %s has no replica:\n%s", key, info)
+	}
+	_, rest, _ = strings.Cut(rest, "port=")
+	replica, _, _ = strings.Cut(rest, ",")
+	return port["port"], replica
+}
+
+// isMaster reports whether the server on port has become a master.
+func isMaster(port string) bool {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, ContextTimeoutEnabled: true, MaxRetries: -1})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r, err := c.Do(ctx, "role").Slice()
+	return err == nil && len(r) > 0 && r[0] == "master"
+}
+
+// failoverFigures is what one failover run measured.
+type failoverFigures struct {
+	keys, overLimit, excess, lostLocks, unacked int
+	failover, recovery, worst                   time.Duration
+}
+
+// TestFailover attacks several limiters sharing Redis with replicas,
+// SIGKILLs the master that holds the attacked keys mid-attack, waits for
+// its replica's promotion and goes on attacking. It checks the bounds the
+// README's "Failover" states: no call waits past Options.Timeout (with a
+// scheduling margin), the stores return to Redis by themselves once the
+// replica is promoted, each key admits at most Limit plus the attempts
+// the failover lost (without WAIT, only attempts admitted within the
+// replication lag before the kill; with WaitReplicas 1, only writes the
+// replica did not acknowledge, counted in Stats.Unacknowledged), and the
+// locks started before the kill are still there after it (with WAIT,
+// every acknowledged one).
+func TestFailover(t *testing.T) {
+	for _, topology := range []string{"sentinel", "cluster"} {
+		for _, wait := range []int{0, 1} {
+			t.Run(fmt.Sprintf("%s/wait=%d", topology, wait), func(t *testing.T) {
+				if testing.Short() && wait == 0 {
+					t.Skip("-short: one failover per topology (with WAIT)")
+				}
+				f := runFailover(t, topology, wait)
+				t.Logf("%s, WaitReplicas %d: %d keys attacked, %d admitted more than Limit (%d attempts beyond it), %d locks lost, %d unacknowledged writes; promotion %v after the kill, stores back on Redis %v after it; slowest call %v",
+					topology, wait, f.keys, f.overLimit, f.excess, f.lostLocks, f.unacked, f.failover.Round(time.Millisecond), f.recovery.Round(time.Millisecond), f.worst.Round(time.Millisecond))
+			})
+		}
+	}
+}
+
+// The failover attack's parameters.
+const (
+	foLimit     = 5
+	foServers   = 3
+	foAttackers = 4 // goroutines per server
+	foTimeout   = 250 * time.Millisecond
+	// foMargin is the scheduling margin a call may take beyond foTimeout:
+	// on a loaded 2-core machine (load average 5 to 8) under the race
+	// detector, go-redis calls were seen returning up to 200ms after
+	// their context's deadline (a reply read, a new connection's HELLO),
+	// and a refused decision then takes the store's lock to degrade. A
+	// call that hung (a dial waiting out DialTimeout, a command with no
+	// deadline) would take seconds.
+	foMargin = 500 * time.Millisecond
+	// foRecovery bounds the wait for every store to decide in Redis again
+	// after the promotion: the probe's back-off (at most 32 ProbeIntervals)
+	// and the cluster client's reload of the slots.
+	foRecovery = 20 * time.Second
+	// foLag bounds the replication lag on loopback: without WAIT, what a
+	// failover loses was written less than foLag before the kill.
+	foLag = time.Second
+	// foKeysAfter is how many keys the attack locks after the recovery.
+	foKeysAfter = 20
+)
+
+func foKey(i int64) axes.Key {
+	return axes.Key{IP: netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})}
+}
+
+func runFailover(t *testing.T, topology string, wait int) failoverFigures {
+	h := startHA(t, topology)
+	p := axes.Policy{Limit: foLimit, Cooloff: axes.Fixed(time.Hour)}
+	o := Options{Prefix: prefix(), Timeout: foTimeout, OnFailure: FailClosed, ProbeInterval: 10 * time.Millisecond,
+		WaitReplicas: wait, Logger: quiet}
+	var ls []*axes.Limiter
+	var stores []*Store
+	for range foServers {
+		s := mustNew(t, h.client(), o)
+		l := axes.Must(axes.New(p, axes.WithSecret(secret), axes.WithStore(s)))
+		t.Cleanup(func() { l.Close() })
+		ls, stores = append(ls, l), append(stores, s)
+	}
+	// The checker reads Redis alone (no local lock cache), retrying while
+	// its store is unavailable.
+	oc := o
+	oc.NoLocalLocks = true
+	checker := axes.Must(axes.New(p, axes.WithSecret(secret), axes.WithStore(mustNew(t, h.client(), oc))))
+	t.Cleanup(func() { checker.Close() })
+	check := func(k axes.Key) (v axes.Verdict) {
+		waitFor(t, "the checker's store", func() bool {
+			v = checker.Check(k)
+			return v.Reason != axes.ReasonUnavailable
+		})
+		return v
+	}
+	master, replica := h.master(h.client(), stores[0].root)
+
+	// Locks started before the attack, checked during it.
+	pre := make([]axes.Key, 8)
+	for i := range pre {
+		pre[i] = axes.Key{IP: netip.AddrFrom4([4]byte{10, 8, 0, byte(i)})}
+		for range foLimit {
+			ls[0].Fail(pre[i])
+		}
+		if v := check(pre[i]); v.Reason != axes.ReasonLockout {
+			t.Fatalf("setup: %v is not locked: %+v", pre[i].IP, v)
+		}
+	}
+
+	// The attack: every goroutine reserves and fails attempts on the
+	// current key, until it is locked (or busy), then moves to the next;
+	// and checks the locked keys.
+	var (
+		cur      atomic.Int64
+		stop     atomic.Bool
+		mu       sync.Mutex
+		admitted = map[int64][]time.Time{} // admission instants per key
+		lockedAt = map[int64]time.Time{}   // when each key's lock started
+		worst    time.Duration
+		worstOp  string
+		unlocked []string // checks of locked keys that found them unlocked
+		wg       sync.WaitGroup
+	)
+	timed := func(op string, f func()) {
+		start := time.Now()
+		f()
+		if d := time.Since(start); d > worst || worst == 0 {
+			mu.Lock()
+			if d > worst {
+				worst, worstOp = d, op
+			}
+			mu.Unlock()
+		}
+	}
+	for _, l := range ls {
+		for g := range foAttackers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := 0; !stop.Load(); n++ {
+					i := cur.Load()
+					k := foKey(i)
+					var a axes.Attempt
+					timed("begin", func() { a = l.Begin(k) })
+					if !a.Allowed() {
+						if r := a.Verdict().Reason; r == axes.ReasonLockout || r == axes.ReasonBusy {
+							cur.CompareAndSwap(i, i+1)
+						}
+					} else {
+						at := time.Now()
+						var v axes.Verdict
+						timed("settle-fail", func() { v = a.Fail() })
+						mu.Lock()
+						admitted[i] = append(admitted[i], at)
+						if v.Reason == axes.ReasonLockout {
+							if _, ok := lockedAt[i]; !ok {
+								lockedAt[i] = time.Now()
+							}
+						}
+						mu.Unlock()
+					}
+					if n%4 == g%4 {
+						pk := pre[n%len(pre)]
+						var v axes.Verdict
+						timed("check", func() { v = l.Check(pk) })
+						if !v.Locked {
+							mu.Lock()
+							unlocked = append(unlocked, fmt.Sprintf("%v: %+v", pk.IP, v))
+							mu.Unlock()
+						}
+					}
+				}
+			}()
+		}
+	}
+	t.Cleanup(func() { stop.Store(true); wg.Wait() })
+
+	waitFor(t, "the attack to lock 10 keys", func() bool { return cur.Load() >= 10 })
+	h.kill(master)
+	killed := time.Now()
+	keysAtKill := cur.Load()
+	waitFor(t, "the replica's promotion", func() bool { return isMaster(replica) })
+	promoted := time.Now()
+	// Each store notices the new master by itself: a decision on a fresh
+	// key is made in Redis again.
+	fresh := int64(60000)
+	for i, s := range stores {
+		waitWithin(t, foRecovery, fmt.Sprintf("store %d back on Redis", i), func() bool {
+			before := s.Stats()
+			fresh++
+			ls[i].Check(foKey(fresh))
+			after := s.Stats()
+			return !after.Degraded && after.Fallbacks == before.Fallbacks && after.RoundTrips > before.RoundTrips
+		})
+	}
+	recovered := time.Now()
+	keysAtRecovery := cur.Load()
+	waitFor(t, "the attack to lock more keys", func() bool { return cur.Load() >= keysAtRecovery+foKeysAfter })
+	stop.Store(true)
+	wg.Wait()
+
+	f := failoverFigures{failover: promoted.Sub(killed), recovery: recovered.Sub(promoted), worst: worst}
+	for _, s := range stores {
+		f.unacked += int(s.Stats().Unacknowledged)
+	}
+	if worst > foTimeout+foMargin {
+		t.Errorf("a call (%s) took %v, past Options.Timeout %v by more than %v", worstOp, worst, foTimeout, foMargin)
+	}
+	if keysAtKill == keysAtRecovery && cur.Load() == keysAtRecovery {
+		t.Errorf("the attack made no progress")
+	}
+	// Admissions per key: Limit, plus at most what the failover lost.
+	for i := int64(0); i <= cur.Load(); i++ {
+		at := admitted[i]
+		if len(at) == 0 {
+			continue
+		}
+		f.keys++
+		if len(at) <= foLimit {
+			continue
+		}
+		f.overLimit++
+		f.excess += len(at) - foLimit
+		lost := 0 // admissions the failover may have lost: written shortly before the kill
+		for _, a := range at {
+			if a.Before(killed) && killed.Sub(a) < foLag {
+				lost++
+			}
+		}
+		if len(at) > foLimit+lost {
+			t.Errorf("key %d admitted %d attempts; the bound is Limit %d + %d admitted within %v before the kill", i, len(at), foLimit, lost, foLag)
+		}
+	}
+	if wait > 0 && f.excess > f.unacked {
+		t.Errorf("with WaitReplicas %d: %d attempts admitted beyond Limit, but only %d writes unacknowledged", wait, f.excess, f.unacked)
+	}
+	// Locks started before the kill are still there (in Redis, read by a
+	// store without the local cache), except, without WAIT, those started
+	// within the replication lag before the kill.
+	for _, k := range pre {
+		if v := check(k); v.Reason != axes.ReasonLockout {
+			f.lostLocks++
+			if wait > 0 {
+				t.Errorf("lock of %v, started before the attack, lost: %+v", k.IP, v)
+			}
+		}
+	}
+	for i, at := range lockedAt {
+		if !at.Before(killed) {
+			continue
+		}
+		if v := check(foKey(i)); v.Reason != axes.ReasonLockout {
+			f.lostLocks++
+			if wait > 0 && f.unacked == 0 {
+				t.Errorf("lock of key %d, started and acknowledged %v before the kill, lost: %+v", i, killed.Sub(at), v)
+			}
+			if wait == 0 && killed.Sub(at) >= foLag {
+				t.Errorf("lock of key %d, started %v before the kill, lost", i, killed.Sub(at))
+			}
+		}
+	}
+	for _, u := range unlocked {
+		t.Errorf("a locked key was found unlocked: %s", u)
+	}
+	return f
+}
+
+// waitWithin polls cond until it holds, failing the test after d.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
