@@ -196,7 +196,7 @@ func TestFailover(t *testing.T) {
 					t.Skip("-short: one failover per topology (with WAIT)")
 				}
 				f := runFailover(t, topology, wait)
-				t.Logf("%s, WaitReplicas %d: %d keys attacked, %d admitted more than Limit (%d attempts beyond it), %d locks lost, %d unacknowledged writes; promotion %v after the kill, stores back on Redis %v after it; slowest call %v",
+				t.Logf("%s, WaitReplicas %d: %d keys attacked, %d admitted more than Limit (%d attempts beyond it), %d locks lost, %d writes unacknowledged before the promotion; promotion %v after the kill, stores back on Redis %v after it; slowest call %v",
 					topology, wait, f.keys, f.overLimit, f.excess, f.lostLocks, f.unacked, f.failover.Round(time.Millisecond), f.recovery.Round(time.Millisecond), f.worst.Round(time.Millisecond))
 			})
 		}
@@ -209,14 +209,14 @@ const (
 	foServers   = 3
 	foAttackers = 4 // goroutines per server
 	foTimeout   = 250 * time.Millisecond
-	// foMargin is the scheduling margin a call may take beyond foTimeout:
-	// on a loaded 2-core machine (load average 5 to 8) under the race
-	// detector, go-redis calls were seen returning up to 200ms after
-	// their context's deadline (a reply read, a new connection's HELLO),
-	// and a refused decision then takes the store's lock to degrade. A
-	// call that hung (a dial waiting out DialTimeout, a command with no
-	// deadline) would take seconds.
-	foMargin = 500 * time.Millisecond
+	// foMargin is the margin a call may take beyond foTimeout. On a loaded
+	// 2-core machine (load average 5 to 8) under the race detector, calls
+	// were seen returning up to 200ms after their context's deadline in
+	// steady state and up to 1.3s once during a cluster failover (go-redis
+	// reading a reply or greeting a new connection after the deadline,
+	// the goroutine then waiting to run). A call that hung would wait out
+	// go-redis's own defaults: DialTimeout 5s, ReadTimeout 3s.
+	foMargin = time.Second
 	// foRecovery bounds the wait for every store to decide in Redis again
 	// after the promotion: the probe's back-off (at most 32 ProbeIntervals)
 	// and the cluster client's reload of the slots.
@@ -346,6 +346,13 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 	keysAtKill := cur.Load()
 	waitFor(t, "the replica's promotion", func() bool { return isMaster(replica) })
 	promoted := time.Now()
+	// Writes that replicas did not acknowledge before the promotion: the
+	// only ones WAIT lets a failover lose (the old master is dead and the
+	// new one not yet promoted in between, so no write succeeds there).
+	unackedBefore := 0
+	for _, s := range stores {
+		unackedBefore += int(s.Stats().Unacknowledged)
+	}
 	// Each store notices the new master by itself: a decision on a fresh
 	// key is made in Redis again.
 	fresh := int64(60000)
@@ -364,9 +371,11 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 	stop.Store(true)
 	wg.Wait()
 
-	f := failoverFigures{failover: promoted.Sub(killed), recovery: recovered.Sub(promoted), worst: worst}
+	f := failoverFigures{failover: promoted.Sub(killed), recovery: recovered.Sub(promoted), worst: worst, unacked: unackedBefore}
 	for _, s := range stores {
-		f.unacked += int(s.Stats().Unacknowledged)
+		if st := s.Stats(); wait > 0 && st.Waited == 0 {
+			t.Errorf("WaitReplicas %d, but no write waited: %+v", wait, st)
+		}
 	}
 	if worst > foTimeout+foMargin {
 		t.Errorf("a call (%s) took %v, past Options.Timeout %v by more than %v", worstOp, worst, foTimeout, foMargin)
@@ -397,7 +406,7 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 		}
 	}
 	if wait > 0 && f.excess > f.unacked {
-		t.Errorf("with WaitReplicas %d: %d attempts admitted beyond Limit, but only %d writes unacknowledged", wait, f.excess, f.unacked)
+		t.Errorf("with WaitReplicas %d: %d attempts admitted beyond Limit, but only %d writes unacknowledged before the promotion", wait, f.excess, f.unacked)
 	}
 	// Locks started before the kill are still there (in Redis, read by a
 	// store without the local cache), except, without WAIT, those started
@@ -405,7 +414,7 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 	for _, k := range pre {
 		if v := check(k); v.Reason != axes.ReasonLockout {
 			f.lostLocks++
-			if wait > 0 {
+			if wait > 0 && f.lostLocks > f.unacked {
 				t.Errorf("lock of %v, started before the attack, lost: %+v", k.IP, v)
 			}
 		}
@@ -416,7 +425,7 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 		}
 		if v := check(foKey(i)); v.Reason != axes.ReasonLockout {
 			f.lostLocks++
-			if wait > 0 && f.unacked == 0 {
+			if wait > 0 && f.lostLocks > f.unacked {
 				t.Errorf("lock of key %d, started and acknowledged %v before the kill, lost: %+v", i, killed.Sub(at), v)
 			}
 			if wait == 0 && killed.Sub(at) >= foLag {
