@@ -99,7 +99,10 @@ next:
 }
 
 // kill sends SIGKILL to the server on port.
-func (h *haSetup) kill(port string) {
+func (h *haSetup) kill(port string) { h.signal(port, syscall.SIGKILL) }
+
+// signal sends sig to the server on port.
+func (h *haSetup) signal(port string, sig syscall.Signal) {
 	b, err := os.ReadFile(filepath.Join(h.dir, port, "redis.pid"))
 	if err != nil {
 		h.t.Fatal(err)
@@ -108,7 +111,7 @@ func (h *haSetup) kill(port string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(pid, sig); err != nil {
 		h.t.Fatal(err)
 	}
 }
@@ -189,13 +192,24 @@ type failoverFigures struct {
 // locks started before the kill are still there after it (with WAIT,
 // every acknowledged one).
 func TestFailover(t *testing.T) {
-	for _, topology := range []string{"sentinel", "cluster"} {
-		for _, wait := range []int{0, 1} {
-			t.Run(fmt.Sprintf("%s/wait=%d", topology, wait), func(t *testing.T) {
-				if testing.Short() && wait == 0 {
+	runs := []struct {
+		topology string
+		wait     int
+		lag      bool
+	}{{"sentinel", 0, false}, {"sentinel", 1, false}, {"cluster", 0, false}, {"cluster", 1, false},
+		{"sentinel", 0, true}, {"sentinel", 1, true}}
+	for _, r := range runs {
+		topology, wait := r.topology, r.wait
+		name := fmt.Sprintf("%s/wait=%d", topology, wait)
+		if r.lag {
+			name += "/lagging-replica"
+		}
+		{
+			t.Run(name, func(t *testing.T) {
+				if testing.Short() && (wait == 0 || r.lag) {
 					t.Skip("-short: one failover per topology (with WAIT)")
 				}
-				f := runFailover(t, topology, wait)
+				f := runFailover(t, topology, wait, r.lag)
 				t.Logf("%s, WaitReplicas %d: %d keys attacked, %d admitted more than Limit (%d attempts beyond it), %d locks lost, %d writes unacknowledged before the promotion; promotion %v after the kill, stores back on Redis %v after it; slowest call %v",
 					topology, wait, f.keys, f.overLimit, f.excess, f.lostLocks, f.unacked, f.failover.Round(time.Millisecond), f.recovery.Round(time.Millisecond), f.worst.Round(time.Millisecond))
 			})
@@ -224,7 +238,11 @@ const (
 	// foLag bounds the replication lag on loopback: without WAIT, what a
 	// failover loses was written less than foLag before the kill.
 	foLag = time.Second
-	// foKeysAfter is how many keys the attack locks after the recovery.
+	// foLagKeys is how many keys the attack locks while the replica is
+	// paused, in the runs with a lagging replica.
+	foLagKeys = 3
+	// foKeysAfter is how many keys the attack locks after the recovery,
+	// before it comes back to every key.
 	foKeysAfter = 20
 )
 
@@ -232,7 +250,12 @@ func foKey(i int64) axes.Key {
 	return axes.Key{IP: netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})}
 }
 
-func runFailover(t *testing.T, topology string, wait int) failoverFigures {
+// runFailover runs one failover; with lag, the replica is paused
+// (SIGSTOP) and disconnected from the master while the attack locks
+// foLagKeys keys before the kill, and resumed just after it, so that it is
+// promoted without the writes of the pause: a replication lag of some
+// hundreds of milliseconds.
+func runFailover(t *testing.T, topology string, wait int, lag bool) failoverFigures {
 	h := startHA(t, topology)
 	p := axes.Policy{Limit: foLimit, Cooloff: axes.Fixed(time.Hour)}
 	o := Options{Prefix: prefix(), Timeout: foTimeout, OnFailure: FailClosed, ProbeInterval: 10 * time.Millisecond,
@@ -341,8 +364,26 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 	t.Cleanup(func() { stop.Store(true); wg.Wait() })
 
 	waitFor(t, "the attack to lock 10 keys", func() bool { return cur.Load() >= 10 })
+	if lag {
+		// The replica pauses and the master drops it: the writes that
+		// follow are not replicated (those already sent wait in the
+		// paused replica's socket, and it reads them when it resumes).
+		h.signal(replica, syscall.SIGSTOP)
+		t.Cleanup(func() { h.signal(replica, syscall.SIGCONT) })
+		mc := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + master, ContextTimeoutEnabled: true})
+		err := mc.ClientKillByFilter(context.Background(), "TYPE", "replica").Err()
+		mc.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		paused := cur.Load()
+		waitFor(t, "the attack to lock keys while the replica is paused", func() bool { return cur.Load() >= paused+foLagKeys })
+	}
 	h.kill(master)
 	killed := time.Now()
+	if lag {
+		h.signal(replica, syscall.SIGCONT)
+	}
 	keysAtKill := cur.Load()
 	waitFor(t, "the replica's promotion", func() bool { return isMaster(replica) })
 	promoted := time.Now()
@@ -370,6 +411,23 @@ func runFailover(t *testing.T, topology string, wait int) failoverFigures {
 	waitFor(t, "the attack to lock more keys", func() bool { return cur.Load() >= keysAtRecovery+foKeysAfter })
 	stop.Store(true)
 	wg.Wait()
+	// The attacker comes back to every key: what each admits now, after
+	// the failover, adds to what it admitted before.
+	for i := int64(0); i <= cur.Load(); i++ {
+		l, k := ls[i%foServers], foKey(i)
+		for {
+			var a axes.Attempt
+			timed("begin", func() { a = l.Begin(k) })
+			if !a.Allowed() {
+				if a.Verdict().Reason == axes.ReasonUnavailable {
+					continue
+				}
+				break
+			}
+			admitted[i] = append(admitted[i], time.Now())
+			timed("settle-fail", func() { a.Fail() })
+		}
+	}
 
 	f := failoverFigures{failover: promoted.Sub(killed), recovery: recovered.Sub(promoted), worst: worst, unacked: unackedBefore}
 	for _, s := range stores {
