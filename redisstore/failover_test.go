@@ -514,3 +514,65 @@ func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestWaitOptions: New checks WaitReplicas and WaitTimeout.
+func TestWaitOptions(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", ContextTimeoutEnabled: true})
+	defer c.Close()
+	ring := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": "127.0.0.1:1"}, ContextTimeoutEnabled: true})
+	defer ring.Close()
+	for _, tc := range []struct {
+		c redis.UniversalClient
+		o Options
+	}{
+		{c, Options{WaitReplicas: -1}},
+		{c, Options{WaitReplicas: 1, WaitTimeout: -time.Millisecond}},
+		{c, Options{WaitReplicas: 1, SpreadSlots: true}},
+		{ring, Options{WaitReplicas: 1}},
+	} {
+		if s, err := New(tc.c, tc.o); err == nil {
+			s.Close()
+			t.Errorf("New(%T, %+v) accepted", tc.c, tc.o)
+		} else if !strings.HasPrefix(err.Error(), "redisstore: ") {
+			t.Errorf("error %q lacks the package prefix", err)
+		}
+	}
+}
+
+// TestWaitWithoutReplica: on a master without replicas, WaitReplicas 1
+// keeps the verdicts and counts every lock-starting write unacknowledged
+// (checks do not wait); after the first short WAIT the writes of the next
+// second do not wait. The first call also loads the script (NOSCRIPT) on
+// this fresh server.
+func TestWaitWithoutReplica(t *testing.T) {
+	srv := startServer(t, 0)
+	c := redis.NewClient(&redis.Options{Addr: srv.addr(), ContextTimeoutEnabled: true})
+	defer c.Close()
+	const waitTimeout = 200 * time.Millisecond
+	s := mustNew(t, c, Options{Timeout: 2 * time.Second, WaitReplicas: 1, WaitTimeout: waitTimeout})
+	l := axes.Must(axes.New(axes.Policy{Limit: 3, Cooloff: axes.Fixed(time.Hour)}, axes.WithSecret(secret), axes.WithStore(s)))
+	defer l.Close()
+	k := axes.Key{IP: netip.MustParseAddr("192.0.2.9")}
+	start := time.Now()
+	if v := l.Fail(k); v.Locked || v.Failures != 1 {
+		t.Fatalf("first failure: %+v", v)
+	}
+	if d := time.Since(start); d < waitTimeout {
+		t.Errorf("the first write returned after %v, before WaitTimeout %v", d, waitTimeout)
+	}
+	start = time.Now()
+	l.Fail(k)
+	if v := l.Fail(k); !v.Locked || v.Reason != axes.ReasonLockout {
+		t.Fatalf("third failure: %+v, want locked", v)
+	}
+	if d := time.Since(start); d >= waitTimeout {
+		t.Errorf("two writes after a short WAIT took %v; they should not wait", d)
+	}
+	if v := l.Check(k); !v.Locked {
+		t.Fatalf("check: %+v, want locked", v)
+	}
+	st := s.Stats()
+	if st.Waited != 1 || st.Unacknowledged != 3 || st.Degraded || st.Fallbacks != 0 {
+		t.Errorf("stats %+v: want 1 write waited, 3 unacknowledged, no fallback", st)
+	}
+}

@@ -178,17 +178,18 @@ type Options struct {
 	// WaitTimeout. A lock a replica acknowledged survives the replica's
 	// promotion when the master is lost; see the README's "Failover".
 	// When fewer replicas acknowledge in time, the decision stands (the
-	// store does not degrade) and Stats.Unacknowledged counts it. It
+	// store does not degrade) and Stats.Unacknowledged counts it; the
+	// writes of the next second then do not wait (counted unacknowledged
+	// too), but one a second waits again until one is acknowledged, so
+	// that a master without replicas (one just promoted) does not add
+	// WaitTimeout to every write. It
 	// needs a *redis.Client (standalone or Sentinel's NewFailoverClient)
 	// or a *redis.ClusterClient, and the default one-slot layout (not
 	// SpreadSlots). Default 0: writes are replicated asynchronously.
 	WaitReplicas int
 
 	// WaitTimeout bounds WAIT under WaitReplicas. Default Timeout/4; it is
-	// shortened further so that no call waits past Timeout, and to 1ms
-	// after a WAIT that fewer replicas acknowledged, until one is
-	// acknowledged in full again (a master without replicas, such as one
-	// just promoted, would otherwise add WaitTimeout to every write).
+	// shortened further so that no call waits past Timeout.
 	WaitTimeout time.Duration
 }
 
@@ -208,5 +209,5 @@ type Stats struct {
 	CacheInvalidations uint64 // invalidations received by the local lock cache, and whole drops when its channel was lost
 
 	Waited         uint64 // WaitReplicas: writes that waited for replicas
-	Unacknowledged uint64 // WaitReplicas: writes fewer replicas than WaitReplicas acknowledged in time
+	Unacknowledged uint64 // WaitReplicas: writes fewer replicas than WaitReplicas acknowledged in time, or that did not wait (see WaitReplicas)
 }

@@ -77,7 +77,7 @@ type Store struct {
 	near   *nearCache                   // local locks; nil under NoLocalLocks
 	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
 
-	waitShort atomic.Bool // WaitReplicas: the last WAIT was short of acknowledgements
+	waitRetry atomic.Int64 // WaitReplicas: after a short WAIT, mono() when a write waits again; 0 if none was short
 
 	n struct {
 		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64

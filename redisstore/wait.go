@@ -26,7 +26,32 @@ func (s *Store) runDecision(ctx context.Context, op store.Op, keys []string, arg
 	if s.o.WaitReplicas == 0 || !startsLock(op) {
 		return s.run(ctx, applyScript, keys, args)
 	}
+	if s.skipWait() {
+		s.n.unacked.Add(1)
+		return s.run(ctx, applyScript, keys, args)
+	}
 	return s.runWait(ctx, keys, args)
+}
+
+// waitRetryEvery is how often, after a WAIT short of acknowledgements,
+// one write waits again to learn whether the replicas are back; the
+// others do not wait meanwhile.
+const waitRetryEvery = 1000 // ms
+
+// skipWait reports whether a write should not wait: after a WAIT short of
+// acknowledgements (the master lost its replica, or a failover promoted
+// one that has none yet), every write would wait out WaitTimeout; they
+// skip WAIT instead, except one a second.
+func (s *Store) skipWait() bool {
+	retry := s.waitRetry.Load()
+	if retry == 0 {
+		return false
+	}
+	now := s.mono()
+	if now < retry {
+		return true
+	}
+	return !s.waitRetry.CompareAndSwap(retry, now+waitRetryEvery)
 }
 
 // runWait sends EVALSHA and WAIT in one pipeline to the master of keys[0]:
@@ -66,9 +91,11 @@ func (s *Store) runWait(ctx context.Context, keys []string, args []any) (any, er
 		s.n.waited.Add(1)
 		if n, err := w.Int64(); err != nil || n < int64(s.o.WaitReplicas) {
 			s.n.unacked.Add(1)
-			s.waitShort.Store(true)
+			if s.waitRetry.Load() == 0 {
+				s.waitRetry.CompareAndSwap(0, s.mono()+waitRetryEvery)
+			}
 		} else {
-			s.waitShort.Store(false)
+			s.waitRetry.Store(0)
 		}
 		return ev.Val(), nil
 	}
@@ -91,15 +118,9 @@ var errWaitClient = errors.New("redisstore: WaitReplicas needs a *redis.Client (
 // waitTimeout returns WAIT's timeout: Options.WaitTimeout, shortened so
 // that the reply arrives before ctx's deadline (less the fifth of
 // Options.Timeout the script's own deadline keeps); at least 1ms, since 0
-// would wait forever. After a WAIT that fewer replicas acknowledged (the
-// master lost its replica, or a failover promoted one that has none yet)
-// it is 1ms until one is acknowledged in full again, so that a master
-// without replicas does not add WaitTimeout to every write.
+// would wait forever.
 func (s *Store) waitTimeout(ctx context.Context) time.Duration {
 	w := s.o.WaitTimeout
-	if s.waitShort.Load() {
-		w = time.Millisecond
-	}
 	if dl, ok := ctx.Deadline(); ok {
 		w = min(w, time.Until(dl)-s.o.Timeout/deadlineMargin)
 	}
