@@ -312,13 +312,12 @@ func runFailover(t *testing.T, topology string, wait int, lag bool) failoverFigu
 	timed := func(op string, f func()) {
 		start := time.Now()
 		f()
-		if d := time.Since(start); d > worst || worst == 0 {
-			mu.Lock()
-			if d > worst {
-				worst, worstOp = d, op
-			}
-			mu.Unlock()
+		d := time.Since(start)
+		mu.Lock()
+		if d > worst {
+			worst, worstOp = d, op
 		}
+		mu.Unlock()
 	}
 	for _, l := range ls {
 		for g := range foAttackers {
@@ -384,10 +383,11 @@ func runFailover(t *testing.T, topology string, wait int, lag bool) failoverFigu
 	h.kill(master)
 	killed := time.Now()
 	// What the failover may lose without WAIT was written after lagFrom:
-	// within foLag before the kill, or since the replica was dropped.
+	// within foLag before the kill, or before the replica was dropped
+	// (what it had not acknowledged then) and since.
 	lagFrom := killed.Add(-foLag)
-	if lag && pausedAt.Before(lagFrom) {
-		lagFrom = pausedAt
+	if lag {
+		lagFrom = pausedAt.Add(-foLag)
 	}
 	if lag {
 		h.signal(replica, syscall.SIGCONT)
@@ -468,7 +468,11 @@ func runFailover(t *testing.T, topology string, wait int, lag bool) failoverFigu
 			}
 		}
 		if len(at) > foLimit+lost {
-			t.Errorf("key %d admitted %d attempts; the bound is Limit %d + %d admitted within %v before the kill", i, len(at), foLimit, lost, killed.Sub(lagFrom))
+			rel := make([]string, len(at))
+			for j, a := range at {
+				rel[j] = a.Sub(killed).Round(time.Millisecond).String()
+			}
+			t.Errorf("key %d admitted %d attempts; the bound is Limit %d + %d admitted within %v before the kill (admitted at %s from the kill; keys %d at the kill)", i, len(at), foLimit, lost, killed.Sub(lagFrom), strings.Join(rel, " "), keysAtKill)
 		}
 	}
 	if wait > 0 && f.excess > f.unacked {
