@@ -1,9 +1,14 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
+	"os"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,6 +155,42 @@ func BenchmarkFailParallel(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 			report(b, trips, before, b.N)
+		})
+	}
+}
+
+// BenchmarkWait: Fail by IP and IP+username on the Sentinel setup of
+// .ci/redis-ha.sh (AXES_REDIS_SENTINEL), without and with WaitReplicas 1:
+// what waiting for the replica's acknowledgement costs per Fail. It skips
+// when the setup is absent (fails under CI=true).
+func BenchmarkWait(b *testing.B) {
+	addrs := os.Getenv("AXES_REDIS_SENTINEL")
+	if addrs == "" {
+		unavailable(b, "Redis Sentinel (AXES_REDIS_SENTINEL)", errors.New("not set; run .ci/redis-ha.sh start"))
+	}
+	for _, wait := range []int{0, 1} {
+		b.Run(fmt.Sprintf("redis=sentinel/wait=%d", wait), func(b *testing.B) {
+			c := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: cmp.Or(os.Getenv("AXES_REDIS_SENTINEL_MASTER"), "axes"),
+				SentinelAddrs: strings.Split(addrs, ","), ContextTimeoutEnabled: true})
+			b.Cleanup(func() { c.Close() })
+			if err := c.Ping(context.Background()).Err(); err != nil {
+				unavailable(b, "Redis Sentinel at "+addrs, err)
+			}
+			s := mustNew(b, c, Options{Timeout: time.Second, WaitReplicas: wait})
+			l := axes.Must(axes.New(axes.Policy{Limit: 1 << 15, LockoutBy: []axes.Fields{axes.IP, axes.IP | axes.Username}},
+				axes.WithSecret(secret), axes.WithStore(s)))
+			b.Cleanup(func() { l.Close() })
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; b.Loop(); i++ {
+				l.Fail(axes.Key{IP: benchIP(i % benchKeys), Username: "alice"})
+			}
+			b.StopTimer()
+			if st := s.Stats(); wait > 0 && st.Waited == 0 {
+				b.Fatalf("no write waited: %+v", st)
+			} else {
+				b.ReportMetric(float64(st.Unacknowledged), "unacknowledged")
+			}
 		})
 	}
 }

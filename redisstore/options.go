@@ -174,6 +174,27 @@ type Options struct {
 	// 1<<14 takes 1.1 MiB. When it is full a new lock replaces, among the
 	// 8 that share its slot set, the one that ends soonest. At most 1<<26.
 	LocalLocksSize int
+
+	// WaitReplicas, if positive, makes every write that may start a lock
+	// (Fail, Begin and settling a reservation as a failure) wait until
+	// that many replicas of its master have acknowledged it (Redis WAIT,
+	// pipelined behind the script on the same connection), or until
+	// WaitTimeout. A lock a replica acknowledged survives the replica's
+	// promotion when the master is lost; see the README's "Failover".
+	// When fewer replicas acknowledge in time, the decision stands (the
+	// store does not degrade) and Stats.Unacknowledged counts it; the
+	// writes of the next second then do not wait (counted unacknowledged
+	// too), but one a second waits again until one is acknowledged, so
+	// that a master without replicas (one just promoted) does not add
+	// WaitTimeout to every write. It
+	// needs a *redis.Client (standalone or Sentinel's NewFailoverClient)
+	// or a *redis.ClusterClient, and the default one-slot layout (not
+	// SpreadSlots). Default 0: writes are replicated asynchronously.
+	WaitReplicas int
+
+	// WaitTimeout bounds WAIT under WaitReplicas. Default Timeout/4; it is
+	// shortened further so that no call waits past Timeout.
+	WaitTimeout time.Duration
 }
 
 // Stats are the store's own figures.
@@ -190,4 +211,7 @@ type Stats struct {
 
 	RoundTripsSaved    uint64 // decisions answered from the local lock cache, without Redis
 	CacheInvalidations uint64 // invalidations received by the local lock cache, and whole drops when its channel was lost
+
+	Waited         uint64 // WaitReplicas: writes that waited for replicas
+	Unacknowledged uint64 // WaitReplicas: writes fewer replicas than WaitReplicas acknowledged in time, or that did not wait (see WaitReplicas)
 }

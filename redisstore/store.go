@@ -82,9 +82,12 @@ type Store struct {
 	near   *nearCache                   // local locks; nil under NoLocalLocks
 	nearPS atomic.Pointer[redis.PubSub] // the invalidation subscription
 
+	waitRetry atomic.Int64 // WaitReplicas: after a short WAIT, mono() when a write waits again; 0 if none was short
+
 	n struct {
 		degradations, recoveries, errors, fallbacks, trips, races, sketched, outageLocks atomic.Uint64
 		saved, invalidations                                                             atomic.Uint64
+		waited, unacked                                                                  atomic.Uint64
 	}
 }
 
@@ -167,6 +170,9 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	}
 	if o.LocalLocksSize < 0 || o.LocalLocksSize > 1<<26 {
 		return nil, fmt.Errorf("redisstore: LocalLocksSize must be in [1, 1<<26], got %d", o.LocalLocksSize)
+	}
+	if err := checkWait(c, &o); err != nil {
+		return nil, err
 	}
 	if err := checkContextTimeouts(c); err != nil {
 		return nil, err
@@ -391,6 +397,9 @@ func (s *Store) Stats() Stats {
 
 		RoundTripsSaved:    s.n.saved.Load(),
 		CacheInvalidations: s.n.invalidations.Load(),
+
+		Waited:         s.n.waited.Load(),
+		Unacknowledged: s.n.unacked.Load(),
 	}
 }
 
@@ -423,7 +432,7 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 	if s.o.SpreadSlots && len(req.Dims) > 1 {
 		return s.applySpread(ctx, req)
 	}
-	v, err := s.decide(ctx, s.applyCommand(ctx, req))
+	v, err := s.decideWait(ctx, req.Op, s.applyCommand(ctx, req))
 	if err != nil {
 		return err
 	}
