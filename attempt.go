@@ -72,9 +72,15 @@ func (l *Limiter) begin(ctx context.Context, k Key, passed bool) Attempt {
 		}
 		return a
 	}
-	var rule store.Rule
+	var fs fieldSet
 	var dims [8]store.Dim
-	now, id, n := l.prepare(&rule, &dims, store.OpBegin, &k, true)
+	n := l.digests(&k, &fs, &dims)
+	if v, ok := l.cached(store.OpBegin, &k, dims[:n]); ok {
+		a.verdict = v
+		return a
+	}
+	var rule store.Rule
+	now, id := l.prepareDigested(&rule, &dims, store.OpBegin, &k, &fs, true)
 	rule.Challenged = passed
 	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	a.verdict = l.decide(ctx, &req, now, id, rule.Limit, store.OpBegin, &k)

@@ -24,7 +24,24 @@ import (
 // not tell a struct's fields apart.
 func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, index bool) (now time.Time, id store.Identity, n int) {
 	var fs fieldSet
-	l.fieldsOf(k, &fs)
+	n = l.digests(k, &fs, dims)
+	now, id = l.prepareDigested(rule, dims, op, k, &fs, index)
+	return now, id, n
+}
+
+// digests computes the per-field inputs of k's digests in *fs and the
+// digests of its dimensions in *dims, without index keys.
+func (l *Limiter) digests(k *Key, fs *fieldSet, dims *[8]store.Dim) int {
+	l.fieldsOf(k, fs)
+	for i, f := range l.dims {
+		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, fs)}
+	}
+	return len(l.dims)
+}
+
+// prepareDigested is prepare for dims whose digests digests computed
+// from fs.
+func (l *Limiter) prepareDigested(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, fs *fieldSet, index bool) (now time.Time, id store.Identity) {
 	if !l.needIP && k.IP.IsValid() {
 		fs.pfx = canonicalIP(k.IP, l.v6bits) // for the identity alone
 	}
@@ -32,15 +49,13 @@ func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *
 	if index && l.needIP {
 		ipKey = l.h.ipDigest(&fs.ip)
 	}
-	for i, f := range l.dims {
-		dim := &dims[i]
-		*dim = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
-		if index {
+	if index {
+		for i, f := range l.dims {
 			if f&IP != 0 {
-				dim.IPKey = ipKey
+				dims[i].IPKey = ipKey
 			}
 			if f&Username != 0 {
-				dim.UserKey = fs.user
+				dims[i].UserKey = fs.user
 			}
 		}
 	}
@@ -49,7 +64,36 @@ func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *
 		*rule = l.forAttempt(k)
 		id = identity(k, fs.pfx)
 	}
-	return l.clock(), id, len(l.dims)
+	return l.clock(), id
+}
+
+// cached answers op (OpCheck, OpFail or OpBegin) on k, whose digests are
+// in dims, from the memory store's lock cache (lockcache.go) when every
+// dimension is cached as locked: the store's transition would then change
+// nothing, and the verdict, counters and events are finish's, as on the
+// store's path. A Fail or Begin that extends the lock is never answered
+// here.
+func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) {
+	if l.mem == nil || (op != store.OpCheck && l.rule.Extend) {
+		return Verdict{}, false
+	}
+	for i := range dims {
+		if l.mem.filter[l.mem.filterIndex(dims[i].Digest)].Load() == 0 {
+			return Verdict{}, false
+		}
+	}
+	now := l.clock()
+	if !l.mem.fromCache(op, dims, now) {
+		return Verdict{}, false
+	}
+	rule := &l.rule
+	var r store.Rule
+	if l.limitFunc != nil {
+		r = l.forAttempt(k)
+		rule = &r
+	}
+	req := store.Request{Op: op, Rule: rule, Now: now, Dims: dims}
+	return l.finish(op, k, &req, now), true
 }
 
 // identity is who k is, as a store keeps it for the locks it starts; pfx
@@ -74,11 +118,7 @@ func (l *Limiter) identity(k *Key) store.Identity {
 // digestsOf returns the digests of k's dimensions, without index keys.
 func (l *Limiter) digestsOf(k *Key, dims *[8]store.Dim) int {
 	var fs fieldSet
-	l.fieldsOf(k, &fs)
-	for i, f := range l.dims {
-		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
-	}
-	return len(l.dims)
+	return l.digests(k, &fs, dims)
 }
 
 // fieldsOf computes the per-field inputs of k's digests, each once. A
@@ -146,9 +186,21 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 			return Verdict{Limit: l.rule.Limit}
 		}
 	}
-	var rule store.Rule
+	var fs fieldSet
 	var dims [8]store.Dim
-	now, id, n := l.prepare(&rule, &dims, op, k, op == store.OpFail)
+	n := l.digests(k, &fs, &dims)
+	if op == store.OpCheck || op == store.OpFail {
+		if v, ok := l.cached(op, k, dims[:n]); ok {
+			return v
+		}
+	}
+	return l.directDigested(ctx, op, k, passed, &fs, &dims, n)
+}
+
+// directDigested is directPassed once k's digests are in dims.
+func (l *Limiter) directDigested(ctx context.Context, op store.Op, k *Key, passed bool, fs *fieldSet, dims *[8]store.Dim, n int) Verdict {
+	var rule store.Rule
+	now, id := l.prepareDigested(&rule, dims, op, k, fs, op == store.OpFail)
 	rule.Challenged = passed
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	return l.decide(ctx, &req, now, id, rule.Limit, op, k)

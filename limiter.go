@@ -161,12 +161,13 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 	if r, _ := l.listed(&k); r != listNone {
 		return r == listRefused
 	}
+	var fs fieldSet
+	var dims [8]store.Dim
+	n := l.digests(&k, &fs, &dims)
 	if l.mem != nil {
-		var fs fieldSet
-		l.fieldsOf(&k, &fs)
 		maybe := false
-		for _, f := range l.dims {
-			if l.mem.mayBeLocked(l.h.dimensionDigest(f, &fs)) {
+		for i := range n {
+			if l.mem.mayBeLocked(dims[i].Digest) {
 				maybe = true
 				break
 			}
@@ -174,8 +175,11 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 		if !maybe {
 			return false
 		}
+		if v, ok := l.cached(store.OpCheck, &k, dims[:n]); ok {
+			return v.Locked
+		}
 	}
-	return l.direct(ctx, store.OpCheck, &k).Locked
+	return l.directDigested(ctx, store.OpCheck, &k, false, &fs, &dims, n).Locked
 }
 
 // Success records a successful login of k. Under ResetOnSuccess it forgets

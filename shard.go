@@ -53,6 +53,13 @@ type memStore struct {
 	// cap does not look for entries to evict again, because the last look
 	// found none: only locked or reserved entries remained.
 	fullUntil atomic.Int64
+	// noLockCache turns the lock cache off (lockcache.go), for tests
+	// that compare the store with and without it.
+	noLockCache bool
+	// noSweepStep turns the incremental sweep off, for tests that compare
+	// stores whose writes differ only by the refusals the cache answers.
+	noSweepStep bool
+	cacheServes atomic.Int64 // answers from the lock cache, when countCacheServes
 }
 
 // shard is one stripe. The fields are padded to a multiple of the cache
@@ -67,6 +74,7 @@ type shardFields struct {
 	ctrl   []uint64           // a control word per group of 8 slots
 	slots  []slot             // len(ctrl)*8
 	ids    map[slotKey]string // packed identities of locked entries (identity.go)
+	lc     []lockEntry        // the lock cache (lockcache.go); its entries are also read without mu
 	count  int                // full slots
 	tombs  int                // deleted control bytes
 	cursor int                // next group for the incremental sweep
@@ -124,6 +132,7 @@ func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 	st.filterShift = uint(64 - fbits)
 	for i := range st.shards {
 		st.shards[i].ids = make(map[slotKey]string)
+		st.shards[i].lc = make([]lockEntry, lockCacheSize(per))
 	}
 	return st
 }
@@ -367,11 +376,12 @@ func (st *memStore) apply(req *store.Request) {
 			case !locked:
 				st.dropIdentity(sh, j)
 			}
+			st.cacheSet(sh, j, d.Digest, req.Rule, now)
 		}
 		// A little incremental sweeping, one group every sweepEvery
 		// writes, keeps expired entries from lingering in shards that never
 		// fill, at little cost per write.
-		if req.Op != store.OpCheck {
+		if req.Op != store.OpCheck && !st.noSweepStep {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
 				if sh.writes++; sh.writes >= sweepEvery {

@@ -187,6 +187,9 @@ func (st *memStore) remove(sh *shard, i int) {
 		st.filter[st.filterIndex(sl.k.digest())].Add(^uint32(0))
 	}
 	st.dropIdentity(sh, i)
+	if d := sl.k.digest(); len(sh.lc) > 0 {
+		cacheDrop(sh.lockCacheIndex(d), d)
+	}
 	g, j := i/8, i%8
 	if matchEmpty(sh.ctrl[g]) != 0 {
 		setCtrl(&sh.ctrl[g], j, ctrlEmpty)

@@ -1,0 +1,151 @@
+package axes
+
+import (
+	"math/bits"
+	"sync/atomic"
+	"time"
+
+	"github.com/axes-go/axes/store"
+)
+
+// The lock cache: a small direct-mapped table per shard of the locked
+// entries whose answer does not change while their lock lasts, read
+// without the shard's mutex. It serves Locked, Check, and the refused Fail
+// and Begin of a client that is locked (when refused attempts do not
+// extend the lock), which under attack are the hot path.
+//
+// An entry is cached only while the store's own answer is fixed: the
+// dimension is locked, has no reservation in flight (a reservation may
+// time out into a failure), and has its identity (a refused attempt would
+// otherwise record it). The entry holds the lock's end and the remembered
+// failures, and is served only before whichever comes first: the lock's
+// end, or the instant the failures are forgotten (under a Forever lock
+// failures still expire after the window). In that span the store's
+// transition of a Check, or of a refused Fail or Begin, leaves the state
+// as it is; the verdict, counters and events are built from the cached
+// outcome exactly as from the store's.
+//
+// Each shard's entries have one writer (under the shard's mutex); readers
+// check a sequence number before and after reading the entry, all through
+// atomics. Every write to a slot updates or invalidates its entry under
+// the same mutex, before the writing call returns; a removed slot's entry
+// is invalidated at once.
+
+// lockEntry is one cached lock: 32 bytes.
+type lockEntry struct {
+	seq  atomic.Uint64 // odd while written
+	hi   atomic.Uint64 // the digest's Hi
+	lo   atomic.Uint64 // the digest's Lo, high 32 bits; failures in the low 16
+	ends atomic.Uint64 // lock end (seconds, high 32 bits) and validity end (seconds, low 32 bits); 0 for none
+}
+
+// lockCacheSize is the number of entries per shard for a shard holding up
+// to per entries: one for every 16 entries, at least 16.
+func lockCacheSize(per int) int {
+	return 1 << bits.Len(uint(max(per/16, 16)-1))
+}
+
+// lockCacheIndex takes the low bits of the digest's Lo, which neither the
+// filter nor the shard use.
+func (sh *shard) lockCacheIndex(d Digest) *lockEntry {
+	return &sh.lc[d.Lo&uint64(len(sh.lc)-1)]
+}
+
+// cacheSet records slot i (just written at now under rule r) in the lock
+// cache when its answer is fixed until a later instant, and invalidates
+// its entry otherwise. sh.mu must be held.
+func (st *memStore) cacheSet(sh *shard, i int, d Digest, r *store.Rule, now time.Duration) {
+	if st.noLockCache {
+		return
+	}
+	sl := &sh.slots[i]
+	e := sh.lockCacheIndex(d)
+	if sl.lockEnd == 0 || sl.pending != 0 || sl.flags&flagIdentity == 0 || (sl.lockEnd != secForever && now >= fromSec(sl.lockEnd)) {
+		cacheDrop(e, d)
+		return
+	}
+	// Served while now < valid: the lock's end, or earlier the instant
+	// the failures are forgotten (rounded down to a whole second).
+	valid := uint64(sl.lockEnd)
+	if sl.fails > 0 {
+		forget := satAdd(fromSec(sl.lastFail), r.Window) / time.Second
+		valid = min(valid, uint64(max(forget, 0)))
+		if valid > secMax {
+			valid = secMax
+		}
+	}
+	if valid == 0 || (valid != secForever && now >= fromSec(uint32(valid))) {
+		cacheDrop(e, d)
+		return
+	}
+	s := e.seq.Load()
+	e.seq.Store(s + 1)
+	e.hi.Store(d.Hi)
+	e.lo.Store(d.Lo&^0xffffffff | uint64(sl.fails))
+	e.ends.Store(uint64(sl.lockEnd)<<32 | valid)
+	e.seq.Store(s + 2)
+}
+
+// cacheDrop invalidates e if it holds d. The shard's mutex must be held.
+func cacheDrop(e *lockEntry, d Digest) {
+	if e.ends.Load() == 0 || e.hi.Load() != d.Hi || e.lo.Load()>>32 != d.Lo>>32 {
+		return
+	}
+	s := e.seq.Load()
+	e.seq.Store(s + 1)
+	e.ends.Store(0)
+	e.seq.Store(s + 2)
+}
+
+// cachedLock returns the outcome of a Check of d at now if the lock cache
+// holds it: locked, with its failures and remaining time.
+func (st *memStore) cachedLock(d Digest, now time.Duration) (o store.Outcome, ok bool) {
+	sh := &st.shards[st.shardOf(d)]
+	if len(sh.lc) == 0 {
+		return o, false
+	}
+	e := sh.lockCacheIndex(d)
+	s := e.seq.Load()
+	hi, lo, ends := e.hi.Load(), e.lo.Load(), e.ends.Load()
+	if s&1 != 0 || e.seq.Load() != s || ends == 0 || hi != d.Hi || lo>>32 != d.Lo>>32 {
+		return o, false
+	}
+	lockEnd, valid := uint32(ends>>32), uint32(ends)
+	if valid != secForever && now >= fromSec(valid) {
+		return o, false
+	}
+	o.Locked = true
+	o.Failures = int(uint16(lo))
+	if lockEnd == secForever {
+		o.Remaining = Indefinite
+	} else {
+		o.Remaining = fromSec(lockEnd) - now
+	}
+	return o, true
+}
+
+// fromCache answers op (OpCheck, or a refused OpFail or OpBegin) on the
+// n dimensions in dims from the lock cache, filling their outcomes, if
+// every dimension is cached as locked at the reading t.
+func (st *memStore) fromCache(op store.Op, dims []store.Dim, t time.Time) bool {
+	if !st.tl.started() {
+		return false
+	}
+	now := st.instant(t)
+	for i := range dims {
+		o, ok := st.cachedLock(dims[i].Digest, now)
+		if !ok {
+			return false
+		}
+		o.Refused = op != store.OpCheck
+		dims[i].Outcome = o
+	}
+	if countCacheServes {
+		st.cacheServes.Add(1)
+	}
+	return true
+}
+
+// countCacheServes makes stores count the answers of their lock cache in
+// cacheServes, for tests.
+var countCacheServes bool
