@@ -181,7 +181,7 @@ func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 			d.UserKey = a.userKey
 		}
 	}
-	now, id := l.clock(), l.identity(&a.key)
+	now, id := l.now(), l.identity(&a.key)
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
 	return l.decide(ctx, &req, now, id, rule.Limit, report, &a.key)
 }

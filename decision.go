@@ -64,7 +64,16 @@ func (l *Limiter) prepareDigested(rule *store.Rule, dims *[8]store.Dim, op store
 		*rule = l.forAttempt(k)
 		id = identity(k, fs.pfx)
 	}
-	return l.clock(), id
+	return l.now(), id
+}
+
+// now is the reading of a decision: the clock's, or zero when the memory
+// store reads the time itself and no event needs the reading (lazyClock).
+func (l *Limiter) now() time.Time {
+	if l.lazyClock {
+		return time.Time{}
+	}
+	return l.clock()
 }
 
 // cached answers op (OpCheck, OpFail or OpBegin) on k, whose digests are
@@ -82,7 +91,7 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 			return Verdict{}, false
 		}
 	}
-	now := l.clock()
+	now := l.now()
 	if !l.mem.fromCache(op, dims, now) {
 		return Verdict{}, false
 	}

@@ -49,6 +49,7 @@ type Limiter struct {
 	clock       func() time.Time
 	store       store.Store
 	mem         *memStore // the store, when it is the memory store
+	lazyClock   bool      // decisions pass a zero Now to mem, which reads the time itself (see now)
 	closeOnce   sync.Once
 
 	// The counters are written on every decision; the padding keeps them
@@ -112,6 +113,10 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 	if l.store == nil {
 		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r.Rule)
 		l.store = l.mem
+		// On time.Now the store reads the monotonic clock alone for the
+		// decisions that need no reading of their own (no events).
+		l.mem.monotonic = !c.clockSet
+		l.lazyClock = l.mem.monotonic && l.onEvent == nil
 	}
 	return l, nil
 }
@@ -162,22 +167,23 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 		return r == listRefused
 	}
 	var fs fieldSet
+	l.fieldsOf(&k, &fs)
+	var ds [8]Digest
+	maybe := l.mem == nil
+	for i, f := range l.dims {
+		ds[i] = l.h.dimensionDigest(f, &fs)
+		maybe = maybe || l.mem.mayBeLocked(ds[i])
+	}
+	if !maybe {
+		return false // the common answer: no store.Dim built
+	}
 	var dims [8]store.Dim
-	n := l.digests(&k, &fs, &dims)
-	if l.mem != nil {
-		maybe := false
-		for i := range n {
-			if l.mem.mayBeLocked(dims[i].Digest) {
-				maybe = true
-				break
-			}
-		}
-		if !maybe {
-			return false
-		}
-		if v, ok := l.cached(store.OpCheck, &k, dims[:n]); ok {
-			return v.Locked
-		}
+	n := len(l.dims)
+	for i, f := range l.dims {
+		dims[i] = store.Dim{Fields: f, Digest: ds[i]}
+	}
+	if v, ok := l.cached(store.OpCheck, &k, dims[:n]); ok {
+		return v.Locked
 	}
 	return l.directDigested(ctx, store.OpCheck, &k, false, &fs, &dims, n).Locked
 }

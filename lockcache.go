@@ -131,7 +131,7 @@ func (st *memStore) fromCache(op store.Op, dims []store.Dim, t time.Time) bool {
 	if !st.tl.started() {
 		return false
 	}
-	now := st.instant(t)
+	now := st.instantOf(t)
 	for i := range dims {
 		o, ok := st.cachedLock(dims[i].Digest, now)
 		if !ok {

@@ -56,6 +56,10 @@ type memStore struct {
 	// noLockCache turns the lock cache off (lockcache.go), for tests
 	// that compare the store with and without it.
 	noLockCache bool
+	// monotonic is set when the store's clock is time.Now: a request whose
+	// Now is zero is then at the current time (instantOf). The limiter
+	// passes a zero Now when nothing else needs the reading.
+	monotonic bool
 	// noSweepStep turns the incremental sweep off, for tests that compare
 	// stores whose writes differ only by the refusals the cache answers.
 	noSweepStep bool
@@ -256,6 +260,16 @@ func (st *memStore) StoreStats() store.Stats {
 // instant converts a clock reading to the store's timeline.
 func (st *memStore) instant(t time.Time) time.Duration { return st.tl.instant(t) }
 
+// instantOf is instant(t), except that a zero t on a store whose clock is
+// time.Now (monotonic) stands for the current time, read from the
+// monotonic clock alone (see timeline.instantNow).
+func (st *memStore) instantOf(t time.Time) time.Duration {
+	if st.monotonic && t.IsZero() {
+		return st.tl.instantNow()
+	}
+	return st.tl.instant(t)
+}
+
 // apply is Apply without the interface, so that the limiter's calls on the
 // default store are direct and allocation-free.
 func (st *memStore) apply(req *store.Request) {
@@ -286,7 +300,7 @@ func (st *memStore) apply(req *store.Request) {
 	for _, s := range order[:m] {
 		st.shards[s].mu.Lock()
 	}
-	now := st.instant(req.Now)
+	now := st.instantOf(req.Now)
 	for i := range dims {
 		d := &dims[i]
 		keys[i] = toSlotKey(d.Digest)
