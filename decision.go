@@ -59,9 +59,12 @@ func (l *Limiter) prepareDigested(rule *store.Rule, dims *[8]store.Dim, op store
 			}
 		}
 	}
-	*rule = l.rule
-	if op != store.OpReset {
+	if op != store.OpReset && (l.limitFunc != nil || l.cooloffFunc != nil || l.jitter > 0) {
 		*rule = l.forAttempt(k)
+	} else {
+		*rule = l.rule // what forAttempt would return: no copy of a copy
+	}
+	if op != store.OpReset {
 		id = identity(k, fs.pfx)
 	}
 	return l.now(), id

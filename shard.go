@@ -280,8 +280,7 @@ func (st *memStore) apply(req *store.Request) {
 	var keys [8]slotKey
 	var idx [8]int
 	var moves [8]uint32
-	var ds [8]store.DimState // the dimensions as Rule.Apply transforms them
-	var sketched uint8       // bit i: the state of dims[i] was estimated from the sketch
+	var sketched uint8 // bit i: the state of dims[i] was estimated from the sketch
 	// Lock the distinct shards in ascending order.
 	m := 0
 	for i := range dims {
@@ -301,6 +300,16 @@ func (st *memStore) apply(req *store.Request) {
 		st.shards[s].mu.Lock()
 	}
 	now := st.instantOf(req.Now)
+	// The dimensions as Rule.Apply transforms them: most policies have one
+	// or two, and a smaller array costs less to zero.
+	var ds []store.DimState
+	if n <= 2 {
+		var small [2]store.DimState
+		ds = small[:n]
+	} else {
+		var all [8]store.DimState
+		ds = all[:n]
+	}
 	for i := range dims {
 		d := &dims[i]
 		keys[i] = toSlotKey(d.Digest)
@@ -336,7 +345,7 @@ func (st *memStore) apply(req *store.Request) {
 			dims[i].Outcome = store.Outcome{}
 		}
 	} else {
-		req.Rule.Apply(req.Op, ds[:n], now)
+		refused := req.Rule.Apply(req.Op, ds, now)
 		for i := range dims {
 			d := &dims[i]
 			sh := &st.shards[st.shardOf(d.Digest)]
@@ -393,9 +402,9 @@ func (st *memStore) apply(req *store.Request) {
 			st.cacheSet(sh, j, d.Digest, req.Rule, now)
 		}
 		// A little incremental sweeping, one group every sweepEvery
-		// writes, keeps expired entries from lingering in shards that never
+		// writes (refused attempts do not count), keeps expired entries from lingering in shards that never
 		// fill, at little cost per write.
-		if req.Op != store.OpCheck && !st.noSweepStep {
+		if req.Op != store.OpCheck && !refused && !st.noSweepStep {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
 				if sh.writes++; sh.writes >= sweepEvery {
