@@ -40,15 +40,16 @@ type lockEntry struct {
 }
 
 // lockCacheSize is the number of entries per shard for a shard holding up
-// to per entries: one for every 16 entries, at least 16.
+// to per entries: one for every 16 entries, at least 16 (2 bytes per
+// entry of the cap, in the shards that hold a lock).
 func lockCacheSize(per int) int {
 	return 1 << bits.Len(uint(max(per/16, 16)-1))
 }
 
-// lockCacheIndex takes the low bits of the digest's Lo, which neither the
-// filter nor the shard use.
-func (sh *shard) lockCacheIndex(d Digest) *lockEntry {
-	return &sh.lc[d.Lo&uint64(len(sh.lc)-1)]
+// lockEntryOf returns the entry of d in the lock cache lc, by the low
+// bits of the digest's Lo, which neither the filter nor the shard use.
+func lockEntryOf(lc []lockEntry, d Digest) *lockEntry {
+	return &lc[d.Lo&uint64(len(lc)-1)]
 }
 
 // cacheSet records slot i (just written at now under rule r) in the lock
@@ -59,9 +60,11 @@ func (st *memStore) cacheSet(sh *shard, i int, d Digest, r *store.Rule, now time
 		return
 	}
 	sl := &sh.slots[i]
-	e := sh.lockCacheIndex(d)
+	lc := sh.lc.Load()
 	if sl.lockEnd == 0 || sl.pending != 0 || sl.flags&flagIdentity == 0 || (sl.lockEnd != secForever && now >= fromSec(sl.lockEnd)) {
-		cacheDrop(e, d)
+		if lc != nil {
+			cacheDrop(lockEntryOf(*lc, d), d)
+		}
 		return
 	}
 	// Served while now < valid: the lock's end, or earlier the instant
@@ -75,9 +78,19 @@ func (st *memStore) cacheSet(sh *shard, i int, d Digest, r *store.Rule, now time
 		}
 	}
 	if valid == 0 || (valid != secForever && now >= fromSec(uint32(valid))) {
-		cacheDrop(e, d)
+		if lc != nil {
+			cacheDrop(lockEntryOf(*lc, d), d)
+		}
 		return
 	}
+	if lc == nil {
+		// A shard's cache is made at its first lock, so that a store
+		// without locks spends nothing on it.
+		t := make([]lockEntry, st.lcSize)
+		lc = &t
+		sh.lc.Store(lc)
+	}
+	e := lockEntryOf(*lc, d)
 	s := e.seq.Load()
 	e.seq.Store(s + 1)
 	e.hi.Store(d.Hi)
@@ -101,10 +114,11 @@ func cacheDrop(e *lockEntry, d Digest) {
 // holds it: locked, with its failures and remaining time.
 func (st *memStore) cachedLock(d Digest, now time.Duration) (o store.Outcome, ok bool) {
 	sh := &st.shards[st.shardOf(d)]
-	if len(sh.lc) == 0 {
+	lc := sh.lc.Load()
+	if lc == nil {
 		return o, false
 	}
-	e := sh.lockCacheIndex(d)
+	e := lockEntryOf(*lc, d)
 	s := e.seq.Load()
 	hi, lo, ends := e.hi.Load(), e.lo.Load(), e.ends.Load()
 	if s&1 != 0 || e.seq.Load() != s || ends == 0 || hi != d.Hi || lo>>32 != d.Lo>>32 {

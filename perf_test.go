@@ -1,6 +1,7 @@
 package axes
 
 import (
+	mrand "math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -52,5 +53,55 @@ func TestInstantNow(t *testing.T) {
 	withClock := Must(New(Policy{}, WithClock(time.Now)))
 	if withEvents.lazyClock || withClock.lazyClock || withClock.mem.monotonic {
 		t.Fatal("the monotonic clock stands in for a reading that is needed")
+	}
+}
+
+// probeGroups is how many groups find visits for the absent digest d.
+func probeGroups(sh *shard, d Digest) int {
+	n := len(sh.ctrl)
+	g := fastrange(d.Lo, n)
+	for v := 1; v <= n; v++ {
+		if matchEmpty(sh.ctrl[g]) != 0 {
+			return v
+		}
+		if g++; g == n {
+			g = 0
+		}
+	}
+	return n
+}
+
+// TestSprayAtTheCapKeepsProbesShort: a spray of new keys at the entry cap
+// evicts single failures on the new keys' own probe paths, so that a
+// lookup of an absent key stays a short probe, while a partial count
+// above one failure is kept (or over-counted by the sketch, never lost).
+func TestSprayAtTheCapKeepsProbesShort(t *testing.T) {
+	const limit = 1 << 16
+	l := Must(New(Policy{Limit: 5}, WithMaxEntries(limit)))
+	kept := Key{IP: netip.MustParseAddr("198.51.100.7")}
+	l.Fail(kept)
+	l.Fail(kept)
+	for i := range 2 * limit {
+		l.Fail(Key{IP: netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})})
+	}
+	total, samples := 0, 0
+	r := mrand.New(mrand.NewPCG(1, 2))
+	for si := range l.mem.shards {
+		sh := &l.mem.shards[si]
+		for range 64 {
+			total += probeGroups(sh, Digest{Hi: r.Uint64(), Lo: r.Uint64()})
+			samples++
+		}
+	}
+	// Batch eviction alone (emptying one region of a shard while the
+	// others fill) leaves about 4.6 groups here.
+	if avg := float64(total) / float64(samples); avg > 3.5 {
+		t.Errorf("an absent key probes %.2f groups on average at the cap", avg)
+	}
+	if v := l.Check(kept); v.Failures < 2 {
+		t.Errorf("the partial count of two failures was lost: %+v", v)
+	}
+	if s := l.Stats(); s.Entries > limit {
+		t.Errorf("%d entries over the cap of %d", s.Entries, limit)
 	}
 }

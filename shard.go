@@ -35,15 +35,14 @@ import (
 type memStore struct {
 	shards      []shard
 	shardMask   uint64
-	maxEntries  int          // the hard cap on entries across shards
-	total       atomic.Int64 // entries held, reserved before each insert
-	capPerShard int          // the average shard's share of maxEntries
-	maxPer      int          // most entries one shard may hold (its share plus slack)
-	maxGroups   int          // the largest table of a shard
-	tl          timeline     // clock readings to instants
-	base        store.Rule   // the limiter's base rule, for expiry during sweeps
-	baseOnce    sync.Once    // sets base from the first request when not given
-	timeOnce    sync.Once    // starts the timeline at the first call when not started
+	maxEntries  int        // the hard cap on entries across shards
+	capPerShard int        // the average shard's share of maxEntries
+	maxPer      int        // most entries one shard may hold (its share plus slack)
+	maxGroups   int        // the largest table of a shard
+	tl          timeline   // clock readings to instants
+	base        store.Rule // the limiter's base rule, for expiry during sweeps
+	baseOnce    sync.Once  // sets base from the first request when not given
+	timeOnce    sync.Once  // starts the timeline at the first call when not started
 	filter      []atomic.Uint32
 	filterShift uint
 	sk          *sketch
@@ -53,9 +52,20 @@ type memStore struct {
 	// cap does not look for entries to evict again, because the last look
 	// found none: only locked or reserved entries remained.
 	fullUntil atomic.Int64
+	// noCheapUntil is the instant until which evictElsewhere does not look
+	// for entries of the cheapest class again, because the last look found
+	// none in any other shard.
+	noCheapUntil atomic.Int64
+
+	// total is written by every insert at the cap: its own cache line,
+	// apart from the fields above that every call reads.
+	_     [64]byte
+	total atomic.Int64 // entries held, reserved before each insert
+	_     [56]byte
 	// noLockCache turns the lock cache off (lockcache.go), for tests
 	// that compare the store with and without it.
 	noLockCache bool
+	lcSize      int // entries of a shard's lock cache
 	// monotonic is set when the store's clock is time.Now: a request whose
 	// Now is zero is then at the current time (instantOf). The limiter
 	// passes a zero Now when nothing else needs the reading.
@@ -74,17 +84,17 @@ type shard struct {
 }
 
 type shardFields struct {
-	mu     sync.Mutex         // protects everything below
-	ctrl   []uint64           // a control word per group of 8 slots
-	slots  []slot             // len(ctrl)*8
-	ids    map[slotKey]string // packed identities of locked entries (identity.go)
-	lc     []lockEntry        // the lock cache (lockcache.go); its entries are also read without mu
-	count  int                // full slots
-	tombs  int                // deleted control bytes
-	cursor int                // next group for the incremental sweep
-	writes uint32             // writes since the last incremental sweep step
-	moves  uint32             // bumped whenever a slot is freed or the table rebuilt
-	swept  time.Duration      // when a full sweep last found nothing to drop
+	mu     sync.Mutex                  // protects everything below
+	ctrl   []uint64                    // a control word per group of 8 slots
+	slots  []slot                      // len(ctrl)*8
+	ids    map[slotKey]string          // packed identities of locked entries (identity.go)
+	lc     atomic.Pointer[[]lockEntry] // the lock cache (lockcache.go), made at its first lock; read without mu
+	count  int                         // full slots
+	tombs  int                         // deleted control bytes
+	cursor int                         // next group for the incremental sweep
+	writes uint32                      // writes since the last incremental sweep step
+	moves  uint32                      // bumped whenever a slot is freed or the table rebuilt
+	swept  time.Duration               // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
 	evictedPressure uint64
@@ -127,6 +137,7 @@ func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 		base:        base,
 		sk:          newSketch(maxEntries),
 		idBudget:    maxEntries * identityBytesPerEntry,
+		lcSize:      lockCacheSize(per),
 	}
 	if !epoch.IsZero() {
 		st.tl.start(epoch, 0)
@@ -136,7 +147,6 @@ func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 	st.filterShift = uint(64 - fbits)
 	for i := range st.shards {
 		st.shards[i].ids = make(map[slotKey]string)
-		st.shards[i].lc = make([]lockEntry, lockCacheSize(per))
 	}
 	return st
 }
@@ -368,7 +378,7 @@ func (st *memStore) apply(req *store.Request) {
 				if sketched&(1<<i) != 0 && !d.Outcome.Counted && !d.Outcome.Started && s.Pending == 0 {
 					continue // nothing the sketch does not hold already
 				}
-				if !st.makeRoom(sh, now) {
+				if !st.makeRoom(sh, d.Digest, now) {
 					st.overflow(sh, req, i, s, sketched&(1<<i) != 0, now)
 					continue
 				}

@@ -187,8 +187,9 @@ func (st *memStore) remove(sh *shard, i int) {
 		st.filter[st.filterIndex(sl.k.digest())].Add(^uint32(0))
 	}
 	st.dropIdentity(sh, i)
-	if d := sl.k.digest(); len(sh.lc) > 0 {
-		cacheDrop(sh.lockCacheIndex(d), d)
+	if lc := sh.lc.Load(); lc != nil {
+		d := sl.k.digest()
+		cacheDrop(lockEntryOf(*lc, d), d)
 	}
 	g, j := i/8, i%8
 	if matchEmpty(sh.ctrl[g]) != 0 {
