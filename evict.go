@@ -162,9 +162,11 @@ func (st *memStore) evictElsewhere(sh *shard, now time.Duration, upTo int) bool 
 // looks at.
 const pathGroups = 8
 
-// evictOnPath evicts an expired entry, or else one of the cheapest class
-// (at most cheapScore failures, no back-off level, neither locked nor
-// reserved), from the first pathGroups groups from d's home group, and
+// evictOnPath evicts the first entry that is expired or of the cheapest
+// class (at most cheapScore failures, no back-off level, neither locked
+// nor reserved) in the first pathGroups groups from d's home group (the
+// shard's full sweep, at most a second old, took the expired ones before
+// it), and
 // folds a live entry's state into the sketch as evict does. It takes only
 // entries whose slot is left reusable: in a group with an empty slot
 // (which the freed slot joins), or on d's probe path before its first
@@ -188,10 +190,14 @@ func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
 					sh.evictedExpired++
 					return true
 				}
-				if cand < 0 && sl.level == 0 && sl.fails <= cheapScore && !lockedOrReserved(sl, now) {
+				if sl.level == 0 && sl.fails <= cheapScore && !lockedOrReserved(sl, now) {
 					cand = i
+					break
 				}
 			}
+		}
+		if cand >= 0 {
+			break
 		}
 		pastPath = pastPath || hasEmpty
 		if g++; g == n {
