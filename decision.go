@@ -89,13 +89,19 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 	if l.mem == nil || (op != store.OpCheck && l.rule.Extend) {
 		return Verdict{}, false
 	}
+	// The entries first: the clock is read only for a client the cache
+	// holds.
+	var ends [8]uint64
+	var fails [8]uint16
 	for i := range dims {
-		if l.mem.filter[l.mem.filterIndex(dims[i].Digest)].Load() == 0 {
+		e, f, ok := l.mem.peekLock(dims[i].Digest)
+		if !ok {
 			return Verdict{}, false
 		}
+		ends[i], fails[i] = e, f
 	}
 	now := l.now()
-	if !l.mem.fromCache(op, dims, now) {
+	if !l.mem.fromCache(op, dims, ends[:len(dims)], fails[:len(dims)], now) {
 		return Verdict{}, false
 	}
 	rule := &l.rule

@@ -110,48 +110,42 @@ func cacheDrop(e *lockEntry, d Digest) {
 	e.seq.Store(s + 2)
 }
 
-// cachedLock returns the outcome of a Check of d at now if the lock cache
-// holds it: locked, with its failures and remaining time.
-func (st *memStore) cachedLock(d Digest, now time.Duration) (o store.Outcome, ok bool) {
+// peekLock returns the cached lock of d, if the lock cache holds one: its
+// lock end and validity end (as an entry keeps them) and failures. Shards
+// without a lock have no cache; the filter of locked digests answers most
+// other keys before the entry is read.
+func (st *memStore) peekLock(d Digest) (ends uint64, fails uint16, ok bool) {
 	sh := &st.shards[st.shardOf(d)]
 	lc := sh.lc.Load()
-	if lc == nil {
-		return o, false
+	if lc == nil || st.filter[st.filterIndex(d)].Load() == 0 {
+		return 0, 0, false
 	}
 	e := lockEntryOf(*lc, d)
 	s := e.seq.Load()
 	hi, lo, ends := e.hi.Load(), e.lo.Load(), e.ends.Load()
 	if s&1 != 0 || e.seq.Load() != s || ends == 0 || hi != d.Hi || lo>>32 != d.Lo>>32 {
-		return o, false
+		return 0, 0, false
 	}
-	lockEnd, valid := uint32(ends>>32), uint32(ends)
-	if valid != secForever && now >= fromSec(valid) {
-		return o, false
-	}
-	o.Locked = true
-	o.Failures = int(uint16(lo))
-	if lockEnd == secForever {
-		o.Remaining = Indefinite
-	} else {
-		o.Remaining = fromSec(lockEnd) - now
-	}
-	return o, true
+	return ends, uint16(lo), true
 }
 
-// fromCache answers op (OpCheck, or a refused OpFail or OpBegin) on the
-// n dimensions in dims from the lock cache, filling their outcomes, if
-// every dimension is cached as locked at the reading t.
-func (st *memStore) fromCache(op store.Op, dims []store.Dim, t time.Time) bool {
+// fromCache answers op (OpCheck, or a refused OpFail or OpBegin) on dims
+// from the cached locks peekLock returned for them (ends, fails), filling
+// their outcomes, if every one is valid at the reading t.
+func (st *memStore) fromCache(op store.Op, dims []store.Dim, ends []uint64, fails []uint16, t time.Time) bool {
 	if !st.tl.started() {
 		return false
 	}
 	now := st.instantOf(t)
 	for i := range dims {
-		o, ok := st.cachedLock(dims[i].Digest, now)
-		if !ok {
+		lockEnd, valid := uint32(ends[i]>>32), uint32(ends[i])
+		if valid != secForever && now >= fromSec(valid) {
 			return false
 		}
-		o.Refused = op != store.OpCheck
+		o := store.Outcome{Locked: true, Refused: op != store.OpCheck, Failures: int(fails[i]), Remaining: Indefinite}
+		if lockEnd != secForever {
+			o.Remaining = fromSec(lockEnd) - now
+		}
 		dims[i].Outcome = o
 	}
 	if countCacheServes {
