@@ -42,9 +42,30 @@ func TestNoAllocs(t *testing.T) {
 			t.Errorf("%s allocates %v times per call", name, n)
 		}
 	}
-	locked, _ := newTest(t, Policy{Limit: 1})
-	locked.Fail(k)
-	if n := testing.AllocsPerRun(200, func() { sinkBool = locked.Locked(k) }); n != 0 {
-		t.Errorf("Locked on a locked key allocates %v times per call", n)
+	// A locked client, answered from the lock cache (lockcache.go) and,
+	// with the cache off, by the store; on the default clock too.
+	for _, c := range []struct{ cached, defaultClock bool }{{true, false}, {false, false}, {true, true}, {false, true}} {
+		cached := c.cached
+		var locked *Limiter
+		if c.defaultClock {
+			locked = Must(New(Policy{Limit: 1, LockoutBy: []Fields{IP, Username}}))
+		} else {
+			locked, _ = newTest(t, Policy{Limit: 1, LockoutBy: []Fields{IP, Username}, OnEvent: func(Event) {}})
+		}
+		locked.mem.noLockCache = !cached
+		locked.Fail(k)
+		for name, f := range map[string]func(){
+			"Locked":       func() { sinkBool = locked.Locked(k) },
+			"Check":        func() { sinkVerdict = locked.Check(k) },
+			"Fail":         func() { sinkVerdict = locked.Fail(k) },
+			"Begin":        func() { a := locked.Begin(k); sinkVerdict = a.Verdict() },
+			"Fail/Device":  func() { sinkVerdict = locked.Fail(kd) },
+			"Locked/IPv6":  func() { sinkBool = locked.Locked(k6) },
+			"Fail/new key": func() { sinkVerdict = locked.Fail(Key{IP: netip.MustParseAddr("192.0.2.9")}) },
+		} {
+			if n := testing.AllocsPerRun(200, f); n != 0 {
+				t.Errorf("%s on a locked key (%+v) allocates %v times per call", name, c, n)
+			}
+		}
 	}
 }

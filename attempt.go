@@ -72,9 +72,15 @@ func (l *Limiter) begin(ctx context.Context, k Key, passed bool) Attempt {
 		}
 		return a
 	}
-	var rule store.Rule
+	var fs fieldSet
 	var dims [8]store.Dim
-	now, id, n := l.prepare(&rule, &dims, store.OpBegin, &k, true)
+	n := l.digests(&k, &fs, &dims)
+	if v, ok := l.cached(store.OpBegin, &k, dims[:n]); ok {
+		a.verdict = v
+		return a
+	}
+	var rule store.Rule
+	now, id := l.prepareDigested(&rule, &dims, store.OpBegin, &k, &fs, true)
 	rule.Challenged = passed
 	req := store.Request{Op: store.OpBegin, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	a.verdict = l.decide(ctx, &req, now, id, rule.Limit, store.OpBegin, &k)
@@ -179,7 +185,7 @@ func (a *Attempt) settle(ctx context.Context, op store.Op) Verdict {
 			d.UserKey = a.userKey
 		}
 	}
-	now, id := l.clock(), l.identity(&a.key)
+	now, id := l.now(), l.identity(&a.key)
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:a.n], Identity: id}
 	return l.decide(ctx, &req, now, id, rule.Limit, report, &a.key)
 }

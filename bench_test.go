@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // Benchmarks of the hot paths on the memory store. Run them with
@@ -363,4 +364,25 @@ func BenchmarkMemoryPerEntryDevices(b *testing.B) {
 			b.ReportMetric(perEntry, "heap-B/entry")
 		})
 	}
+}
+
+// BenchmarkTimelineNow: the memory store's reading of the current time,
+// through time.Now and through the monotonic clock alone.
+func BenchmarkTimelineNow(b *testing.B) {
+	var tl timeline
+	tl.start(time.Now().Add(-epochMargin), 0)
+	b.Run("instant(time.Now())", func(b *testing.B) {
+		var s time.Duration
+		for b.Loop() {
+			s += tl.instant(time.Now())
+		}
+		sink.Store(s > 0)
+	})
+	b.Run("instantNow", func(b *testing.B) {
+		var s time.Duration
+		for b.Loop() {
+			s += tl.instantNow()
+		}
+		sink.Store(s > 0)
+	})
 }

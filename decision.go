@@ -24,7 +24,27 @@ import (
 // not tell a struct's fields apart.
 func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, index bool) (now time.Time, id store.Identity, n int) {
 	var fs fieldSet
-	l.fieldsOf(k, &fs)
+	n = l.digests(k, &fs, dims)
+	now, id = l.prepareDigested(rule, dims, op, k, &fs, index)
+	return now, id, n
+}
+
+// digests computes the per-field inputs of k's digests in *fs and the
+// digests of its dimensions in *dims, without index keys.
+func (l *Limiter) digests(k *Key, fs *fieldSet, dims *[8]store.Dim) int {
+	l.fieldsOf(k, fs)
+	for i, f := range l.dims {
+		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, fs)}
+	}
+	if l.rule.Spray.Limit > 0 {
+		return l.sprayDims(dims, len(l.dims), fs, Digest{}, false)
+	}
+	return len(l.dims)
+}
+
+// prepareDigested is prepare for dims whose digests digests computed
+// from fs.
+func (l *Limiter) prepareDigested(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *Key, fs *fieldSet, index bool) (now time.Time, id store.Identity) {
 	if !l.needIP && k.IP.IsValid() {
 		fs.pfx = canonicalIP(k.IP, l.v6bits) // for the identity alone
 	}
@@ -32,28 +52,75 @@ func (l *Limiter) prepare(rule *store.Rule, dims *[8]store.Dim, op store.Op, k *
 	if index && l.needIP {
 		ipKey = l.h.ipDigest(&fs.ip)
 	}
-	for i, f := range l.dims {
-		dim := &dims[i]
-		*dim = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
-		if index {
+	if index {
+		for i, f := range l.dims {
 			if f&IP != 0 {
-				dim.IPKey = ipKey
+				dims[i].IPKey = ipKey
 			}
 			if f&Username != 0 {
-				dim.UserKey = fs.user
+				dims[i].UserKey = fs.user
 			}
 		}
 	}
-	n = len(l.dims)
-	if l.rule.Spray.Limit > 0 {
-		n = l.sprayDims(dims, n, &fs, ipKey, index)
+	if index && l.rule.Spray.Limit > 0 && fs.pfx.IsValid() {
+		// The spray member and count that digests appended (sprayDims).
+		m := len(l.dims)
+		dims[m].IPKey, dims[m].UserKey = ipKey, fs.user
+		dims[m+1].IPKey = ipKey
 	}
-	*rule = l.rule
-	if op != store.OpReset {
+	if op != store.OpReset && (l.limitFunc != nil || l.cooloffFunc != nil || l.jitter > 0) {
 		*rule = l.forAttempt(k)
+	} else {
+		*rule = l.rule // what forAttempt would return: no copy of a copy
+	}
+	if op != store.OpReset {
 		id = identity(k, fs.pfx)
 	}
-	return l.clock(), id, n
+	return l.now(), id
+}
+
+// now is the reading of a decision: the clock's, or zero when the memory
+// store reads the time itself and no event needs the reading (lazyClock).
+func (l *Limiter) now() time.Time {
+	if l.lazyClock {
+		return time.Time{}
+	}
+	return l.clock()
+}
+
+// cached answers op (OpCheck, OpFail or OpBegin) on k, whose digests are
+// in dims, from the memory store's lock cache (lockcache.go) when every
+// dimension is cached as locked: the store's transition would then change
+// nothing, and the verdict, counters and events are finish's, as on the
+// store's path. A Fail or Begin that extends the lock is never answered
+// here.
+func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) {
+	if l.mem == nil || (op != store.OpCheck && l.rule.Extend) {
+		return Verdict{}, false
+	}
+	// The entries first: the clock is read only for a client the cache
+	// holds.
+	var ends [8]uint64
+	var fails [8]uint16
+	for i := range dims {
+		e, f, ok := l.mem.peekLock(dims[i].Digest)
+		if !ok {
+			return Verdict{}, false
+		}
+		ends[i], fails[i] = e, f
+	}
+	now := l.now()
+	if !l.mem.fromCache(op, dims, ends[:len(dims)], fails[:len(dims)], now) {
+		return Verdict{}, false
+	}
+	rule := &l.rule
+	var r store.Rule
+	if l.limitFunc != nil {
+		r = l.forAttempt(k)
+		rule = &r
+	}
+	req := store.Request{Op: op, Rule: rule, Now: now, Dims: dims}
+	return l.finish(op, k, &req, now), true
 }
 
 // identity is who k is, as a store keeps it for the locks it starts; pfx
@@ -78,14 +145,7 @@ func (l *Limiter) identity(k *Key) store.Identity {
 // digestsOf returns the digests of k's dimensions, without index keys.
 func (l *Limiter) digestsOf(k *Key, dims *[8]store.Dim) int {
 	var fs fieldSet
-	l.fieldsOf(k, &fs)
-	for i, f := range l.dims {
-		dims[i] = store.Dim{Fields: f, Digest: l.h.dimensionDigest(f, &fs)}
-	}
-	if l.rule.Spray.Limit > 0 {
-		return l.sprayDims(dims, len(l.dims), &fs, Digest{}, false)
-	}
-	return len(l.dims)
+	return l.digests(k, &fs, dims)
 }
 
 // fieldsOf computes the per-field inputs of k's digests, each once. A
@@ -153,9 +213,21 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 			return Verdict{Limit: l.rule.Limit}
 		}
 	}
-	var rule store.Rule
+	var fs fieldSet
 	var dims [8]store.Dim
-	now, id, n := l.prepare(&rule, &dims, op, k, op == store.OpFail)
+	n := l.digests(k, &fs, &dims)
+	if op == store.OpCheck || op == store.OpFail {
+		if v, ok := l.cached(op, k, dims[:n]); ok {
+			return v
+		}
+	}
+	return l.directDigested(ctx, op, k, passed, &fs, &dims, n)
+}
+
+// directDigested is directPassed once k's digests are in dims.
+func (l *Limiter) directDigested(ctx context.Context, op store.Op, k *Key, passed bool, fs *fieldSet, dims *[8]store.Dim, n int) Verdict {
+	var rule store.Rule
+	now, id := l.prepareDigested(&rule, dims, op, k, fs, op == store.OpFail)
 	rule.Challenged = passed
 	req := store.Request{Op: op, Rule: &rule, Now: now, Dims: dims[:n], Identity: id}
 	return l.decide(ctx, &req, now, id, rule.Limit, op, k)

@@ -52,12 +52,12 @@ func (st *memStore) sweep(sh *shard, from, n int, now time.Duration) int {
 	return removed
 }
 
-// makeRoom ensures sh can take one more entry, sweeping, growing or
-// evicting as needed, and reserves the entry in the store's total. It
-// reports false when only locked or reserved entries remain and the entry
-// cap is reached: the caller records the key in the sketch instead. sh.mu
-// must be held.
-func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
+// makeRoom ensures sh can take one more entry, of digest d, sweeping,
+// growing or evicting as needed, and reserves the entry in the store's
+// total. It reports false when only locked or reserved entries remain and
+// the entry cap is reached: the caller records the key in the sketch
+// instead. sh.mu must be held.
+func (st *memStore) makeRoom(sh *shard, d Digest, now time.Duration) bool {
 	if len(sh.ctrl) == 0 {
 		sh.resize(1)
 	}
@@ -88,7 +88,11 @@ func (st *memStore) makeRoom(sh *shard, now time.Duration) bool {
 		// failures here, then elsewhere, and only then larger counts, so
 		// that a spray of new keys cannot flush a partial count from a
 		// shard that happens to hold few entries.
-		if try >= 3 || !(st.evict(sh, now, cheapScore) || st.evictElsewhere(sh, now, cheapScore) ||
+		// An entry of that cheapest class on d's own probe path goes
+		// first: the new key takes its place, so that eviction does not
+		// empty one region of the table while the others fill and probe
+		// sequences grow long.
+		if try >= 3 || !(st.evictOnPath(sh, d, now) || st.evict(sh, now, cheapScore) || st.evictElsewhere(sh, now, cheapScore) ||
 			st.evict(sh, now, maxScore) || st.evictElsewhere(sh, now, maxScore)) {
 			if st.total.Load() >= int64(st.maxEntries) {
 				st.fullUntil.Store(int64(now + time.Second))
@@ -126,19 +130,104 @@ func (st *memStore) evictElsewhere(sh *shard, now time.Duration, upTo int) bool 
 	if st.total.Load() < int64(st.maxEntries) || len(st.shards) == 1 {
 		return false // sh is full by its own slack, not by the cap
 	}
+	if upTo == cheapScore && now < time.Duration(st.noCheapUntil.Load()) {
+		return false // a look within the last second found none anywhere
+	}
 	start := int(mrand.Uint32()) & int(st.shardMask)
 	for i := range st.shards {
 		other := &st.shards[(start+i)&int(st.shardMask)]
 		if other == sh || !other.mu.TryLock() {
 			continue
 		}
-		freed := st.sweep(other, 0, len(other.ctrl), now) > 0 || st.evict(other, now, upTo)
+		// A full sweep that found nothing is not repeated within a
+		// second, here as in makeRoom.
+		freed := false
+		if other.swept == 0 || now-other.swept >= time.Second {
+			if freed = st.sweep(other, 0, len(other.ctrl), now) > 0; !freed {
+				other.swept = max(now, 1)
+			}
+		}
+		freed = freed || st.evict(other, now, upTo)
 		other.mu.Unlock()
 		if freed {
 			return true
 		}
 	}
+	if upTo == cheapScore {
+		// No entry of the cheapest class anywhere: a spray whose new keys
+		// the sketch starts above one failure would otherwise visit every
+		// shard on every insert. Look again in a second.
+		st.noCheapUntil.Store(int64(now + time.Second))
+	}
 	return false
+}
+
+// pathGroups is how many groups from a new key's home group evictOnPath
+// looks at.
+const pathGroups = 8
+
+// evictOnPath evicts the first entry that is expired or of the cheapest
+// class (at most cheapScore failures, no back-off level, neither locked
+// nor reserved) in the first pathGroups groups from d's home group (the
+// shard's full sweep, at most a second old, took the expired ones before
+// it), and
+// folds a live entry's state into the sketch as evict does. It takes only
+// entries whose slot is left reusable: in a group with an empty slot
+// (which the freed slot joins), or on d's probe path before its first
+// such group, where the freed slot is the one d takes; so that eviction
+// at the cap leaves no tombstones and no region emptied while the others
+// fill. It reports whether it freed anything. sh.mu must be held.
+func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
+	n := len(sh.ctrl)
+	g := fastrange(d.Lo, n)
+	cand := -1
+	pastPath := false // a group with an empty slot was seen: d's probe path ended
+	for range min(n, pathGroups) {
+		c := sh.ctrl[g]
+		hasEmpty := matchEmpty(c) != 0
+		if reusable := hasEmpty || !pastPath; reusable {
+			for m := matchFull(c); m != 0; m &= m - 1 {
+				i := g*8 + bits.TrailingZeros64(m)>>3
+				sl := &sh.slots[i]
+				if st.expired(sl, now) {
+					st.remove(sh, i)
+					sh.evictedExpired++
+					return true
+				}
+				if sl.level == 0 && sl.fails <= cheapScore && !lockedOrReserved(sl, now) {
+					cand = i
+					break
+				}
+			}
+		}
+		if cand >= 0 {
+			break
+		}
+		pastPath = pastPath || hasEmpty
+		if g++; g == n {
+			g = 0
+		}
+	}
+	if cand < 0 {
+		return false
+	}
+	sl := &sh.slots[cand]
+	s := sl.state()
+	r := &st.base
+	if sl.flags&flagKind != 0 {
+		kr := st.base.ForKind(slotKind(sl))
+		r = &kr
+	}
+	r.Refresh(&s, now)
+	// As evict: a spray member never goes to the sketch (one it held by
+	// mistake would hide a new username).
+	if !s.IsZero() && slotKind(sl) != store.KindMember {
+		st.sk.record(sl.k.digest(), &s, now, r.Window, r.Decay)
+		sh.sketchFolds++
+	}
+	st.remove(sh, cand)
+	sh.evictedPressure++
+	return true
 }
 
 // Eviction scores: the remembered failures, with entries that remember a

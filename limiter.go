@@ -49,6 +49,7 @@ type Limiter struct {
 	clock       func() time.Time
 	store       store.Store
 	mem         *memStore // the store, when it is the memory store
+	lazyClock   bool      // decisions pass a zero Now to mem, which reads the time itself (see now)
 	closeOnce   sync.Once
 
 	// The counters are written on every decision; the padding keeps them
@@ -115,6 +116,10 @@ func New(p Policy, opts ...Option) (*Limiter, error) {
 	if l.store == nil {
 		l.mem = newMemStore(c.maxEntries, c.clock().Add(-epochMargin), r.Rule)
 		l.store = l.mem
+		// On time.Now the store reads the monotonic clock alone for the
+		// decisions that need no reading of their own (no events).
+		l.mem.monotonic = !c.clockSet
+		l.lazyClock = l.mem.monotonic && l.onEvent == nil
 	}
 	return l, nil
 }
@@ -164,24 +169,32 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 	if r, _ := l.listed(&k); r != listNone {
 		return r == listRefused
 	}
-	if l.mem != nil {
-		var fs fieldSet
-		l.fieldsOf(&k, &fs)
-		maybe := false
-		for _, f := range l.dims {
-			if l.mem.mayBeLocked(l.h.dimensionDigest(f, &fs)) {
-				maybe = true
-				break
-			}
-		}
-		if !maybe && l.rule.Spray.Limit > 0 && fs.pfx.IsValid() {
-			maybe = l.mem.mayBeLocked(l.h.sprayDigest(store.KindSpray, &fs))
-		}
-		if !maybe {
-			return false
-		}
+	var fs fieldSet
+	l.fieldsOf(&k, &fs)
+	var ds [8]Digest
+	maybe := l.mem == nil
+	for i, f := range l.dims {
+		ds[i] = l.h.dimensionDigest(f, &fs)
+		maybe = maybe || l.mem.mayBeLocked(ds[i])
 	}
-	return l.direct(ctx, store.OpCheck, &k).Locked
+	if !maybe && l.rule.Spray.Limit > 0 && fs.pfx.IsValid() {
+		maybe = l.mem.mayBeLocked(l.h.sprayDigest(store.KindSpray, &fs))
+	}
+	if !maybe {
+		return false // the common answer: no store.Dim built
+	}
+	var dims [8]store.Dim
+	n := len(l.dims)
+	for i, f := range l.dims {
+		dims[i] = store.Dim{Fields: f, Digest: ds[i]}
+	}
+	if l.rule.Spray.Limit > 0 {
+		n = l.sprayDims(&dims, n, &fs, Digest{}, false)
+	}
+	if v, ok := l.cached(store.OpCheck, &k, dims[:n]); ok {
+		return v.Locked
+	}
+	return l.directDigested(ctx, store.OpCheck, &k, false, &fs, &dims, n).Locked
 }
 
 // Success records a successful login of k. Under ResetOnSuccess it forgets

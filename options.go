@@ -14,6 +14,7 @@ type Option func(*config)
 
 type config struct {
 	clock          func() time.Time
+	clockSet       bool // WithClock was given
 	maxEntries     int
 	secret         []byte
 	secretSet      bool
@@ -23,7 +24,9 @@ type config struct {
 
 // WithClock makes the limiter read time from now instead of time.Now, for
 // tests and simulations. The clock must be safe for concurrent use.
-func WithClock(now func() time.Time) Option { return func(c *config) { c.clock = now } }
+func WithClock(now func() time.Time) Option {
+	return func(c *config) { c.clock, c.clockSet = now, true }
+}
 
 // WithMaxEntries caps the entries of the memory store (default 1<<20).
 // Whatever clients send, the store's heap stays within about 130 bytes per

@@ -35,15 +35,14 @@ import (
 type memStore struct {
 	shards      []shard
 	shardMask   uint64
-	maxEntries  int          // the hard cap on entries across shards
-	total       atomic.Int64 // entries held, reserved before each insert
-	capPerShard int          // the average shard's share of maxEntries
-	maxPer      int          // most entries one shard may hold (its share plus slack)
-	maxGroups   int          // the largest table of a shard
-	tl          timeline     // clock readings to instants
-	base        store.Rule   // the limiter's base rule, for expiry during sweeps
-	baseOnce    sync.Once    // sets base from the first request when not given
-	timeOnce    sync.Once    // starts the timeline at the first call when not started
+	maxEntries  int        // the hard cap on entries across shards
+	capPerShard int        // the average shard's share of maxEntries
+	maxPer      int        // most entries one shard may hold (its share plus slack)
+	maxGroups   int        // the largest table of a shard
+	tl          timeline   // clock readings to instants
+	base        store.Rule // the limiter's base rule, for expiry during sweeps
+	baseOnce    sync.Once  // sets base from the first request when not given
+	timeOnce    sync.Once  // starts the timeline at the first call when not started
 	filter      []atomic.Uint32
 	filterShift uint
 	sk          *sketch
@@ -53,6 +52,28 @@ type memStore struct {
 	// cap does not look for entries to evict again, because the last look
 	// found none: only locked or reserved entries remained.
 	fullUntil atomic.Int64
+	// noCheapUntil is the instant until which evictElsewhere does not look
+	// for entries of the cheapest class again, because the last look found
+	// none in any other shard.
+	noCheapUntil atomic.Int64
+
+	// total is written by every insert at the cap: its own cache line,
+	// apart from the fields above that every call reads.
+	_     [64]byte
+	total atomic.Int64 // entries held, reserved before each insert
+	_     [56]byte
+	// noLockCache turns the lock cache off (lockcache.go), for tests
+	// that compare the store with and without it.
+	noLockCache bool
+	lcSize      int // entries of a shard's lock cache
+	// monotonic is set when the store's clock is time.Now: a request whose
+	// Now is zero is then at the current time (instantOf). The limiter
+	// passes a zero Now when nothing else needs the reading.
+	monotonic bool
+	// noSweepStep turns the incremental sweep off, for tests that compare
+	// stores whose writes differ only by the refusals the cache answers.
+	noSweepStep bool
+	cacheServes atomic.Int64 // answers from the lock cache, when countCacheServes
 }
 
 // shard is one stripe. The fields are padded to a multiple of the cache
@@ -63,16 +84,17 @@ type shard struct {
 }
 
 type shardFields struct {
-	mu     sync.Mutex         // protects everything below
-	ctrl   []uint64           // a control word per group of 8 slots
-	slots  []slot             // len(ctrl)*8
-	ids    map[slotKey]string // packed identities of locked entries (identity.go)
-	count  int                // full slots
-	tombs  int                // deleted control bytes
-	cursor int                // next group for the incremental sweep
-	writes uint32             // writes since the last incremental sweep step
-	moves  uint32             // bumped whenever a slot is freed or the table rebuilt
-	swept  time.Duration      // when a full sweep last found nothing to drop
+	mu     sync.Mutex                  // protects everything below
+	ctrl   []uint64                    // a control word per group of 8 slots
+	slots  []slot                      // len(ctrl)*8
+	ids    map[slotKey]string          // packed identities of locked entries (identity.go)
+	lc     atomic.Pointer[[]lockEntry] // the lock cache (lockcache.go), made at its first lock; read without mu
+	count  int                         // full slots
+	tombs  int                         // deleted control bytes
+	cursor int                         // next group for the incremental sweep
+	writes uint32                      // writes since the last incremental sweep step
+	moves  uint32                      // bumped whenever a slot is freed or the table rebuilt
+	swept  time.Duration               // when a full sweep last found nothing to drop
 
 	evictedExpired  uint64
 	evictedPressure uint64
@@ -115,6 +137,7 @@ func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 		base:        base,
 		sk:          newSketch(maxEntries),
 		idBudget:    maxEntries * identityBytesPerEntry,
+		lcSize:      lockCacheSize(per),
 	}
 	if !epoch.IsZero() {
 		st.tl.start(epoch, 0)
@@ -247,6 +270,16 @@ func (st *memStore) StoreStats() store.Stats {
 // instant converts a clock reading to the store's timeline.
 func (st *memStore) instant(t time.Time) time.Duration { return st.tl.instant(t) }
 
+// instantOf is instant(t), except that a zero t on a store whose clock is
+// time.Now (monotonic) stands for the current time, read from the
+// monotonic clock alone (see timeline.instantNow).
+func (st *memStore) instantOf(t time.Time) time.Duration {
+	if st.monotonic && t.IsZero() {
+		return st.tl.instantNow()
+	}
+	return st.tl.instant(t)
+}
+
 // apply is Apply without the interface, so that the limiter's calls on the
 // default store are direct and allocation-free.
 func (st *memStore) apply(req *store.Request) {
@@ -257,8 +290,7 @@ func (st *memStore) apply(req *store.Request) {
 	var keys [8]slotKey
 	var idx [8]int
 	var moves [8]uint32
-	var ds [8]store.DimState // the dimensions as Rule.Apply transforms them
-	var sketched uint8       // bit i: the state of dims[i] was estimated from the sketch
+	var sketched uint8 // bit i: the state of dims[i] was estimated from the sketch
 	// Lock the distinct shards in ascending order.
 	m := 0
 	for i := range dims {
@@ -277,7 +309,17 @@ func (st *memStore) apply(req *store.Request) {
 	for _, s := range order[:m] {
 		st.shards[s].mu.Lock()
 	}
-	now := st.instant(req.Now)
+	now := st.instantOf(req.Now)
+	// The dimensions as Rule.Apply transforms them: most policies have one
+	// or two, and a smaller array costs less to zero.
+	var ds []store.DimState
+	if n <= 2 {
+		var small [2]store.DimState
+		ds = small[:n]
+	} else {
+		var all [8]store.DimState
+		ds = all[:n]
+	}
 	for i := range dims {
 		d := &dims[i]
 		keys[i] = toSlotKey(d.Digest)
@@ -316,7 +358,7 @@ func (st *memStore) apply(req *store.Request) {
 			dims[i].Outcome = store.Outcome{}
 		}
 	} else {
-		req.Rule.Apply(req.Op, ds[:n], now)
+		refused := req.Rule.Apply(req.Op, ds, now)
 		for i := range dims {
 			d := &dims[i]
 			sh := &st.shards[st.shardOf(d.Digest)]
@@ -339,7 +381,7 @@ func (st *memStore) apply(req *store.Request) {
 				if sketched&(1<<i) != 0 && !d.Outcome.Counted && !d.Outcome.Started && s.Pending == 0 {
 					continue // nothing the sketch does not hold already
 				}
-				if !st.makeRoom(sh, now) {
+				if !st.makeRoom(sh, d.Digest, now) {
 					st.overflow(sh, req, i, s, sketched&(1<<i) != 0, now)
 					continue
 				}
@@ -370,11 +412,17 @@ func (st *memStore) apply(req *store.Request) {
 			case !locked:
 				st.dropIdentity(sh, j)
 			}
+			if d.Kind != store.KindCount {
+				kr := req.Rule.ForKind(d.Kind)
+				st.cacheSet(sh, j, d.Digest, &kr, now)
+			} else {
+				st.cacheSet(sh, j, d.Digest, req.Rule, now)
+			}
 		}
 		// A little incremental sweeping, one group every sweepEvery
-		// writes, keeps expired entries from lingering in shards that never
+		// writes (refused attempts do not count), keeps expired entries from lingering in shards that never
 		// fill, at little cost per write.
-		if req.Op != store.OpCheck {
+		if req.Op != store.OpCheck && !refused && !st.noSweepStep {
 			for _, s := range order[:m] {
 				sh := &st.shards[s]
 				if sh.writes++; sh.writes >= sweepEvery {

@@ -365,7 +365,7 @@ func (st *memStore) restore(entries []snapEntry, t time.Time) {
 		if j := sh.find(sl.k, d); j >= 0 {
 			st.remove(sh, j)
 		}
-		if st.makeRoom(sh, now) {
+		if st.makeRoom(sh, d, now) {
 			j := sh.place(sl.k, d)
 			hasID := sl.flags&flagIdentity != 0
 			sl.flags &^= flagIdentity

@@ -189,6 +189,10 @@ func (st *memStore) remove(sh *shard, i int) {
 		st.filter[st.filterIndex(sl.k.digest())].Add(^uint32(0))
 	}
 	st.dropIdentity(sh, i)
+	if lc := sh.lc.Load(); lc != nil {
+		d := sl.k.digest()
+		cacheDrop(lockEntryOf(*lc, d), d)
+	}
 	g, j := i/8, i%8
 	if matchEmpty(sh.ctrl[g]) != 0 {
 		setCtrl(&sh.ctrl[g], j, ctrlEmpty)

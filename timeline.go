@@ -82,7 +82,21 @@ func detach(t time.Time) time.Time { return time.Unix(t.Unix(), int64(t.Nanoseco
 // started.
 func (tl *timeline) instant(t time.Time) time.Duration {
 	a := tl.anchor.Load()
-	d := t.Sub(a.at) // saturates at about ±292 years
+	return tl.offset(a, t.Sub(a.at), t, false) // Sub saturates at about ±292 years
+}
+
+// instantNow is instant(time.Now()) with one clock read instead of two:
+// when the anchor carries a monotonic reading (a limiter's own memory
+// store on the default clock), time.Since reads the monotonic clock alone,
+// and Now's offset from the anchor is the monotonic one either way.
+func (tl *timeline) instantNow() time.Duration {
+	a := tl.anchor.Load()
+	return tl.offset(a, time.Since(a.at), time.Time{}, true)
+}
+
+// offset maps the reading that lies d after the anchor a to the timeline;
+// t is that reading, unless now is set: then it is time.Now's.
+func (tl *timeline) offset(a *anchor, d time.Duration, t time.Time, now bool) time.Duration {
 	hi := time.Duration(tl.high.Load())
 	if d > -timelineSpan && d < timelineSpan {
 		in := a.inst + d
@@ -92,6 +106,9 @@ func (tl *timeline) instant(t time.Time) time.Duration {
 			}
 			return in
 		}
+	}
+	if now {
+		t = time.Now()
 	}
 	return tl.reanchor(t)
 }

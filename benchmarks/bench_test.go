@@ -74,23 +74,49 @@ func start(next *atomic.Uint32) uint32 { return next.Add(1) * 0x9E3779B1 }
 
 // BenchmarkLockedZipf: Locked on 100k tracked keys (1-4 failures each, every
 // 16th key locked), key popularity zipf(1.1), keyed by IP.
-func BenchmarkLockedZipf(b *testing.B) {
+func BenchmarkLockedZipf(b *testing.B) { benchLocked(b, 0) }
+
+// BenchmarkLockedHot: the same with the 1,000 most popular keys locked
+// (about two thirds of the calls): the attack case, where the clients
+// that keep coming back are the ones locked out.
+func BenchmarkLockedHot(b *testing.B) { benchLocked(b, hotKeys) }
+
+// hotKeys is how many of the most popular keys BenchmarkLockedHot locks.
+const hotKeys = 1000
+
+// zipfRank is the key index of popularity rank r among n keys (see
+// ZipfIndexes).
+func zipfRank(r, n int) int { return int(uint64(r) * 2654435761 % uint64(n)) }
+
+// benchLocked runs Locked on the tracked keys of BenchmarkLockedZipf, with
+// the hot most popular keys locked too.
+func benchLocked(b *testing.B, hot int) {
 	ks, seq := keyset(trackedKeys, ByIP), zipfSeq(trackedKeys)
 	c := Default()
+	locked := make([]bool, ks.Len())
+	for i := range locked {
+		locked[i] = i%16 == 15
+	}
+	for r := range hot {
+		locked[zipfRank(r, ks.Len())] = true
+	}
 	for _, m := range Makers {
 		b.Run("keys=100k/by=ip/"+m.Name, func(b *testing.B) {
 			s := newSubject(b, m, c)
 			for i := range ks.Len() {
 				n := 1 + i%4
-				if i%16 == 15 {
+				if locked[i] {
 					n = c.Limit
 				}
 				for range n {
 					s.Fail(ks.Key(i))
 				}
 			}
-			if !s.Locked(ks.Key(15)) || s.Locked(ks.Key(14)) {
+			if !s.Locked(ks.Key(15)) || s.Locked(ks.Key(14)) && !locked[14] {
 				b.Fatalf("%s: tracked keys not in the expected state", m.Name)
+			}
+			if hot > 0 && !s.Locked(ks.Key(zipfRank(0, ks.Len()))) {
+				b.Fatalf("%s: the most popular key is not locked", m.Name)
 			}
 			var next atomic.Uint32
 			b.ReportAllocs()

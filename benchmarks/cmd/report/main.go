@@ -57,7 +57,7 @@ func main() {
 			log.Fatal(err)
 		}
 		runs := [][]string{
-			{"test", "-run", "^$", "-bench", "^Benchmark(LockedZipf|FailZipf|Mixed)$", "-benchmem",
+			{"test", "-run", "^$", "-bench", "^Benchmark(LockedZipf|LockedHot|FailZipf|Mixed)$", "-benchmem",
 				"-benchtime", *benchtime, "-count", fmt.Sprint(*count)},
 			{"test", "-run", "^$", "-bench", "^BenchmarkFailSpray$", "-benchmem",
 				"-benchtime", fmt.Sprintf("%dx", *sprayOps), "-count", fmt.Sprint(*count)},

@@ -23,6 +23,7 @@ type Env struct {
 // The parallel workloads in report order, and what each one does.
 var parallel = []struct{ name, desc string }{
 	{"LockedZipf", "`Locked` on 100k tracked IPs (1–4 failures each, every 16th locked), zipf(1.1) popularity"},
+	{"LockedHot", "the same with the 1,000 most popular IPs locked (the attack case: about two thirds of the calls)"},
 	{"FailZipf", "`Fail` on 100k usernames, zipf(1.1) popularity, from empty (popular names lock at once)"},
 	{"FailSpray", "`Fail` on distinct IPs (every key new), 1M-key cap where the subject has one"},
 	{"Mixed", "90% `Locked`, 10% `Fail` on 1M IPs, zipf(1.1) popularity, from empty"},
