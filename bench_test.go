@@ -269,6 +269,10 @@ var defenceCases = []defenceCase{
 	// nist: the NIST80063B preset (by username, never forgotten, reset on
 	// success, limit 100).
 	{"nist", NIST80063B(), false},
+	// spray: Policy.Spray on (two more dimensions per attempt: the IP's
+	// username entry and its count of usernames); each client's IP tries
+	// one username, so no IP reaches the spray limit.
+	{"spray", Policy{Limit: 1 << 15, LockoutBy: []Fields{IP, Username}, Spray: Spray{Limit: 1 << 15}}, false},
 }
 
 // defenceKeySet returns the keys of the workload, built outside the timed
@@ -297,7 +301,7 @@ func BenchmarkDefences(b *testing.B) {
 					ks = defenceKeySet(c.devices)
 					keySets[c.devices] = ks
 				}
-				l := Must(New(c.p, WithMaxEntries(4*defenceKeys)))
+				l := Must(New(c.p, WithMaxEntries(8*defenceKeys)))
 				defer l.Close()
 				for i := range ks {
 					l.Fail(ks[i])
