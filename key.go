@@ -194,7 +194,13 @@ func shortHash[T string | []byte](h *hasher, tag byte, s T, lower bool) (d Diges
 // usernameDigest hashes the default normal form of s (see
 // DefaultNormalizeUsername) without building it.
 func (h *hasher) usernameDigest(s string) Digest {
-	s = strings.TrimSpace(s)
+	if n := len(s); n == 0 || s[0] <= ' ' || s[0] >= utf8.RuneSelf || s[n-1] <= ' ' || s[n-1] >= utf8.RuneSelf {
+		// Names that start and end with a visible ASCII byte (almost
+		// all) have no white space to trim: ASCII white space is at most
+		// ' ', and every other Unicode space starts with a byte of
+		// 0x80 or more.
+		s = strings.TrimSpace(s)
+	}
 	if len(s) <= shortField {
 		// ASCII names (almost all) are lowered word by word while hashed.
 		if d, ok := shortHash(h, tagUsername, s, true); ok {
