@@ -110,6 +110,9 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 		ends[i], fails[i] = e, f
 	}
 	now := l.now()
+	if l.onEvent == nil && l.limitFunc == nil && !l.rule.ObserveOnly && l.rule.Spray.Limit == 0 {
+		return l.leanCached(op, dims, ends[:len(dims)], fails[:len(dims)], now)
+	}
 	if !l.mem.fromCache(op, dims, ends[:len(dims)], fails[:len(dims)], now) {
 		return Verdict{}, false
 	}
@@ -121,6 +124,41 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 	}
 	req := store.Request{Op: op, Rule: rule, Now: now, Dims: dims}
 	return l.finish(op, k, &req, now), true
+}
+
+// leanCached is cached for a limiter without events, limit function,
+// observe mode or spray detection, whose dimensions all count failures:
+// the verdict finish would build from the cached outcomes, built from the
+// entries directly (a lock: the longest remaining one and its dimension,
+// the most failures), and the refusal counted.
+func (l *Limiter) leanCached(op store.Op, dims []store.Dim, ends []uint64, fails []uint16, now time.Time) (Verdict, bool) {
+	st := l.mem
+	if !st.tl.started() {
+		return Verdict{}, false
+	}
+	t := st.instantOf(now)
+	v := Verdict{Locked: true, Limit: l.rule.Limit, Reason: ReasonLockout}
+	for i := range dims {
+		lockEnd, valid := uint32(ends[i]>>32), uint32(ends[i])
+		if valid != secForever && t >= fromSec(valid) {
+			return Verdict{}, false
+		}
+		rem := Indefinite
+		if lockEnd != secForever {
+			rem = fromSec(lockEnd) - t
+		}
+		if i == 0 || rem > v.RetryAfter {
+			v.RetryAfter, v.By = rem, dims[i].Fields
+		}
+		v.Failures = max(v.Failures, int(fails[i]))
+	}
+	if op != store.OpCheck {
+		l.counts.stripe().refused.Add(1)
+	}
+	if countCacheServes {
+		st.cacheServes.Add(1)
+	}
+	return v, true
 }
 
 // identity is who k is, as a store keeps it for the locks it starts; pfx

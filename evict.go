@@ -115,7 +115,7 @@ func (st *memStore) makeRoom(sh *shard, d Digest, now time.Duration) bool {
 			}
 			sh.resize(min(next, st.maxGroups))
 		} else if sh.count+sh.tombs+1 > ng*7 {
-			sh.resize(ng)
+			sh.rehash()
 		}
 	}
 	return true
@@ -178,6 +178,14 @@ const pathGroups = 8
 // at the cap leaves no tombstones and no region emptied while the others
 // fill. It reports whether it freed anything. sh.mu must be held.
 func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
+	// Above the cheapest class, when no entry of that class was found
+	// anywhere within the last second, the cheapest score the shard's
+	// last full scan found (within that second): the class a batch
+	// eviction would take first.
+	upTo := cheapScore
+	if now < sh.pathUntil && now < time.Duration(st.noCheapUntil.Load()) {
+		upTo = max(upTo, sh.pathScore)
+	}
 	n := len(sh.ctrl)
 	g := fastrange(d.Lo, n)
 	cand := -1
@@ -194,7 +202,7 @@ func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
 					sh.evictedExpired++
 					return true
 				}
-				if sl.level == 0 && sl.fails <= cheapScore && !lockedOrReserved(sl, now) {
+				if sl.level == 0 && int(sl.fails) <= upTo && !lockedOrReserved(sl, now) {
 					cand = i
 					break
 				}
@@ -271,7 +279,17 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 		}
 		below += hist[threshold]
 	}
-	atThreshold := want - below
+	if upTo == maxScore {
+		lowest := 0
+		for hist[lowest] == 0 {
+			lowest++
+		}
+		sh.pathScore, sh.pathUntil = lowest, now+time.Second
+	}
+	// Of the entries at the threshold score, every one in hist[threshold]
+	// / atThreshold is taken, spread over the whole table: a batch from one
+	// region would leave the others full, and probes long.
+	atThreshold, acc := want-below, 0
 	removed := 0
 	sh.eachFull(func(i int) {
 		sl := &sh.slots[i]
@@ -279,10 +297,13 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 			return
 		}
 		sc := score(sl)
-		if sc < threshold || (sc == threshold && atThreshold > 0) {
-			if sc == threshold {
-				atThreshold--
+		if sc == threshold {
+			if acc += atThreshold; acc < hist[threshold] {
+				return
 			}
+			acc -= hist[threshold]
+		}
+		if sc <= threshold {
 			s := sl.state()
 			r := &st.base
 			if sl.flags&flagKind != 0 {

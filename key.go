@@ -126,8 +126,8 @@ func encodeIP(p netip.Prefix) (b ipBytes) {
 // fieldDigest hashes one tagged, length-prefixed string field.
 func (h *hasher) fieldDigest(tag byte, s string) Digest {
 	if len(s) <= shortField {
-		var buf shortBuf
-		return h.shortDigest(tag, buf[:shortHdr+copy(buf[shortHdr:], s)])
+		d, _ := shortHash(h, tag, s, false)
+		return d
 	}
 	var hdr [9]byte
 	hdr[0] = tag
@@ -144,30 +144,69 @@ func (h *hasher) fieldDigest(tag byte, s string) Digest {
 }
 
 // Fields of at most shortField bytes (most usernames and user agents) are
-// hashed in one shot, the key in the first 8 bytes of the input; longer
-// ones stream through seeded digests. Which way depends only on the
-// field's length, so every path to a field's digest agrees.
-const (
-	shortField = 128
-	shortHdr   = 8 + 1 + 8 // key, tag, length
-)
+// hashed in one pass by shortHash; longer ones stream through seeded
+// digests. Which way depends only on the field's length, so every path to
+// a field's digest agrees.
+const shortField = 128
 
-type shortBuf [shortHdr + shortField]byte
-
-// shortDigest hashes b, whose bytes from shortHdr on are the field.
-func (h *hasher) shortDigest(tag byte, b []byte) Digest {
-	b[8] = tag
-	binary.LittleEndian.PutUint64(b[9:], uint64(len(b)-shortHdr))
-	binary.LittleEndian.PutUint64(b[:8], h.k[0])
-	hi := xxhash.Sum64(b)
-	binary.LittleEndian.PutUint64(b[:8], h.k[1])
-	return Digest{Hi: hi, Lo: xxhash.Sum64(b)}
+// shortHash is the digest of the short field s under tag: a keyed
+// multiply-mix with two independent lanes (as mix), absorbing the tag and
+// length, then s in little-endian 64-bit words (the last one zero-padded:
+// the length is absorbed, so the padding is unambiguous), each word into
+// both lanes in the same pass. With lower it hashes s with ASCII letters
+// lowered, eight bytes at a time, and fails (ok false) at the first byte
+// that is not ASCII, which the caller lowers otherwise.
+func shortHash[T string | []byte](h *hasher, tag byte, s T, lower bool) (d Digest, ok bool) {
+	a, b := h.k[0]^mixP2, h.k[1]^mixP0
+	ka, kb := h.k[2]|1, h.k[3]|1
+	x := uint64(tag) | uint64(len(s))<<8
+	a = mum(a^x^mixP1, ka^mixP3)
+	b = mum(b^x^mixP3, kb^mixP1)
+	for len(s) > 0 {
+		var w uint64
+		if len(s) >= 8 {
+			w = uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+				uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+			s = s[8:]
+		} else {
+			for i := len(s) - 1; i >= 0; i-- {
+				w = w<<8 | uint64(s[i])
+			}
+			s = s[:0]
+		}
+		if lower {
+			const hi = 0x8080808080808080
+			if w&hi != 0 {
+				return Digest{}, false
+			}
+			// Each byte below 0x80: adding 0x3f sets its high bit from
+			// 'A' on, adding 0x25 from '[' on, with no carry between bytes.
+			w |= ((w + 0x3f3f3f3f3f3f3f3f) &^ (w + 0x2525252525252525) & hi) >> 2
+		}
+		a = mum(a^w^mixP0, ka^mixP1)
+		b = mum(b^w^mixP2, kb^mixP3)
+	}
+	a = mum(a^mixP1, kb^mixP0)
+	b = mum(b^mixP3, ka^mixP2)
+	return Digest{Hi: a, Lo: b}, true
 }
 
 // usernameDigest hashes the default normal form of s (see
 // DefaultNormalizeUsername) without building it.
 func (h *hasher) usernameDigest(s string) Digest {
-	s = strings.TrimSpace(s)
+	if n := len(s); n == 0 || s[0] <= ' ' || s[0] >= utf8.RuneSelf || s[n-1] <= ' ' || s[n-1] >= utf8.RuneSelf {
+		// Names that start and end with a visible ASCII byte (almost
+		// all) have no white space to trim: ASCII white space is at most
+		// ' ', and every other Unicode space starts with a byte of
+		// 0x80 or more.
+		s = strings.TrimSpace(s)
+	}
+	if len(s) <= shortField {
+		// ASCII names (almost all) are lowered word by word while hashed.
+		if d, ok := shortHash(h, tagUsername, s, true); ok {
+			return d
+		}
+	}
 	if !needsLower(s) {
 		return h.fieldDigest(tagUsername, s)
 	}
@@ -177,14 +216,15 @@ func (h *hasher) usernameDigest(s string) Digest {
 		n = loweredLen(s)
 	}
 	if n <= shortField {
-		var buf shortBuf
-		out := buf[:shortHdr]
+		var buf [shortField]byte
+		out := buf[:0]
 		for len(s) > 0 {
 			var w int
 			out, w = lowerNext(out, s)
 			s = s[w:]
 		}
-		return h.shortDigest(tagUsername, out)
+		d, _ := shortHash(h, tagUsername, out, false)
+		return d
 	}
 	var hdr [9]byte
 	hdr[0] = tagUsername

@@ -183,6 +183,11 @@ func (l *Limiter) LockedContext(ctx context.Context, k Key) bool {
 	if !maybe {
 		return false // the common answer: no store.Dim built
 	}
+	if l.mem != nil && l.rule.Spray.Limit == 0 && l.mem.lockedFromCache(ds[:len(l.dims)], l.now) {
+		// A Check answered from the lock cache counts nothing and emits
+		// no event (see cached): the answer alone is enough.
+		return true
+	}
 	var dims [8]store.Dim
 	n := len(l.dims)
 	for i, f := range l.dims {

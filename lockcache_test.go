@@ -31,7 +31,25 @@ func lcKey(r *rand.Rand, nip, nuser int) Key {
 // policies on a limiter with the lock cache and on one without it, and
 // compares every verdict, the events, the counters and the lockouts.
 func TestLockCacheLockstep(t *testing.T) {
-	policies := []struct {
+	for _, pc := range lockstepPolicies() {
+		t.Run(pc.name, func(t *testing.T) {
+			served := int64(0)
+			for seed := range uint64(6) {
+				served += lockstep(t, pc.p, seed)
+			}
+			if served == 0 && !pc.p.ObserveOnly {
+				t.Error("the lock cache served nothing")
+			}
+		})
+	}
+}
+
+// lockstepPolicies are the policies of the lockstep tests.
+func lockstepPolicies() []struct {
+	name string
+	p    Policy
+} {
+	return []struct {
 		name string
 		p    Policy
 	}{
@@ -46,28 +64,27 @@ func TestLockCacheLockstep(t *testing.T) {
 		{"two-dims-reset-on-success", Policy{Limit: 3, LockoutBy: []Fields{IP, IP | Username}, Cooloff: Fixed(5 * time.Minute), Window: 10 * time.Minute, ResetOnSuccess: true}},
 		{"limit-func", Policy{Limit: 3, LimitFunc: func(k Key) int { return 2 + len(k.Username)%3 }, Cooloff: Fixed(7 * time.Minute), Window: 5 * time.Minute}},
 	}
-	for _, pc := range policies {
-		t.Run(pc.name, func(t *testing.T) {
-			served := int64(0)
-			for seed := range uint64(6) {
-				served += lockstep(t, pc.p, seed)
-			}
-			if served == 0 && !pc.p.ObserveOnly {
-				t.Error("the lock cache served nothing")
-			}
-		})
-	}
 }
 
 func lockstep(t *testing.T, p Policy, seed uint64) int64 {
+	t.Helper()
+	return lockstepEvents(t, p, seed, true)
+}
+
+// lockstepEvents is lockstep, with the limiters' events compared when
+// events is set and no OnEvent otherwise (the lean paths of a limiter
+// without events).
+func lockstepEvents(t *testing.T, p Policy, seed uint64, events bool) int64 {
 	t.Helper()
 	clock := &fakeClock{}
 	var evs [2][]Event
 	mk := func(i int) *Limiter {
 		q := p
-		q.OnEvent = func(e Event) {
-			e.Count = 0 // how many entries a reset found depends on sweeps
-			evs[i] = append(evs[i], e)
+		if events {
+			q.OnEvent = func(e Event) {
+				e.Count = 0 // how many entries a reset found depends on sweeps
+				evs[i] = append(evs[i], e)
+			}
 		}
 		return Must(New(q, WithClock(clock.Now), WithMaxEntries(512), WithSecret([]byte("0123456789abcdef0123456789abcdef"))))
 	}

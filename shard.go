@@ -96,6 +96,11 @@ type shardFields struct {
 	moves  uint32                      // bumped whenever a slot is freed or the table rebuilt
 	swept  time.Duration               // when a full sweep last found nothing to drop
 
+	// pathScore is the cheapest eviction score the shard's last full
+	// eviction scan found (see evictOnPath), valid until pathUntil.
+	pathScore int
+	pathUntil time.Duration
+
 	evictedExpired  uint64
 	evictedPressure uint64
 	overflows       uint64

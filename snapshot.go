@@ -13,12 +13,13 @@ import (
 )
 
 // Snapshots let a deploy or restart keep every lock and count instead of
-// granting every attacker an amnesty. The format (version 1) is binary,
+// granting every attacker an amnesty. The format (version 2: the digests of version 1 were
+// computed otherwise, so its snapshots do not restore) is binary,
 // little-endian:
 //
 //	header, 64 bytes:
 //	  0   magic "AXESSNAP"
-//	  8   version uint16 (1)
+//	  8   version uint16 (2)
 //	  10  flags uint16 (bit 0: identities of locks included)
 //	  12  reserved uint32 (0)
 //	  16  written at, int64 Unix milliseconds
@@ -45,7 +46,7 @@ import (
 
 const (
 	snapMagic      = "AXESSNAP"
-	snapVersion    = 1
+	snapVersion    = 2
 	snapHeaderLen  = 64
 	snapEntryLen   = 56
 	snapFlagIdents = 1

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"github.com/axes-go/axes/store"
 	"hash/crc32"
 	"math/rand/v2"
@@ -183,15 +184,17 @@ func TestRestoreRejectsBadInput(t *testing.T) {
 	if err := other.Restore(bytes.NewReader(good)); !errors.Is(err, ErrSnapshotSecret) {
 		t.Errorf("Restore under another secret: %v, want ErrSnapshotSecret", err)
 	}
-	v2 := append([]byte(nil), good...)
-	binary.LittleEndian.PutUint16(v2[8:], 2)
-	fixCRC(v2)
-	err := fresh().Restore(bytes.NewReader(v2))
-	if err == nil {
-		t.Fatal("Restore of a version 2 snapshot: no error")
-	}
-	if !strings.Contains(err.Error(), "version 2") {
-		t.Errorf("Restore of a version 2 snapshot: %q does not contain %q", err, "version 2")
+	for _, v := range []uint16{1, snapVersion + 1} { // version 1 digests differ
+		bad := append([]byte(nil), good...)
+		binary.LittleEndian.PutUint16(bad[8:], v)
+		fixCRC(bad)
+		err := fresh().Restore(bytes.NewReader(bad))
+		if err == nil {
+			t.Fatalf("Restore of a version %d snapshot: no error", v)
+		}
+		if want := fmt.Sprintf("version %d", v); !strings.Contains(err.Error(), want) {
+			t.Errorf("Restore of a version %d snapshot: %q does not contain %q", v, err, want)
+		}
 	}
 	// An absurd count with a valid checksum still fails without a huge
 	// allocation.

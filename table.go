@@ -245,3 +245,54 @@ func (sh *shard) resize(ngroups int) {
 		}
 	}
 }
+
+// rehash rebuilds the table at its size in its own memory, dropping
+// tombstones (as SwissTable does without resizing): every full slot is
+// marked deleted and every tombstone empty, then each entry marked deleted
+// moves to the first group of its probe path with an empty or deleted slot,
+// swapping with an entry still to place, so that a store churning at its
+// cap rebuilds without allocating. sh.mu must be held.
+func (sh *shard) rehash() {
+	n := len(sh.ctrl)
+	for g, c := range sh.ctrl {
+		// Full (high bit clear) -> deleted; deleted -> empty; empty stays.
+		full := ^c & msb
+		sh.ctrl[g] = (full>>7)*ctrlDeleted | (c&msb>>7)*ctrlEmpty
+	}
+	sh.tombs, sh.cursor = 0, 0
+	sh.moves++
+	for i := 0; i < n*8; i++ {
+		g := i / 8
+		if ctrlByte(sh.ctrl[g], i%8) != ctrlDeleted {
+			continue
+		}
+		d := sh.slots[i].k.digest()
+		t := fastrange(d.Lo, n)
+		var m uint64
+		for {
+			if m = matchEmptyOrDeleted(sh.ctrl[t]); m != 0 {
+				break
+			}
+			if t++; t == n {
+				t = 0
+			}
+		}
+		if t == g {
+			setCtrl(&sh.ctrl[g], i%8, h2(d)) // its own group comes first on its path
+			continue
+		}
+		j := bits.TrailingZeros64(m) >> 3
+		k := t*8 + j
+		if ctrlByte(sh.ctrl[t], j) == ctrlEmpty {
+			sh.slots[k] = sh.slots[i]
+			sh.slots[i] = slot{}
+			setCtrl(&sh.ctrl[t], j, h2(d))
+			setCtrl(&sh.ctrl[g], i%8, ctrlEmpty)
+			continue
+		}
+		// An entry still to place: swap, and place the one now at i.
+		sh.slots[k], sh.slots[i] = sh.slots[i], sh.slots[k]
+		setCtrl(&sh.ctrl[t], j, h2(d))
+		i--
+	}
+}
