@@ -34,7 +34,10 @@ import (
 // Repeated failures of one username from the IP count once; a success
 // does not forget a spray (ResetOnSuccess does not apply to it); Begin
 // reserves in the IP's count for a new username, so racing Begins of new
-// usernames cannot pass Limit together. Under ExtendLockOnRefused a
+// usernames cannot pass Limit together. A username merely in flight is
+// still new (its attempt may be cancelled or succeed): a second Begin of
+// it reserves in the count too, and only its first failure counts there.
+// Under ExtendLockOnRefused a
 // refused attempt pushes the end of the spray lock but counts no new
 // username. Under ObserveOnly the count goes on and Verdict.WouldLock
 // reports its limit, but nothing locks. ChallengeAt does not apply to the

@@ -323,8 +323,15 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 	fields := []axes.Fields{axes.IP, axes.Username, axes.IP | axes.Username, axes.IP | axes.Username | axes.UserAgent}
 	rng.Shuffle(len(fields), func(i, j int) { fields[i], fields[j] = fields[j], fields[i] })
 	dims := make([]diffDim, 1+rng.IntN(3))
+	limiterLayout := false
 	if p.rule.Spray.Limit > 0 {
 		dims = make([]diffDim, 1+rng.IntN(4))
+		// Half the sequences in the limiter's layout (the policy's
+		// dimensions, then a member and a spray count), where a member's
+		// failures and reservations decide what the count does.
+		if limiterLayout = rng.IntN(2) == 0; limiterLayout {
+			dims = make([]diffDim, 2+rng.IntN(3))
+		}
 	}
 	var history []string
 	fail := func(format string, args ...any) {
@@ -341,6 +348,9 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			// spray dimension last, but the transition is defined (and
 			// compared) for every mix.
 			d.dim.Kind = store.Kind(rng.IntN(3))
+			if limiterLayout {
+				d.dim.Kind = store.Kind(max(i+2-len(dims), 0))
+			}
 		}
 		if d.dim.Fields&axes.IP == 0 {
 			d.dim.IPKey = axes.Digest{}
@@ -416,7 +426,8 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			storeGens = append([]uint32(nil), res.gens...)
 		} else {
 			for i := range dims {
-				if rng.IntN(4) != 0 {
+				// (The limiter sends every dimension but in settles.)
+				if rng.IntN(4) != 0 || (limiterLayout && !settle) {
 					idx = append(idx, i)
 				}
 			}

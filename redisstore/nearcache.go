@@ -308,7 +308,14 @@ func (s *Store) fillNear(req *store.Request, t nearTicket) {
 			}
 			e.end = satAddNS(t.at, int64(rem))
 		}
-		e.failUntil = s.failuresKnown(req.Rule, o, t.at, e.end)
+		if d.Kind != store.KindCount && req.Rule.Spray.Limit > 0 {
+			// A spray dimension keeps its failures under its own rule
+			// (Spray.Window, Spray.Cooloff), as the script does.
+			kr := req.Rule.ForKind(d.Kind)
+			e.failUntil = s.failuresKnown(&kr, o, t.at, e.end)
+		} else {
+			e.failUntil = s.failuresKnown(req.Rule, o, t.at, e.end)
+		}
 		c.put(e, t.gen)
 	}
 }

@@ -180,7 +180,8 @@ end
 -- dimension i (0 for store.KindCount, any unknown kind, and every kind
 -- when spray detection is off, as Rule.Apply ignores them); SPR.B holds
 -- the rule's own numbers; SPR.fresh reports that the attempt's username
--- is new to its IP.
+-- is new to its IP: its member remembers no failure (a reservation there
+-- does not count, since its attempt may be cancelled).
 local SPR = {kind = {}, fresh = true}
 do
   local v = {}
@@ -212,7 +213,8 @@ function SPR.use(k)
 end
 
 -- skip reports whether dimension i takes no part in a failure or
--- reservation: a KIND_SPRAY dimension for a username the IP has tried.
+-- reservation, or a settled failure counts nothing in: a KIND_SPRAY
+-- dimension for a username that failed from the IP.
 function SPR.skip(i)
   return SPR.kind[i] == KIND_SPRAY and not SPR.fresh
 end
@@ -668,7 +670,7 @@ else
   for i = 1, n do
     lockedBefore[i] = lockedAt(st[i], now)
     if lockedBefore[i] then locked = true end
-    if SPR.kind[i] == KIND_MEMBER and (st[i].f > 0 or st[i].p > 0) then SPR.fresh = false end
+    if SPR.kind[i] == KIND_MEMBER and st[i].f > 0 then SPR.fresh = false end
   end
   if op == OP_FAIL or op == OP_BEGIN then
     if locked then
@@ -745,11 +747,13 @@ else
       local s = st[i]
       if s.g == gens[i] and s.p > 0 then
         s.p = s.p - 1
-        count(s, now)
-        out[i].counted = true
-        if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
-          startLock(s, now)
-          out[i].started = true
+        if not SPR.skip(i) then
+          count(s, now)
+          out[i].counted = true
+          if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
+            startLock(s, now)
+            out[i].started = true
+          end
         end
       end
     end

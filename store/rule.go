@@ -60,9 +60,9 @@ type Rule struct {
 
 // Spray is axes.Spray as a store applies it: a KindSpray dimension (one
 // per client IP) counts a failure only when the attempt's KindMember
-// dimension (one per IP and username) remembers no failure and no
-// reservation, that is, for a username new to the IP within Window, and
-// locks at Limit for Cooloff. Both kinds forget Window after their last
+// dimension (one per IP and username) remembers no failure (a reservation
+// there does not make the username old), that is, for a username new to
+// the IP within Window, and locks at Limit for Cooloff. Both kinds forget Window after their last
 // failure.
 type Spray struct {
 	Limit   int

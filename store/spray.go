@@ -5,9 +5,14 @@ import "time"
 // applySpray is Apply for a rule with spray detection on (Spray.Limit >
 // 0): each dimension is kept under the rule of its kind (ForKind), and a
 // KindSpray dimension counts or reserves only when the attempt's
-// KindMember dimension remembers no failure and no reservation (after
-// Refresh): a username new to the IP within Spray.Window. A KindMember
-// dimension counts every failure and reservation and never locks. Under
+// KindMember dimension remembers no failure (after Refresh): a username
+// new to the IP within Spray.Window. A reservation in the member does not
+// make the username old, since its attempt may end without a failure (a
+// cancel, a success): every Begin of a username not yet failed reserves in
+// the spray count, and a settled failure counts there only when the member
+// remembered no failure before it (the others give their reservation
+// back). A KindMember dimension counts every failure and reservation and
+// never locks. Under
 // Extend, a refused attempt pushes the end of a KindSpray lock but counts
 // nothing in either spray kind, so that a locked IP adds no member
 // entries. KindCount dimensions go exactly as in Apply. The limiter sends
@@ -35,12 +40,13 @@ func (r *Rule) applySpray(op Op, dims []DimState, now time.Duration) (refused bo
 		if s.LockedAt(now) {
 			locked = true
 		}
-		if kind(i) == KindMember && (s.Failures > 0 || s.Pending > 0) {
+		if kind(i) == KindMember && s.Failures > 0 {
 			fresh = false
 		}
 	}
 	// skip reports whether dimension i takes no part in a failure or
-	// reservation: a KindSpray dimension for a username the IP has tried.
+	// reservation, or a settled failure counts nothing in: a KindSpray
+	// dimension for a username that failed from the IP.
 	skip := func(i int) bool { return kind(i) == KindSpray && !fresh }
 	switch op {
 	case OpFail, OpBegin:
@@ -133,6 +139,9 @@ func (r *Rule) applySpray(op Op, dims []DimState, now time.Duration) (refused bo
 				continue
 			}
 			s.Pending--
+			if skip(i) {
+				continue // the username failed from the IP meanwhile: not new
+			}
 			ru.count(s, now)
 			dims[i].Outcome.Counted = true
 			if !ru.ObserveOnly && !s.LockedAt(now) && s.Failures >= ru.Limit {

@@ -7,7 +7,9 @@ import (
 
 // TestApplySpray steps one attempt's spray dimensions (a member and the
 // IP's count) through Apply: a new username counts, a known one does not,
-// Begin reserves in the count only for a new username, and a refused
+// Begin reserves in the count only for a username not failed before (one
+// in flight included), a settle counts there only a username's first
+// failure, and a refused
 // attempt under Extend pushes the spray lock without counting.
 func TestApplySpray(t *testing.T) {
 	const m = time.Minute
@@ -29,10 +31,27 @@ func TestApplySpray(t *testing.T) {
 	if d[2].Outcome.Counted || d[2].State.Failures != 1 || d[1].State.Failures != 2 {
 		t.Errorf("known username: %+v", d)
 	}
-	// Nor one in flight; Begin then reserves in the member alone.
+	// A username failed before: Begin reserves in the member alone.
+	d = dims(State{Failures: 1, LastFail: t0}, State{Failures: 1, LastFail: t0})
+	if r.Apply(OpBegin, d, t0) || d[2].Outcome.Reserved || !d[1].Outcome.Reserved || d[2].State.Pending != 0 {
+		t.Errorf("begin of a failed username: %+v", d)
+	}
+	// A username only in flight is still new (its attempt may be
+	// cancelled): Begin reserves in the count too.
 	d = dims(State{Pending: 1, LastBegin: t0}, State{Pending: 1, LastBegin: t0})
-	if r.Apply(OpBegin, d, t0) || d[2].Outcome.Reserved || !d[1].Outcome.Reserved || d[2].State.Pending != 1 {
+	if r.Apply(OpBegin, d, t0) || !d[2].Outcome.Reserved || d[2].State.Pending != 2 {
 		t.Errorf("begin of a username in flight: %+v", d)
+	}
+	// Of two such reservations, the first failure counts and the second
+	// gives its reservation back.
+	d[0].Gen, d[1].Gen, d[2].Gen = d[0].State.Gen, d[1].State.Gen, d[2].State.Gen
+	r.Apply(OpSettleFail, d, t0)
+	if !d[2].Outcome.Counted || d[2].State.Failures != 1 || d[2].State.Pending != 1 {
+		t.Errorf("first settled failure of a username: %+v", d)
+	}
+	r.Apply(OpSettleFail, d, t0)
+	if d[2].Outcome.Counted || d[2].State.Failures != 1 || d[2].State.Pending != 0 || d[1].State.Failures != 2 {
+		t.Errorf("second settled failure of a username: %+v", d)
 	}
 	// A new username's Begin reserves in the count, and is busy when the
 	// count's failures and reservations reach the limit.

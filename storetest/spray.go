@@ -113,8 +113,10 @@ func init() {
 	})
 	add("SprayReservations", func(t *testing.T, ns func() store.Store) {
 		// Begins of new usernames from one IP reserve in its spray count,
-		// so that racing ones cannot pass the limit together; a Begin of a
-		// username in flight or failed before reserves nothing there, and
+		// so that racing ones cannot pass the limit together. A Begin of a
+		// username in flight reserves there too (the attempt in flight may
+		// be cancelled), but only the username's first failure counts; a
+		// Begin of a username failed before reserves nothing there, and
 		// its settle does not count there.
 		h := harness(t, ns, axes.Policy{Limit: 100, Spray: axes.Spray{Limit: 3, Cooloff: time.Hour}})
 		k := func(name string) axes.Key { return axes.Key{IP: ip1, Username: name} }
@@ -127,13 +129,15 @@ func init() {
 			return &a
 		}
 		a1 := begin("u1", true, axes.ReasonNone)
+		a1b := begin("u1", true, axes.ReasonNone) // u1 is in flight: reserves again
 		a2 := begin("u2", true, axes.ReasonNone)
-		a3 := begin("u3", true, axes.ReasonNone)
-		begin("u4", false, axes.ReasonBusy)
-		a1b := begin("u1", true, axes.ReasonNone) // u1 is in flight: not new
+		begin("u3", false, axes.ReasonBusy)
 		Expect(t, "settle u1", a1.Fail(), V{Failures: 1})
-		Expect(t, "settle u1 again", a1b.Fail(), V{Failures: 2})
+		Expect(t, "settle u1 again", a1b.Fail(), V{Failures: 2}) // counted once as a name
 		a2.Fail()
+		a1c := begin("u1", true, axes.ReasonNone) // failed before: reserves nothing there
+		a3 := begin("u3", true, axes.ReasonNone)
+		a1c.Fail()
 		a3.Succeed() // a success is no sprayed name
 		a4 := begin("u4", true, axes.ReasonNone)
 		Expect(t, "settle u4", a4.Fail(), V{Locked: true, Failures: 3, RetryAfter: time.Hour, Reason: axes.ReasonSpray, By: axes.IP})
@@ -163,6 +167,42 @@ func init() {
 		}
 		if v := h2.L.Check(axes.Key{IP: ip2, Username: "late"}); admitted == 4 && v.Reason != axes.ReasonSpray {
 			t.Errorf("after 4 admitted and failed: %+v, want a spray lock", v)
+		}
+	})
+}
+
+func init() {
+	add("SprayCancelledReservation", func(t *testing.T, ns func() store.Store) {
+		// A sprayer begins two attempts of each new username and makes the
+		// first end without an outcome (Cancel: a request the handler
+		// rejects before checking the password, a status outside
+		// FailureCodes), then fails the second. The cancelled attempt held
+		// the username's reservation in the IP's spray count; the second
+		// must not have relied on it, or each username costs nothing and
+		// the spray never locks.
+		const limit = 3
+		h := harness(t, ns, axes.Policy{Limit: 100, Spray: axes.Spray{Limit: limit}})
+		tried := 0
+		for i := range 10 {
+			k := axes.Key{IP: ip1, Username: fmt.Sprintf("user%d", i)}
+			a, b := h.L.Begin(k), h.L.Begin(k)
+			switch {
+			case a.Allowed() && b.Allowed():
+				a.Cancel()
+				b.Fail()
+			case a.Allowed():
+				a.Fail()
+			default:
+				b.Cancel()
+				continue
+			}
+			tried++
+		}
+		if tried > limit {
+			t.Errorf("%d usernames checked from one IP, want at most the spray limit %d", tried, limit)
+		}
+		if v := h.L.Check(axes.Key{IP: ip1, Username: "late"}); v.Reason != axes.ReasonSpray {
+			t.Errorf("after the spray: %+v, want a spray lock", v)
 		}
 	})
 }
