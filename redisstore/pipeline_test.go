@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -126,7 +127,8 @@ func TestBatchCallerGivesUp(t *testing.T) {
 }
 
 // TestBatchReloadsScript sends a batch to a server that lost its scripts:
-// every call runs once, after one more round trip that loads the script.
+// every call runs once, the first with EVAL (which loads the script), the
+// others again with EVALSHA.
 func TestBatchReloadsScript(t *testing.T) {
 	_, c, s, _ := batchFixture(t)
 	ctx := context.Background()
@@ -141,10 +143,22 @@ func TestBatchReloadsScript(t *testing.T) {
 			Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(i) + 1, Lo: 7}}}}
 		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, reqs[i])...)}
 	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
 	trips := s.Stats().RoundTrips
 	s.exec(batch)
-	if got := s.Stats().RoundTrips - trips; got != 2 {
-		t.Errorf("%d round trips, want 2 (the batch, then its calls again with the script)", got)
+	if got := s.Stats().RoundTrips - trips; got != 3 {
+		t.Errorf("%d round trips, want 3 (the batch, the first call with the script, the others again)", got)
+	}
+	// The script's source crossed the network once, not once per call: a
+	// batch reloaded after a failover must not carry 256 copies of it.
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "cmdstat_eval:calls=1,") {
+		t.Errorf("EVAL ran other than once:\n%s", info)
 	}
 	for i, b := range batch {
 		if err := b.cmd.Err(); err != nil {

@@ -70,7 +70,8 @@ func (s *Store) runWait(ctx context.Context, cmd []any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	for loaded := false; ; loaded = true {
+	loaded, moved := false, false
+	for {
 		s.n.trips.Add(1)
 		pipe := c.Pipeline()
 		ev := pipe.Do(ctx, cmd...)
@@ -78,16 +79,23 @@ func (s *Store) runWait(ctx context.Context, cmd []any) (any, error) {
 		_, _ = pipe.Exec(ctx)
 		if err := ev.Err(); err != nil {
 			if !loaded && redis.HasErrorPrefix(err, "NOSCRIPT") {
+				loaded = true
 				s.n.trips.Add(1)
 				if err := applyScript.Load(ctx, c).Err(); err != nil {
 					return nil, err
 				}
 				continue
 			}
-			if cc, ok := s.c.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "READONLY")) {
-				// The slot moved (a replica was promoted): the next
-				// call, or the probe, finds its new master.
+			if cc, ok := s.c.(*redis.ClusterClient); ok && !moved && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "READONLY")) {
+				// The slot moved (a replica was promoted): the call did
+				// not run; once more on the slot's new master, so that a
+				// failover does not put the store in its outage mode.
+				moved = true
 				cc.ReloadState(ctx)
+				if c, err = s.nodeOf(ctx, key); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			return nil, err
 		}
