@@ -283,18 +283,70 @@ type DimState struct {
 // states.
 func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 	if r.Spray.Limit > 0 {
-		return r.applySpray(op, dims, now)
+		ks := kindRules{member: r.ForKind(KindMember), spray: r.ForKind(KindSpray)}
+		return r.apply(op, dims, now, &ks)
 	}
-	for i := range dims {
-		started, timedOut := r.Refresh(&dims[i].State, now)
-		dims[i].Outcome = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
-	}
-	locked := false
-	for i := range dims {
-		if dims[i].State.LockedAt(now) {
-			locked = true
+	return r.apply(op, dims, now, nil)
+}
+
+// kindRules are the rules of the spray-detection kinds of dimension
+// (ForKind), for an attempt under a rule with spray detection on.
+type kindRules struct {
+	member, spray Rule
+}
+
+// of returns the rule of dimension d under base: base itself for
+// KindCount (and any unknown kind), and whenever spray detection is off
+// (ks nil).
+func (ks *kindRules) of(base *Rule, d *DimState) *Rule {
+	if ks != nil {
+		switch d.Kind {
+		case KindMember:
+			return &ks.member
+		case KindSpray:
+			return &ks.spray
 		}
 	}
+	return base
+}
+
+// apply is Apply, with ks the rules of the spray-detection kinds, or nil
+// when spray detection is off (every dimension then goes by r).
+//
+// Under spray detection each dimension is kept under the rule of its kind
+// (ForKind), and a KindSpray dimension counts or reserves only when the
+// attempt's KindMember dimension remembers no failure (after Refresh): a
+// username new to the IP within Spray.Window. A reservation in the member
+// does not make the username old, since its attempt may end without a
+// failure (a cancel, a success): every Begin of a username not yet failed
+// reserves in the spray count, and a settled failure counts there only
+// when the member remembered no failure before it (the others give their
+// reservation back). A KindMember dimension counts every failure and
+// reservation and never locks. Under Extend, a refused attempt pushes the
+// end of a KindSpray lock but counts nothing in either spray kind, so that
+// a locked IP adds no member entries. The limiter sends the KindMember
+// dimension whenever it sends the KindSpray one for Fail and Begin; a
+// settle carries the KindSpray dimension only when its Begin reserved
+// there (Outcome.Reserved).
+func (r *Rule) apply(op Op, dims []DimState, now time.Duration, ks *kindRules) (refused bool) {
+	for i := range dims {
+		started, timedOut := ks.of(r, &dims[i]).Refresh(&dims[i].State, now)
+		dims[i].Outcome = Outcome{Started: started, TimedOut: timedOut, Counted: timedOut > 0}
+	}
+	locked, fresh := false, true
+	for i := range dims {
+		s := &dims[i].State
+		if s.LockedAt(now) {
+			locked = true
+		}
+		if ks != nil && dims[i].Kind == KindMember && s.Failures > 0 {
+			fresh = false
+		}
+	}
+	// skip reports whether dimension i takes no part in a failure or
+	// reservation, or a settled failure counts nothing in: a KindSpray
+	// dimension for a username that failed from the IP.
+	skip := func(i int) bool { return ks != nil && dims[i].Kind == KindSpray && !fresh }
 	switch op {
 	case OpFail, OpBegin:
 		if locked {
@@ -302,19 +354,31 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 			if r.Extend {
 				for i := range dims {
 					s := &dims[i].State
-					r.count(s, now)
+					ru := ks.of(r, &dims[i])
+					if ks != nil {
+						switch dims[i].Kind {
+						case KindMember:
+							continue
+						case KindSpray:
+							if s.LockedAt(now) && s.LockEnd != Indefinite {
+								s.LockEnd = max(s.LockEnd, satAdd(now, ru.LockDuration(max(s.Level, 1), s.Failures)))
+							}
+							continue
+						}
+					}
+					ru.count(s, now)
 					dims[i].Outcome.Counted = true
 					if s.LockedAt(now) {
 						if s.LockEnd != Indefinite {
-							d := r.LockDuration(max(s.Level, 1), s.Failures)
+							d := ru.LockDuration(max(s.Level, 1), s.Failures)
 							if d == Indefinite {
 								s.LockEnd = Indefinite
 							} else {
 								s.LockEnd = max(s.LockEnd, satAdd(now, d))
 							}
 						}
-					} else if !r.ObserveOnly && s.Failures >= r.Limit {
-						r.StartLock(s, now)
+					} else if !ru.ObserveOnly && s.Failures >= ru.Limit {
+						ru.StartLock(s, now)
 						dims[i].Outcome.Started = true
 					}
 				}
@@ -333,10 +397,11 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 		if op == OpBegin {
 			for i := range dims {
 				s := &dims[i].State
-				if r.ObserveOnly {
+				ru := ks.of(r, &dims[i])
+				if ru.ObserveOnly || skip(i) {
 					continue
 				}
-				if s.Failures+s.Pending >= r.Limit && !(s.Failures >= r.Limit && s.Pending == 0) {
+				if s.Failures+s.Pending >= ru.Limit && !(s.Failures >= ru.Limit && s.Pending == 0) {
 					dims[i].Outcome.Busy = true
 					refused = true
 				}
@@ -345,6 +410,9 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 				break
 			}
 			for i := range dims {
+				if skip(i) {
+					continue
+				}
 				s := &dims[i].State
 				s.Pending = min(s.Pending+1, MaxFailures)
 				s.LastBegin = max(s.LastBegin, now)
@@ -354,11 +422,15 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 			break
 		}
 		for i := range dims {
+			if skip(i) {
+				continue
+			}
 			s := &dims[i].State
-			r.count(s, now)
+			ru := ks.of(r, &dims[i])
+			ru.count(s, now)
 			dims[i].Outcome.Counted = true
-			if !r.ObserveOnly && s.Failures >= r.Limit {
-				r.StartLock(s, now)
+			if !ru.ObserveOnly && s.Failures >= ru.Limit {
+				ru.StartLock(s, now)
 				dims[i].Outcome.Started = true
 			}
 		}
@@ -369,10 +441,14 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 				continue // timed out (already counted) or forgiven by a reset
 			}
 			s.Pending--
-			r.count(s, now)
+			if skip(i) {
+				continue // the username failed from the IP meanwhile: not new
+			}
+			ru := ks.of(r, &dims[i])
+			ru.count(s, now)
 			dims[i].Outcome.Counted = true
-			if !r.ObserveOnly && !s.LockedAt(now) && s.Failures >= r.Limit {
-				r.StartLock(s, now)
+			if !ru.ObserveOnly && !s.LockedAt(now) && s.Failures >= ru.Limit {
+				ru.StartLock(s, now)
 				dims[i].Outcome.Started = true
 			}
 		}
@@ -382,7 +458,7 @@ func (r *Rule) Apply(op Op, dims []DimState, now time.Duration) (refused bool) {
 			if op == OpSettleSuccess && s.Gen == dims[i].Gen && s.Pending > 0 {
 				s.Pending--
 			}
-			if r.ResetOnSuccess && !s.LockedAt(now) {
+			if ks.of(r, &dims[i]).ResetOnSuccess && !s.LockedAt(now) {
 				s.Failures, s.Level, s.LockEnd = 0, 0, 0
 			}
 		}
