@@ -219,7 +219,18 @@ func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
 	if cand < 0 {
 		return false
 	}
-	sl := &sh.slots[cand]
+	st.fold(sh, &sh.slots[cand], now)
+	st.remove(sh, cand)
+	sh.evictedPressure++
+	return true
+}
+
+// fold records the state of sl, a live entry about to be evicted, in the
+// sketch under the rule of its kind, so that its count is not lost: what
+// the sketch holds may over-count, never under-count. A spray member
+// never goes to the sketch (one it held by mistake would hide a new
+// username). sh.mu must be held.
+func (st *memStore) fold(sh *shard, sl *slot, now time.Duration) {
 	s := sl.state()
 	r := &st.base
 	if sl.flags&flagKind != 0 {
@@ -227,15 +238,10 @@ func (st *memStore) evictOnPath(sh *shard, d Digest, now time.Duration) bool {
 		r = &kr
 	}
 	r.Refresh(&s, now)
-	// As evict: a spray member never goes to the sketch (one it held by
-	// mistake would hide a new username).
 	if !s.IsZero() && slotKind(sl) != store.KindMember {
 		st.sk.record(sl.k.digest(), &s, now, r.Window, r.Decay)
 		sh.sketchFolds++
 	}
-	st.remove(sh, cand)
-	sh.evictedPressure++
-	return true
 }
 
 // Eviction scores: the remembered failures, with entries that remember a
@@ -304,17 +310,7 @@ func (st *memStore) evict(sh *shard, now time.Duration, upTo int) bool {
 			acc -= hist[threshold]
 		}
 		if sc <= threshold {
-			s := sl.state()
-			r := &st.base
-			if sl.flags&flagKind != 0 {
-				kr := st.base.ForKind(slotKind(sl))
-				r = &kr
-			}
-			r.Refresh(&s, now)
-			if !s.IsZero() && slotKind(sl) != store.KindMember {
-				st.sk.record(sl.k.digest(), &s, now, r.Window, r.Decay)
-				sh.sketchFolds++
-			}
+			st.fold(sh, sl, now)
 			st.remove(sh, i)
 			removed++
 		}
