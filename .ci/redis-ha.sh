@@ -31,16 +31,8 @@ MASTER=axes
 
 log() { echo "redis-ha.sh: $*" >&2; }
 
-install() {
-	if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
-		return
-	fi
-	log "installing redis-server"
-	local sudo=""
-	if [ "$(id -u)" != 0 ]; then sudo=sudo; fi
-	$sudo apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
-}
+# install: redis.sh's (Debian's redis-server if it is missing).
+install() { "$(dirname "$0")/redis.sh" install; }
 
 cli() { redis-cli -h 127.0.0.1 -p "$@"; }
 

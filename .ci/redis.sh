@@ -6,7 +6,7 @@
 # override those addresses (AXES_REDIS_ADDR, AXES_REDIS_CLUSTER).
 # Installs redis-server from Debian's packages if it is missing.
 #
-# usage: .ci/redis.sh start|stop
+# usage: .ci/redis.sh start|stop|install
 set -euo pipefail
 
 STANDALONE_PORT=${AXES_REDIS_PORT:-6390}
@@ -105,8 +105,9 @@ stop() {
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
+install) install ;;
 *)
-	echo "usage: $0 start|stop" >&2
+	echo "usage: $0 start|stop|install" >&2
 	exit 2
 	;;
 esac
