@@ -179,24 +179,32 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			var perEntry float64
 			for range b.N {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				l := Must(New(Policy{Limit: 100}, WithMaxEntries(1<<20)))
-				for i := range uint32(n) {
-					l.Fail(Key{IP: benchIP(i)})
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				if got := l.Stats().Entries; got != n {
-					b.Fatalf("%d entries tracked, want %d", got, n)
-				}
-				perEntry = float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
-				runtime.KeepAlive(l)
+				perEntry = heapPerEntry(b, Policy{Limit: 100}, n, func(i int) Key { return Key{IP: benchIP(uint32(i))} })
 			}
 			b.ReportMetric(perEntry, "heap-B/entry")
 		})
 	}
+}
+
+// heapPerEntry returns the live heap bytes per entry of a limiter of
+// policy p, capped at 1<<20, after one failure of key(i) for each i below
+// n, each of which must make an entry.
+func heapPerEntry(b *testing.B, p Policy, n int, key func(i int) Key) float64 {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	l := Must(New(p, WithMaxEntries(1<<20)))
+	for i := range n {
+		l.Fail(key(i))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if got := l.Stats().Entries; got != n {
+		b.Fatalf("%d entries tracked, want %d", got, n)
+	}
+	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	runtime.KeepAlive(l)
+	return perEntry
 }
 
 // BenchmarkMemoryWorstCase reports the heap bytes per entry of the cap
@@ -345,25 +353,13 @@ func BenchmarkMemoryPerEntryDevices(b *testing.B) {
 		b.Run(fmt.Sprintf("devices=%v", devices), func(b *testing.B) {
 			var perEntry float64
 			for range b.N {
-				runtime.GC()
-				var before, after runtime.MemStats
-				runtime.ReadMemStats(&before)
-				l := Must(New(Policy{Limit: 100, LockoutBy: []Fields{Username}}, WithMaxEntries(1<<20)))
-				var k Key
-				for i := range n {
-					k.Username = "user" + strconv.Itoa(i)
+				perEntry = heapPerEntry(b, Policy{Limit: 100, LockoutBy: []Fields{Username}}, n, func(i int) Key {
+					k := Key{Username: "user" + strconv.Itoa(i)}
 					if devices {
 						k.Device = "device" + strconv.Itoa(i)
 					}
-					l.Fail(k)
-				}
-				runtime.GC()
-				runtime.ReadMemStats(&after)
-				if got := l.Stats().Entries; got != n {
-					b.Fatalf("%d entries tracked, want %d", got, n)
-				}
-				perEntry = float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
-				runtime.KeepAlive(l)
+					return k
+				})
 			}
 			b.ReportMetric(perEntry, "heap-B/entry")
 		})
