@@ -139,13 +139,9 @@ func (l *Limiter) leanCached(op store.Op, dims []store.Dim, ends []uint64, fails
 	t := st.instantOf(now)
 	v := Verdict{Locked: true, Limit: l.rule.Limit, Reason: ReasonLockout}
 	for i := range dims {
-		lockEnd, valid := uint32(ends[i]>>32), uint32(ends[i])
-		if valid != secForever && t >= fromSec(valid) {
+		rem, ok := cachedAt(ends[i], t)
+		if !ok {
 			return Verdict{}, false
-		}
-		rem := Indefinite
-		if lockEnd != secForever {
-			rem = fromSec(lockEnd) - t
 		}
 		if i == 0 || rem > v.RetryAfter {
 			v.RetryAfter, v.By = rem, dims[i].Fields

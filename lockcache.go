@@ -138,15 +138,11 @@ func (st *memStore) fromCache(op store.Op, dims []store.Dim, ends []uint64, fail
 	}
 	now := st.instantOf(t)
 	for i := range dims {
-		lockEnd, valid := uint32(ends[i]>>32), uint32(ends[i])
-		if valid != secForever && now >= fromSec(valid) {
+		rem, ok := cachedAt(ends[i], now)
+		if !ok {
 			return false
 		}
-		o := store.Outcome{Locked: true, Refused: op != store.OpCheck, Failures: int(fails[i]), Remaining: Indefinite}
-		if lockEnd != secForever {
-			o.Remaining = fromSec(lockEnd) - now
-		}
-		dims[i].Outcome = o
+		dims[i].Outcome = store.Outcome{Locked: true, Refused: op != store.OpCheck, Failures: int(fails[i]), Remaining: rem}
 	}
 	if countCacheServes {
 		st.cacheServes.Add(1)
@@ -154,25 +150,39 @@ func (st *memStore) fromCache(op store.Op, dims []store.Dim, ends []uint64, fail
 	return true
 }
 
+// cachedAt reports whether a lock-cache entry whose ends peekLock read may
+// still be served at instant t, and the time left on its lock then
+// (Indefinite for a lock with no end).
+func cachedAt(ends uint64, t time.Duration) (remaining time.Duration, ok bool) {
+	lockEnd, valid := uint32(ends>>32), uint32(ends)
+	if valid != secForever && t >= fromSec(valid) {
+		return 0, false
+	}
+	if lockEnd == secForever {
+		return Indefinite, true
+	}
+	return fromSec(lockEnd) - t, true
+}
+
 // lockedFromCache reports whether every digest of ds is cached as locked
 // and valid now (read from now, only once every entry is found): then a
 // Check of them is answered locked, and changes nothing, counts nothing
 // and emits no event, so Locked needs no verdict.
 func (st *memStore) lockedFromCache(ds []Digest, now func() time.Time) bool {
-	var valid [8]uint32
+	var ends [8]uint64
 	for i, d := range ds {
-		ends, _, ok := st.peekLock(d)
+		e, _, ok := st.peekLock(d)
 		if !ok {
 			return false
 		}
-		valid[i] = uint32(ends)
+		ends[i] = e
 	}
 	if !st.tl.started() {
 		return false
 	}
 	t := st.instantOf(now())
-	for _, v := range valid[:len(ds)] {
-		if v != secForever && t >= fromSec(v) {
+	for _, e := range ends[:len(ds)] {
+		if _, ok := cachedAt(e, t); !ok {
 			return false
 		}
 	}
