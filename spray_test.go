@@ -158,3 +158,38 @@ func TestSprayExtend(t *testing.T) {
 		t.Errorf("%d entries, want the IP, two usernames and the spray count", n)
 	}
 }
+
+// TestSprayCountEvictedKeepsItsWindow evicts an IP's spray count under
+// storage pressure half an hour after its only failure, with the policy's
+// own Window (1 minute) long past and the spray Window (2 hours) not: the
+// count folds into the sketch under the spray rule, so the sprayer's next
+// usernames still lock at the limit. Folded under the policy's rule, the
+// count would be forgotten at eviction, and an attacker who fills the
+// table between usernames would never be stopped.
+func TestSprayCountEvictedKeepsItsWindow(t *testing.T) {
+	l, c := newTest(t, Policy{Limit: 100, Window: time.Minute, Spray: Spray{Limit: 3, Window: 2 * time.Hour}}, WithSecret(sprayTestSecret))
+	k := Key{IP: netip.MustParseAddr("203.0.113.9"), Username: "a"}
+	l.Fail(k)
+	c.Set(30 * time.Minute)
+	var fs fieldSet
+	l.fieldsOf(&k, &fs)
+	d := l.h.sprayDigest(store.KindSpray, &fs)
+	st := l.mem
+	sh := &st.shards[st.shardOf(d)]
+	sh.mu.Lock()
+	i := sh.find(toSlotKey(d), d)
+	if i < 0 {
+		sh.mu.Unlock()
+		t.Fatal("the IP's spray count is not in the table")
+	}
+	st.fold(sh, &sh.slots[i], st.instant(l.clock()))
+	st.remove(sh, i)
+	sh.mu.Unlock()
+	for _, u := range []string{"b", "c"} {
+		k.Username = u
+		v := l.Fail(k)
+		if u == "c" && v.Reason != ReasonSpray {
+			t.Fatalf("third username after the count was evicted: %+v, want a spray lock", v)
+		}
+	}
+}
