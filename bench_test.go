@@ -190,6 +190,12 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 // policy p, capped at 1<<20, after one failure of key(i) for each i below
 // n, each of which must make an entry.
 func heapPerEntry(b *testing.B, p Policy, n int, key func(i int) Key) float64 {
+	return heapPerKey(b, p, n, 1, key)
+}
+
+// heapPerKey is heapPerEntry for keys that make perKey entries each, and
+// returns the live heap bytes per key.
+func heapPerKey(b *testing.B, p Policy, n, perKey int, key func(i int) Key) float64 {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -199,12 +205,35 @@ func heapPerEntry(b *testing.B, p Policy, n int, key func(i int) Key) float64 {
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	if got := l.Stats().Entries; got != n {
-		b.Fatalf("%d entries tracked, want %d", got, n)
+	if got := l.Stats().Entries; got != n*perKey {
+		b.Fatalf("%d entries tracked, want %d", got, n*perKey)
 	}
-	perEntry := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
+	perKeyB := float64(after.HeapAlloc-before.HeapAlloc) / float64(n)
 	runtime.KeepAlive(l)
-	return perEntry
+	return perKeyB
+}
+
+// BenchmarkMemoryPerKeySpray reports the heap bytes per client (an IP
+// trying one username, by IP) with Policy.Spray off and on: spray
+// detection adds the IP's entry for the username and its count of
+// usernames, so three entries a client instead of one.
+func BenchmarkMemoryPerKeySpray(b *testing.B) {
+	const n = 300_000
+	for _, spray := range []bool{false, true} {
+		b.Run(fmt.Sprintf("spray=%v", spray), func(b *testing.B) {
+			p, perKey := Policy{Limit: 100}, 1
+			if spray {
+				p.Spray, perKey = Spray{Limit: 100}, 3
+			}
+			var perKeyB float64
+			for range b.N {
+				perKeyB = heapPerKey(b, p, n, perKey, func(i int) Key {
+					return Key{IP: benchIP(uint32(i)), Username: "user" + strconv.Itoa(i)}
+				})
+			}
+			b.ReportMetric(perKeyB, "heap-B/client")
+		})
+	}
 }
 
 // BenchmarkMemoryWorstCase reports the heap bytes per entry of the cap
