@@ -97,13 +97,17 @@ type nearCache struct {
 		sync.Mutex
 		_ [56]byte // a cache line each, so that stripes do not contend through false sharing
 	}
-	// gen is bumped by every invalidation; a fill from a request sent
-	// under another generation is dropped, so that no reply sent before a
-	// reset repopulates the cache after it.
+	// gen is bumped by every invalidation before it deletes anything, and
+	// done after it has: a fill from a request sent under another
+	// generation is dropped, so that no reply sent before a reset
+	// repopulates the cache after it, and neither an answer nor a fill
+	// overlaps an invalidation (see stable).
 	gen   atomic.Uint64
+	done  atomic.Uint64
 	ready atomic.Bool // subscribed: invalidations are being received
 
-	beforeFill func() // tests: called after a reply, before it fills the cache
+	beforeFill func()      // tests: called after a reply, before it fills the cache
+	afterGet   func(i int) // tests: called after serveNear reads dimension i
 }
 
 func newNearCache(size int) *nearCache {
@@ -174,6 +178,7 @@ func (c *nearCache) drop(d axes.Digest) {
 // digest, every dimension with a field key, or all (match nil).
 func (c *nearCache) invalidate(match func(*nearEntry) bool, digests []axes.Digest) {
 	c.gen.Add(1)
+	defer c.done.Add(1)
 	if digests != nil {
 		for _, d := range digests {
 			c.drop(d)
@@ -191,6 +196,19 @@ func (c *nearCache) invalidate(match func(*nearEntry) bool, digests []axes.Diges
 		}
 		c.stripes[s].Unlock()
 	}
+}
+
+// stable returns the generation and whether no invalidation is under way.
+// An invalidation deletes bucket by bucket: a decision that read or filled
+// the cache while one was half done could see some of an attempt's locks
+// and not others, and answer with a lock other than the one Redis reports
+// (another dimension, a shorter RetryAfter). So the cache answers only
+// from reads that began and ended under one stable generation, and fills
+// only from requests sent under one.
+func (c *nearCache) stable() (uint64, bool) {
+	d := c.done.Load() // before gen: equal means none started and unfinished
+	g := c.gen.Load()
+	return g, d == g
 }
 
 // nearTicket is what a decision notes before it goes to Redis, for the
@@ -228,10 +246,17 @@ func (s *Store) serveNear(req *store.Request) bool {
 	if !ok {
 		return false
 	}
+	gen, ok := c.stable()
+	if !ok {
+		return false
+	}
 	var outs [8]store.Outcome
 	hit := false
 	for i := range req.Dims {
 		e, ok := c.get(req.Dims[i].Digest)
+		if c.afterGet != nil {
+			c.afterGet(i)
+		}
 		if !ok || now >= e.end {
 			continue
 		}
@@ -244,8 +269,8 @@ func (s *Store) serveNear(req *store.Request) bool {
 		}
 		outs[i], hit = o, true
 	}
-	if !hit {
-		return false
+	if !hit || c.gen.Load() != gen {
+		return false // nothing cached, or an invalidation ran during the reads
 	}
 	refused := req.Op != store.OpCheck
 	for i := range req.Dims {
@@ -262,7 +287,8 @@ func (s *Store) nearTicket(req *store.Request) nearTicket {
 		return nearTicket{}
 	}
 	at, ok := s.nearNow(req)
-	return nearTicket{gen: s.near.gen.Load(), at: at, ok: ok}
+	gen, stable := s.near.stable()
+	return nearTicket{gen: gen, at: at, ok: ok && stable}
 }
 
 // fillNear caches the locks of Redis's reply to req, and drops the
@@ -317,6 +343,16 @@ func (s *Store) fillNear(req *store.Request, t nearTicket) {
 			e.failUntil = s.failuresKnown(req.Rule, o, t.at, e.end)
 		}
 		c.put(e, t.gen)
+	}
+	if c.gen.Load() != t.gen {
+		// An invalidation came between two puts, which it refused after
+		// the first: take back the ones it let in, so that the cache
+		// holds all of the reply's locks or none.
+		for i := range req.Dims {
+			if req.Dims[i].Outcome.Locked {
+				c.drop(req.Dims[i].Digest)
+			}
+		}
 	}
 }
 

@@ -442,3 +442,71 @@ func TestLocalLocksAttack(t *testing.T) {
 		})
 	}
 }
+
+// An invalidation deletes the cache bucket by bucket. A decision whose
+// reads overlap one sees some of the attempt's locks and not others; it
+// must go to Redis instead of answering with the locks it happened to
+// read (here the IP's, which ends sooner than the username's Redis
+// reports). And a reply whose request was sent while an invalidation was
+// under way does not fill the cache.
+func TestLocalLocksInvalidationDuringRead(t *testing.T) {
+	c := newClient(t)
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	var at atomic.Int64
+	clock := func() time.Time { return now.Add(time.Duration(at.Load())) }
+	s := mustNew(t, c, Options{Prefix: prefix(), UseRequestTime: true})
+	ready(t, s)
+	p := axes.Policy{Limit: 3, Cooloff: axes.Fixed(15 * time.Minute), LockoutBy: []axes.Fields{axes.IP, axes.Username}}
+	l, err := axes.New(p, axes.WithSecret(secret), axes.WithStore(s), axes.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := netip.MustParseAddr("192.0.2.61")
+	for _, u := range []string{"a", "b", "c"} {
+		l.Fail(axes.Key{IP: ip, Username: u}) // the IP locks until 15m
+	}
+	at.Store(int64(time.Minute))
+	for _, a := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
+		l.Fail(axes.Key{IP: netip.MustParseAddr(a), Username: "victim"}) // the username until 16m
+	}
+	k := axes.Key{IP: ip, Username: "victim"}
+	want := axes.Verdict{Locked: true, Failures: 3, Limit: 3, RetryAfter: 15 * time.Minute, By: axes.Username, Reason: axes.ReasonLockout}
+	if v := l.Check(k); v != want { // from Redis; fills both locks
+		t.Fatalf("Check = %+v, want %+v", v, want)
+	}
+	saved := s.Stats().RoundTripsSaved
+	if v := l.Check(k); v != want || s.Stats().RoundTripsSaved != saved+1 {
+		t.Fatalf("Check from the cache = %+v (saved %d → %d), want %+v", v, saved, s.Stats().RoundTripsSaved, want)
+	}
+
+	// The IP's lock is read; an invalidation then deletes the username's.
+	s.near.afterGet = func(i int) {
+		if i == 0 {
+			s.near.afterGet = nil
+			s.near.invalidate(nil, nil)
+		}
+	}
+	saved = s.Stats().RoundTripsSaved
+	if v := l.Check(k); v != want {
+		t.Errorf("Check during an invalidation = %+v, want Redis's %+v", v, want)
+	}
+	if got := s.Stats().RoundTripsSaved; got != saved {
+		t.Errorf("the cache answered from reads an invalidation overlapped (%d answers)", got-saved)
+	}
+
+	// While an invalidation is under way (begun, not finished), a request
+	// sent fills nothing, and nothing is answered from the cache.
+	s.near.invalidate(nil, nil)
+	s.near.gen.Add(1) // as invalidate does first
+	saved = s.Stats().RoundTripsSaved
+	if v := l.Check(k); v != want {
+		t.Errorf("Check = %+v, want %+v", v, want)
+	}
+	s.near.done.Add(1) // the invalidation ends
+	if v := l.Check(k); v != want || s.Stats().RoundTripsSaved != saved {
+		t.Errorf("Check = %+v, %d answered from the cache; want %+v from Redis: no fill under an invalidation", v, s.Stats().RoundTripsSaved-saved, want)
+	}
+	if v := l.Check(k); v != want || s.Stats().RoundTripsSaved != saved+1 {
+		t.Errorf("Check = %+v, want %+v from the cache again", v, want)
+	}
+}
