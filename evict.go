@@ -104,14 +104,15 @@ func (st *memStore) makeRoom(sh *shard, d Digest, now time.Duration) bool {
 	if sh.count+sh.tombs+1 > ng*7 {
 		// Past 7/8 occupancy. If live entries fill more than 25/32 of the
 		// table, drop what has expired and grow unless that freed enough:
-		// tables double while small, then grow by a quarter, so that a full
-		// store wastes little space. Otherwise the occupancy is tombstones
+		// tables double while small, then grow by an eighth (at least to
+		// the shard's share of the cap), so that a full store wastes
+		// little space: live entries fill 25/32 to 7/8 of a grown table. Otherwise the occupancy is tombstones
 		// (evictions, expiries): rebuild at the same size, so that a store
 		// churning at its cap keeps a flat heap.
 		if sh.count*32 > ng*8*25 && ng < st.maxGroups && st.sweep(sh, 0, ng, now) < ng {
 			next := ng * 2
 			if next*7 > st.capPerShard {
-				next = max(ng+ng/4, (st.capPerShard+6)/7)
+				next = max(ng+ng/8, (st.capPerShard+6)/7)
 			}
 			sh.resize(min(next, st.maxGroups))
 		} else if sh.count+sh.tombs+1 > ng*7 {

@@ -131,7 +131,7 @@ func newMemStore(maxEntries int, epoch time.Time, base store.Rule) *memStore {
 	// Digests spread keys evenly but not exactly: a shard may hold more
 	// than its share (the cap itself is enforced across shards), up to a
 	// slack of many standard deviations.
-	maxPer := per + max(per/4, 6*int(math.Sqrt(float64(per)))+16)
+	maxPer := per + 6*int(math.Sqrt(float64(per))) + 16
 	st := &memStore{
 		shards:      make([]shard, nshards),
 		shardMask:   uint64(nshards - 1),
