@@ -3,6 +3,7 @@ package benchmarks
 import (
 	"flag"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,7 +16,27 @@ var (
 	heapKeys  = flag.Int("heap.keys", 100_000, "distinct keys tracked by BenchmarkHeapPerKey")
 	sprayKeys = flag.Int("spray.keys", 200_000, "distinct keys sprayed by BenchmarkSprayHeap")
 	sprayCap  = flag.Int("spray.cap", 20_000, "key cap of capped subjects in BenchmarkSprayHeap")
+	// The report profiles axes alone with -subjects=axes.
+	subjects = flag.String("subjects", "", "run only the subjects whose name matches this regular expression")
 )
+
+// makers returns the subjects that -subjects selects.
+func makers(b *testing.B) []Maker {
+	if *subjects == "" {
+		return Makers
+	}
+	re, err := regexp.Compile(*subjects)
+	if err != nil {
+		b.Fatalf("-subjects: %v", err)
+	}
+	var out []Maker
+	for _, m := range Makers {
+		if re.MatchString(m.Name) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 const (
 	trackedKeys = 100_000 // keys of the zipf workloads
@@ -100,7 +121,7 @@ func benchLocked(b *testing.B, hot int) {
 	for r := range hot {
 		locked[zipfRank(r, ks.Len())] = true
 	}
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run("keys=100k/by=ip/"+m.Name, func(b *testing.B) {
 			s := newSubject(b, m, c)
 			for i := range ks.Len() {
@@ -141,7 +162,7 @@ func BenchmarkFailZipf(b *testing.B) {
 	ks, seq := keyset(trackedKeys, ByUsername), zipfSeq(trackedKeys)
 	c := Default()
 	c.By = ByUsername
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run("keys=100k/by=username/"+m.Name, func(b *testing.B) {
 			s := newSubject(b, m, c)
 			var next atomic.Uint32
@@ -167,7 +188,7 @@ func BenchmarkFailZipf(b *testing.B) {
 func BenchmarkFailSpray(b *testing.B) {
 	ks := keyset(sprayPool, ByIP)
 	c := Default()
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run("distinct/by=ip/cap=1M/"+m.Name, func(b *testing.B) {
 			s := newSubject(b, m, c)
 			var claimed atomic.Uint32
@@ -198,7 +219,7 @@ func BenchmarkFailSpray(b *testing.B) {
 func BenchmarkMixed(b *testing.B) {
 	ks, seq := keyset(mixedKeys, ByIP), zipfSeq(mixedKeys)
 	c := Default()
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run("locked=90/fail=10/keys=1M/by=ip/"+m.Name, func(b *testing.B) {
 			s := newSubject(b, m, c)
 			var next atomic.Uint32
@@ -231,7 +252,7 @@ func BenchmarkMixed(b *testing.B) {
 func BenchmarkHeapPerKey(b *testing.B) {
 	c := Default()
 	c.MaxKeys = max(c.MaxKeys, *heapKeys)
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run(fmt.Sprintf("keys=%s/by=ip/%s", count(*heapKeys), m.Name), func(b *testing.B) {
 			var sum float64
 			for range b.N {
@@ -254,7 +275,7 @@ func BenchmarkHeapPerKey(b *testing.B) {
 func BenchmarkSprayHeap(b *testing.B) {
 	c := Default()
 	c.MaxKeys = *sprayCap
-	for _, m := range Makers {
+	for _, m := range makers(b) {
 		b.Run(fmt.Sprintf("keys=%s/cap=%s/by=ip/%s", count(*sprayKeys), count(*sprayCap), m.Name), func(b *testing.B) {
 			var r SprayResult
 			for range b.N {

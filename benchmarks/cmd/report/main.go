@@ -7,7 +7,9 @@
 //	go run ./cmd/report
 //
 // It takes several minutes: three passes of the parallel workloads, then
-// the heap measurements at 1M tracked keys and under a 10M-key spray.
+// the heap measurements at 1M tracked keys and under a 10M-key spray, then
+// one more pass of each parallel workload for axes alone under the CPU
+// profiler (-profile=false skips it).
 // With -from it renders the files from a saved `go test -bench` output
 // instead of running the benchmarks.
 package main
@@ -37,6 +39,7 @@ func main() {
 		sprayCap  = flag.Int("spray.cap", 1_000_000, "key cap during the heap spray")
 		from      = flag.String("from", "", "render from this saved benchmark output instead of running")
 		outDir    = flag.String("out", ".", "directory to write RESULTS.md and chart.svg to")
+		profile   = flag.Bool("profile", true, "profile axes on each parallel workload and report where its time goes")
 	)
 	flag.Parse()
 	if *sprayOps < 1 || *sprayOps > 1<<22 {
@@ -78,6 +81,20 @@ func main() {
 		}
 		raw = all.Bytes()
 	}
+	var profiles []Profile
+	if *from == "" && *profile {
+		dir, err := os.MkdirTemp("", "axes-report")
+		if err != nil {
+			log.Fatal(err)
+		}
+		ps, pcmds, err := profileWorkloads(dir, *benchtime, *sprayOps)
+		os.RemoveAll(dir)
+		if err != nil {
+			log.Fatal(err)
+		}
+		profiles = ps
+		cmds = append(cmds, pcmds...)
+	}
 
 	res, err := Parse(bytes.NewReader(raw))
 	if err != nil {
@@ -88,6 +105,7 @@ func main() {
 		env.Go = strings.TrimSpace(string(v))
 	}
 	env.Commands = cmds
+	env.Profiles = profiles
 	if v, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil && *from == "" {
 		env.Commit = strings.TrimSpace(string(v))
 	}

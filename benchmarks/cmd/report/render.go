@@ -18,6 +18,9 @@ type Env struct {
 	// uncommitted changes), if known.
 	Commit   string
 	Commands []string
+	// Profiles is axes' CPU time by category on each parallel workload,
+	// if measured.
+	Profiles []Profile
 }
 
 // The parallel workloads in report order, and what each one does.
@@ -132,6 +135,8 @@ func Markdown(r *Results, env Env, raw string) string {
 				metric(r, s, "atcap-MB"), metric(r, s, "half-MB"), metric(r, s, "final-MB"), metric(r, s, "peak-MB"))
 		}
 	}
+
+	p("%s", profileMarkdown(r, env, env.Profiles))
 
 	p("\n## Targets for axes\n\n")
 	for _, line := range Targets(r) {

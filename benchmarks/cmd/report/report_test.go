@@ -155,3 +155,51 @@ func TestSummarySplice(t *testing.T) {
 		t.Error("splice without markers reported success")
 	}
 }
+
+const pprofTop = `File: benchmarks.test
+Type: cpu
+Duration: 4.18s, Total samples = 4s (95.69%)
+Showing nodes accounting for 4s, 100% of 4s total
+      flat  flat%   sum%        cum   cum%
+     1.20s 30.00% 30.00%      1.20s 30.00%  runtime.nanotime (inline)
+     800ms 20.00% 50.00%      800ms 20.00%  github.com/axes-go/axes.(*hasher).mix
+     600ms 15.00% 65.00%      600ms 15.00%  github.com/axes-go/axes.(*shard).find
+     400ms 10.00% 75.00%      400ms 10.00%  internal/sync.(*Mutex).Lock (inline)
+     400ms 10.00% 85.00%      400ms 10.00%  github.com/axes-go/axes.(*sketch).estimate
+     300ms  7.50% 92.50%      300ms  7.50%  github.com/axes-go/axes.(*memStore).apply
+     200ms  5.00% 97.50%      3.9s  97.50%  github.com/axes-go/axes/benchmarks.(*axesSubject).Locked
+     100ms  2.50%   100%      100ms  2.50%  runtime.mallocgc
+         0     0%   100%      3.9s  97.50%  testing.(*B).RunParallel.func1
+`
+
+func TestProfileBreakdown(t *testing.T) {
+	by, total, err := parseTop(pprofTop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 4 {
+		t.Errorf("total %v s, want 4", total)
+	}
+	want := map[string]float64{
+		"clock": 1.2, "hash (key digests)": 0.8, "table probe and lock cache": 0.6, "lock (shard mutex)": 0.4,
+		"eviction and sketch": 0.4, "policy, verdict and bookkeeping": 0.3, "benchmark driver": 0.2, "runtime (GC, scheduler)": 0.1,
+	}
+	for c, v := range want {
+		if d := by[c] - v; d > 1e-9 || d < -1e-9 {
+			t.Errorf("%s: %v s, want %v", c, by[c], v)
+		}
+	}
+	if _, _, err := parseTop("no table here\n"); err == nil {
+		t.Error("parseTop accepted an output without a table")
+	}
+	r, err := Parse(strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Procs: 2, Profiles: []Profile{{Workload: "LockedZipf", Total: total, ByCat: by}}}
+	md := Markdown(r, env, sample)
+	// 30% of the median 45 ns/op × 2 procs.
+	if !strings.Contains(md, "| clock | 30% (27) |") || !strings.Contains(md, "## Where axes spends its time") {
+		t.Errorf("markdown lacks the breakdown:\n%s", md)
+	}
+}
