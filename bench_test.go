@@ -105,6 +105,19 @@ func BenchmarkLockedUnderAttack(b *testing.B) {
 	runZipf(b, l.Locked)
 }
 
+// BenchmarkLockedAnswer: the same with every key locked, so that every
+// call answers "locked" (from the lock cache): the attack's own answer.
+func BenchmarkLockedAnswer(b *testing.B) {
+	l := newBenchLimiter(b, Policy{Limit: 2})
+	for i := range uint32(benchKeys) {
+		l.Fail(Key{IP: benchIP(i), Username: "alice"})
+	}
+	if !l.Locked(Key{IP: benchIP(benchKeys - 1), Username: "alice"}) {
+		b.Fatal("the keys are not locked")
+	}
+	runZipf(b, l.Locked)
+}
+
 // BenchmarkFail: parallel Fail over 1M tracked keys with zipf popularity.
 func BenchmarkFail(b *testing.B) {
 	for _, pc := range []struct {
