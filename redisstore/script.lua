@@ -424,12 +424,12 @@ local function cellOff(r, i)
   return ((r - 1) * W + tonumber(dimArg(i, DIM_COLUMNS + r - 1))) * 192
 end
 
--- readRows returns the 4 cells of dimension i, refreshed at now.
-local function readRows(i)
-  if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+-- readRows returns the 4 cells of dimension i, refreshed at now; with
+-- empty, the cells of an empty sketch without reading it.
+local function readRows(i, empty)
   local rows = {}
   local v = nil
-  if sketchOn then
+  if not empty and sketchOn then
     local args = {'BITFIELD_RO', SK}
     for r = 1, 4 do
       local o = cellOff(r, i)
@@ -559,6 +559,7 @@ for i = 1, n do
   if gens[i] >= GEN_SKETCH and (isSettle or redo) then
     -- A reservation held in the sketch: settle it there.
     mode[i] = 's'
+    if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
     rows[i] = readRows(i)
     st[i] = estimate(rows[i])
     local any
@@ -591,8 +592,16 @@ for i = 1, n do
       rows[i] = nil
       st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
     else
-      rows[i] = readRows(i)
-      st[i] = estimate(rows[i])
+      if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+      if sketchOn then
+        rows[i] = readRows(i)
+        st[i] = estimate(rows[i])
+      else
+        -- An empty sketch estimates an empty state; its cells are made
+        -- only if the state goes there.
+        rows[i] = false
+        st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+      end
     end
     if redo then
       -- Phase 1 counted in the sketch, which cannot give a count back.
@@ -769,6 +778,73 @@ else
   end
 end
 
+-- put writes the state s of dimension i back to its exact key: deleted
+-- when zero, else with the fields that changed, the lock's identity, the
+-- undo snapshot, its index sets and a TTL that covers its horizon.
+-- locked reports whether s is locked now; o is the dimension's outcome.
+local function put(i, s, o, locked)
+  local key = KEYS[KEY_DIMS - 1 + i]
+  local fields = tonumber(dimArg(i, DIM_FIELDS))
+  local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
+  local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
+  if iszero(s) then
+    if exists[i] then
+      local e0 = expiry(key)
+      redis.call('DEL', key)
+      account(e0, -1)
+    end
+  else
+    local setId = locked and (o.started or not ident[i])
+    local delId = (not locked) and ident[i]
+    local spreadUndo = token ~= '' and applied[i]
+    if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
+      local e0 = nil
+      if exists[i] then e0 = expiry(key) end
+      local h = horizon(s)
+      local ttl = MAXTTL
+      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+      local ix = nil
+      if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
+        local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
+        if ipIndex > 0 then index(KEYS[ipIndex], key, ittl) end
+        if userIndex > 0 then index(KEYS[userIndex], key, ittl) end
+        ix = snow + ittl
+      end
+      -- One HSET: the fields of the state that changed (a field the key
+      -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
+      -- its state is not zero), then what else the key keeps.
+      local hs = {'HSET', key}
+      for _, k in ipairs(FIELDS) do
+        if s[k] ~= raw[i][k] then hs[#hs + 1] = k; hs[#hs + 1] = s[k] end
+      end
+      if not exists[i] then hs[#hs + 1] = 'fd'; hs[#hs + 1] = fields end
+      if ix then hs[#hs + 1] = 'ix'; hs[#hs + 1] = ix end
+      if dimArg(i, DIM_IP_KEY) ~= '' then hs[#hs + 1] = 'ik'; hs[#hs + 1] = dimArg(i, DIM_IP_KEY) end
+      if dimArg(i, DIM_USER_KEY) ~= '' then hs[#hs + 1] = 'uk'; hs[#hs + 1] = dimArg(i, DIM_USER_KEY) end
+      if spreadUndo then
+        hs[#hs + 1] = 'ut'; hs[#hs + 1] = token
+        hs[#hs + 1] = 'u'; hs[#hs + 1] = snapshot(raw[i])
+      end
+      if setId then
+        hs[#hs + 1] = 'id'; hs[#hs + 1] = '1'; hs[#hs + 1] = 'ip'; hs[#hs + 1] = idIP
+        hs[#hs + 1] = 'un'; hs[#hs + 1] = idUser; hs[#hs + 1] = 'ua'; hs[#hs + 1] = idUA
+      end
+      if #hs > 2 then redis.call(unpack(hs)) end
+      -- Any other write voids the snapshot (an undo must not restore over
+      -- it), and a key no longer locked forgets the lock's identity.
+      local hd = {'HDEL', key}
+      if hadToken[i] and not spreadUndo then hd[3] = 'ut'; hd[4] = 'u' end
+      if delId then
+        hd[#hd + 1] = 'id'; hd[#hd + 1] = 'ip'; hd[#hd + 1] = 'un'; hd[#hd + 1] = 'ua'
+      end
+      if #hd > 2 then redis.call(unpack(hd)) end
+      redis.call('PEXPIRE', key, ttl)
+      account(e0, -1)
+      account(snow + ttl, 1)
+    end
+  end
+end
+
 -- Outcome (the end of Rule.Apply), written back --------------------------------------
 
 local reply = {}
@@ -779,7 +855,6 @@ for i = 1, n do
   SPR.use(SPR.kind[i])
   local s = st[i]
   local o = out[i]
-  local fields = tonumber(dimArg(i, DIM_FIELDS))
   local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
   local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
   local locked = lockedAt(s, now)
@@ -789,7 +864,6 @@ for i = 1, n do
   else
     o.started = false
   end
-  local key = KEYS[KEY_DIMS - 1 + i]
   local sketched = mode[i] == 's'
   local m = mode[i]
   if m == 'e' then
@@ -805,6 +879,7 @@ for i = 1, n do
       else
         local dp = 0
         if applied[i] and op == OP_BEGIN then dp = 1 end
+        if not rows[i] then rows[i] = readRows(i, true) end
         mergeRows(rows[i], s, dp, nil)
         writeRows(i, rows[i])
         if dp > 0 then gens[i] = packGens(rows[i]) end
@@ -817,57 +892,7 @@ for i = 1, n do
     mergeRows(rows[i], s, dp, match[i])
     writeRows(i, rows[i])
   end
-  if m == 'x' and iszero(s) then
-    if exists[i] then
-      local e0 = expiry(key)
-      redis.call('DEL', key)
-      account(e0, -1)
-    end
-  elseif m == 'x' then
-    local setId = locked and (o.started or not ident[i])
-    local delId = (not locked) and ident[i]
-    local spreadUndo = token ~= '' and applied[i]
-    if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
-      local e0 = nil
-      if exists[i] then e0 = expiry(key) end
-      local h = horizon(s)
-      local ttl = MAXTTL
-      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-      local ix = nil
-      if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
-        local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-        -- (Not a loop over both: the main function is near Lua's limit
-        -- of 200 locals here.)
-        if ipIndex > 0 then index(KEYS[ipIndex], key, ittl) end
-        if userIndex > 0 then index(KEYS[userIndex], key, ittl) end
-        ix = snow + ittl
-      end
-      if ix then
-        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
-          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields, 'ix', ix)
-      else
-        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
-          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields)
-      end
-      if dimArg(i, DIM_IP_KEY) ~= '' then redis.call('HSET', key, 'ik', dimArg(i, DIM_IP_KEY)) end
-      if dimArg(i, DIM_USER_KEY) ~= '' then redis.call('HSET', key, 'uk', dimArg(i, DIM_USER_KEY)) end
-      if spreadUndo then
-        redis.call('HSET', key, 'ut', token, 'u', snapshot(raw[i]))
-      elseif hadToken[i] then
-        -- Any other write voids the snapshot: an undo must not restore
-        -- over it.
-        redis.call('HDEL', key, 'ut', 'u')
-      end
-      if setId then
-        redis.call('HSET', key, 'id', '1', 'ip', idIP, 'un', idUser, 'ua', idUA)
-      elseif delId then
-        redis.call('HDEL', key, 'id', 'ip', 'un', 'ua')
-      end
-      redis.call('PEXPIRE', key, ttl)
-      account(e0, -1)
-      account(snow + ttl, 1)
-    end
-  end
+  if m == 'x' then put(i, s, o, locked) end
   local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
   reply[r + REPLY_FAILURES] = s.f
   reply[r + REPLY_LOCKED] = locked and 1 or 0
