@@ -55,7 +55,11 @@ local EXT_LOCKED = 1
 local EXT_BUSY = 2
 local EXT_CHALLENGE = 3
 
--- ARGV positions (1-based).
+-- A call carries m decisions, run in order: ARGV[ARG_BATCH] is m, then
+-- m pairs (the number of KEYS, the number of ARGV) of the decisions,
+-- whose KEYS and ARGV follow, each decision's after the previous one's.
+local ARG_BATCH = 1
+-- ARGV positions of a decision (1-based, from its first argument).
 local ARG_OP = 1
 local ARG_NOW = 2
 local ARG_LIMIT = 3
@@ -132,43 +136,13 @@ local REPLY_DIM = 13
 
 -- Arguments -----------------------------------------------------------------
 
-G = tonumber(ARGV[ARG_GRAIN])
-local DEADLINE = tonumber(ARGV[ARG_DEADLINE])
-if DEADLINE > 0 and snow > DEADLINE then
-  return redis.error_reply('AXESLATE the caller has given up on this call')
-end
-local op = tonumber(ARGV[ARG_OP])
-local now = tonumber(ARGV[ARG_NOW])
-if now < 0 then now = snow end
-local LIMIT = tonumber(ARGV[ARG_LIMIT])
-local WIN = tonumber(ARGV[ARG_WINDOW])
-local COOL = tonumber(ARGV[ARG_COOLOFF])
-local FACTOR = tonumber(ARGV[ARG_FACTOR])
-local MAXC = tonumber(ARGV[ARG_MAX_COOLOFF])
-local JS = tonumber(ARGV[ARG_JITTER])
-local DECAY = tonumber(ARGV[ARG_DECAY])
-local EXTEND = ARGV[ARG_EXTEND] == '1'
-local OBS = ARGV[ARG_OBSERVE] == '1'
-local ROS = ARGV[ARG_RESET_ON_SUCCESS] == '1'
-local RT = tonumber(ARGV[ARG_RESERVE_TIMEOUT])
-local MAXTTL = tonumber(ARGV[ARG_MAX_TTL])
-local CHAT = tonumber(ARGV[ARG_CHALLENGE_AT])
-local CHALLENGED = ARGV[ARG_CHALLENGED] == '1'
-local n = tonumber(ARGV[ARG_DIMS])
-local idIP, idUser, idUA = ARGV[ARG_ID_IP], ARGV[ARG_ID_USER], ARGV[ARG_ID_UA]
-local phase = tonumber(ARGV[ARG_PHASE])
-local token = ARGV[ARG_TOKEN]
-local ext = tonumber(ARGV[ARG_EXT])
-local applied1 = ARGV[ARG_APPLIED] == '1'
-local MAXU = tonumber(ARGV[ARG_BUDGET])
-local W = tonumber(ARGV[ARG_WIDTH])
-local nt = tonumber(ARGV[ARG_TIERS])
-local tiers = {}
-for i = 1, nt do
-  tiers[i] = {tonumber(ARGV[ARG_TIERS + 2*i - 1]), tonumber(ARGV[ARG_TIERS + 2*i])}
-end
-local base = ARG_TIERS + 1 + 2*nt
-local SK = KEYS[KEY_SKETCH]
+-- The decision being run: D, its index in the call; AB and KB, the
+-- positions before its first argument and key; then its arguments (the
+-- decision loop at the end of the script sets them).
+local D, AB, KB = 0, 0, 0
+local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
+local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
+local phase, token, ext, applied1, MAXU, W, nt, tiers, base, SK
 
 -- dimArg returns the argument at offset off of dimension i.
 local function dimArg(i, off)
@@ -183,17 +157,6 @@ end
 -- is new to its IP: its member remembers no failure (a reservation there
 -- does not count, since its attempt may be cancelled).
 local SPR = {kind = {}, fresh = true}
-do
-  local v = {}
-  for x in string.gmatch(ARGV[ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
-  SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
-  for i = 1, n do
-    local k = tonumber(dimArg(i, DIM_KIND))
-    if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
-    SPR.kind[i] = k
-  end
-  SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
-end
 
 -- use makes the rule's numbers those of Rule.ForKind(k): the rule itself
 -- for store.KindCount; for spray detection a fixed lock of SPR.cool at
@@ -541,87 +504,9 @@ end
 -- that does not exist, read from the sketch's estimate, 's' a reservation
 -- held in the sketch, 'k' phase 2 of a failure or reservation that phase 1
 -- kept in the sketch.
-local st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
-local raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
-local isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
-local redo = phase == PHASE_REDO and applied1
-for i = 1, n do
-  SPR.use(SPR.kind[i])
-  local key = KEYS[KEY_DIMS - 1 + i]
-  gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
-  local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
-  exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
-  ident[i] = v[8] == '1'
-  hadToken[i] = v[9] ~= false
-  raw[i] = parse(v)
-  raw[i].ix = tonumber(v[11]) or 0
-  raced[i] = 0
-  if gens[i] >= GEN_SKETCH and (isSettle or redo) then
-    -- A reservation held in the sketch: settle it there.
-    mode[i] = 's'
-    if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-    rows[i] = readRows(i)
-    st[i] = estimate(rows[i])
-    local any
-    match[i], any = matches(rows[i], gens[i])
-    if any then
-      st[i].g = gens[i]
-      st[i].p = math.max(st[i].p, 1)
-    else
-      st[i].g = -1
-    end
-  elseif exists[i] then
-    mode[i] = 'x'
-    if redo then
-      if v[9] == token and v[10] then
-        local u = {}
-        for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
-        st[i] = parse(u)
-      else
-        raced[i] = 1
-        st[i] = parse(v)
-      end
-    else
-      st[i] = parse(v)
-    end
-    orig[i] = parse(v)
-  else
-    if SPR.kind[i] == KIND_MEMBER then
-      -- A spray member is not read from the sketch: one it holds by
-      -- mistake would hide a new username.
-      rows[i] = nil
-      st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-    else
-      if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-      if sketchOn then
-        rows[i] = readRows(i)
-        st[i] = estimate(rows[i])
-      else
-        -- An empty sketch estimates an empty state; its cells are made
-        -- only if the state goes there.
-        rows[i] = false
-        st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-      end
-    end
-    if redo then
-      -- Phase 1 counted in the sketch, which cannot give a count back.
-      mode[i] = 'k'
-    else
-      mode[i] = 'e'
-      if op >= OP_SETTLE_FAIL then
-        -- No reservation of a key that does not exist can be settled.
-        st[i].g = -1
-      else
-        -- A new key starts at a generation drawn from the clock (as the
-        -- memory store's start at a random one), so that a settle that
-        -- arrives after its key was forgotten and made anew almost never
-        -- matches a new reservation.
-        st[i].g = (tonumber(tm[2]) + 61 * i) % 256 -- below 256: GEN_START in the tests
-      end
-    end
-  end
-  if orig[i] == nil then orig[i] = copy(st[i]) end
-end
+local st, orig, raw, exists, ident, gens, out
+local raced, hadToken, mode, rows, match
+local isSettle, redo, lockedBefore, applied
 
 -- Rule.Apply ------------------------------------------------------------------------
 
@@ -640,150 +525,12 @@ local function challengeDue()
 end
 
 
-local refused = false
-local lockedBefore, applied = {}, {}
-if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
-  -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
-  -- written by another attempt since phase 1, or is held in the sketch.
-  -- Take back this attempt's reservation, or its failure unless that
-  -- failure started a lock (the sketch cannot take back a failure).
-  for i = 1, n do
-    SPR.use(SPR.kind[i])
-    local s = st[i]
-    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
-    if mode[i] == 'x' then
-      out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
-      out[i].counted = out[i].timedOut > 0
-    end
-    lockedBefore[i] = lockedAt(s, now)
-    applied[i] = false
-    if op == OP_BEGIN and s.g == gens[i] and s.p > 0 then
-      s.p = s.p - 1
-    elseif op == OP_FAIL and mode[i] == 'x' and s.f > 0 and not lockedAt(s, now) then
-      s.f = s.f - 1
-    end
-  end
-  refused = true
-else
-  -- Refresh every dimension (the sketch's cells were refreshed as read).
-  for i = 1, n do
-    SPR.use(SPR.kind[i])
-    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
-    if mode[i] == 'x' then
-      out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
-      out[i].counted = out[i].timedOut > 0
-    end
-    applied[i] = false
-  end
-  local locked = ext == EXT_LOCKED
-  for i = 1, n do
-    lockedBefore[i] = lockedAt(st[i], now)
-    if lockedBefore[i] then locked = true end
-    if SPR.kind[i] == KIND_MEMBER and st[i].f > 0 then SPR.fresh = false end
-  end
-  if op == OP_FAIL or op == OP_BEGIN then
-    if locked then
-      refused = true
-      if EXTEND then
-        for i = 1, n do
-          SPR.use(SPR.kind[i])
-          local s = st[i]
-          if SPR.kind[i] == KIND_MEMBER then
-            -- nothing: a refused attempt adds no username
-          elseif SPR.kind[i] == KIND_SPRAY then
-            if lockedAt(s, now) and s.le ~= INDEFINITE then
-              s.le = math.max(s.le, satadd(now, lockdur(math.max(s.l, 1), s.f)))
-            end
-          else
-          count(s, now)
-          out[i].counted = true
-          if lockedAt(s, now) then
-            if s.le ~= INDEFINITE then
-              local d = lockdur(math.max(s.l, 1), s.f)
-              if d == INDEFINITE then s.le = INDEFINITE else s.le = math.max(s.le, satadd(now, d)) end
-            end
-          elseif not OBS and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
-          end
-          end
-        end
-      end
-    elseif ext == EXT_CHALLENGE or challengeDue() then
-      -- Refused, counting and reserving nothing: the client may come back
-      -- with a passed challenge.
-      refused = true
-      for i = 1, n do out[i].challenge = true end
-    elseif op == OP_BEGIN then
-      if ext == EXT_BUSY then refused = true end
-      for i = 1, n do
-        SPR.use(SPR.kind[i])
-        local s = st[i]
-        if not OBS and not SPR.skip(i) and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
-          out[i].busy = true
-          refused = true
-        end
-      end
-      if not refused then
-        for i = 1, n do
-          if not SPR.skip(i) then
-            local s = st[i]
-            s.p = math.min(s.p + 1, MAX_FAILURES)
-            s.lb = math.max(s.lb, now)
-            gens[i] = s.g
-            applied[i] = true
-          end
-        end
-      end
-    else
-      for i = 1, n do
-        if not SPR.skip(i) then
-          SPR.use(SPR.kind[i])
-          local s = st[i]
-          count(s, now)
-          out[i].counted = true
-          applied[i] = true
-          if not OBS and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
-          end
-        end
-      end
-    end
-  elseif op == OP_SETTLE_FAIL then
-    for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local s = st[i]
-      if s.g == gens[i] and s.p > 0 then
-        s.p = s.p - 1
-        if not SPR.skip(i) then
-          count(s, now)
-          out[i].counted = true
-          if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
-          end
-        end
-      end
-    end
-  elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
-    for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local s = st[i]
-      if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
-      if ROS and not lockedAt(s, now) then
-        s.f, s.l, s.le = 0, 0, 0
-      end
-    end
-  end
-end
-
 -- put writes the state s of dimension i back to its exact key: deleted
 -- when zero, else with the fields that changed, the lock's identity, the
 -- undo snapshot, its index sets and a TTL that covers its horizon.
 -- locked reports whether s is locked now; o is the dimension's outcome.
 local function put(i, s, o, locked)
-  local key = KEYS[KEY_DIMS - 1 + i]
+  local key = KEYS[KB + KEY_DIMS - 1 + i]
   local fields = tonumber(dimArg(i, DIM_FIELDS))
   local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
   local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
@@ -806,8 +553,8 @@ local function put(i, s, o, locked)
       local ix = nil
       if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
         local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-        if ipIndex > 0 then index(KEYS[ipIndex], key, ittl) end
-        if userIndex > 0 then index(KEYS[userIndex], key, ittl) end
+        if ipIndex > 0 then index(KEYS[KB + ipIndex], key, ittl) end
+        if userIndex > 0 then index(KEYS[KB + userIndex], key, ittl) end
         ix = snow + ittl
       end
       -- One HSET: the fields of the state that changed (a field the key
@@ -845,13 +592,9 @@ local function put(i, s, o, locked)
   end
 end
 
--- Outcome (the end of Rule.Apply), written back --------------------------------------
-
-local reply = {}
-reply[1 + REPLY_NOW] = now
-reply[1 + REPLY_REFUSED] = refused and 1 or 0
-reply[1 + REPLY_SERVER] = snow
-for i = 1, n do
+-- finish writes dimension i's outcome: its state back (put), or into the
+-- sketch, and its values into reply.
+local function finish(i, reply)
   SPR.use(SPR.kind[i])
   local s = st[i]
   local o = out[i]
@@ -908,6 +651,306 @@ for i = 1, n do
   reply[r + REPLY_TIMED_OUT] = o.timedOut
   reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
 end
+
+-- Outcome (the end of Rule.Apply), written back --------------------------------------
+
+-- The decisions ------------------------------------------------------------------
+
+-- Each decision is one Rule.Apply, in the order of the call, answered by
+-- its own reply (or its own AXESLATE error); the call is one script, so
+-- each decision is atomic as before.
+local replies = {}
+local nd = tonumber(ARGV[ARG_BATCH])
+AB = ARG_BATCH + 2 * nd
+for j = 1, nd do
+  local nk, na = tonumber(ARGV[ARG_BATCH + 2 * j - 1]), tonumber(ARGV[ARG_BATCH + 2 * j])
+  D = j
+  repeat
+    -- Arguments of the decision.
+    G = tonumber(ARGV[AB + ARG_GRAIN])
+    DEADLINE = tonumber(ARGV[AB + ARG_DEADLINE])
+    if DEADLINE > 0 and snow > DEADLINE then
+      replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
+      break
+    end
+    op = tonumber(ARGV[AB + ARG_OP])
+    now = tonumber(ARGV[AB + ARG_NOW])
+    if now < 0 then now = snow end
+    LIMIT = tonumber(ARGV[AB + ARG_LIMIT])
+    WIN = tonumber(ARGV[AB + ARG_WINDOW])
+    COOL = tonumber(ARGV[AB + ARG_COOLOFF])
+    FACTOR = tonumber(ARGV[AB + ARG_FACTOR])
+    MAXC = tonumber(ARGV[AB + ARG_MAX_COOLOFF])
+    JS = tonumber(ARGV[AB + ARG_JITTER])
+    DECAY = tonumber(ARGV[AB + ARG_DECAY])
+    EXTEND = ARGV[AB + ARG_EXTEND] == '1'
+    OBS = ARGV[AB + ARG_OBSERVE] == '1'
+    ROS = ARGV[AB + ARG_RESET_ON_SUCCESS] == '1'
+    RT = tonumber(ARGV[AB + ARG_RESERVE_TIMEOUT])
+    MAXTTL = tonumber(ARGV[AB + ARG_MAX_TTL])
+    CHAT = tonumber(ARGV[AB + ARG_CHALLENGE_AT])
+    CHALLENGED = ARGV[AB + ARG_CHALLENGED] == '1'
+    n = tonumber(ARGV[AB + ARG_DIMS])
+    idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
+    phase = tonumber(ARGV[AB + ARG_PHASE])
+    token = ARGV[AB + ARG_TOKEN]
+    ext = tonumber(ARGV[AB + ARG_EXT])
+    applied1 = ARGV[AB + ARG_APPLIED] == '1'
+    MAXU = tonumber(ARGV[AB + ARG_BUDGET])
+    W = tonumber(ARGV[AB + ARG_WIDTH])
+    nt = tonumber(ARGV[AB + ARG_TIERS])
+    tiers = {}
+    for i = 1, nt do
+      tiers[i] = {tonumber(ARGV[AB + ARG_TIERS + 2*i - 1]), tonumber(ARGV[AB + ARG_TIERS + 2*i])}
+    end
+    base = AB + ARG_TIERS + 1 + 2*nt
+    SK = KEYS[KB + KEY_SKETCH]
+
+    SPR.kind, SPR.fresh = {}, true
+    do
+      local v = {}
+      for x in string.gmatch(ARGV[AB + ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
+      SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
+      for i = 1, n do
+        local k = tonumber(dimArg(i, DIM_KIND))
+        if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
+        SPR.kind[i] = k
+      end
+      SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+    end
+
+    -- Loading the states.
+    st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
+    raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
+    isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
+    redo = phase == PHASE_REDO and applied1
+    for i = 1, n do
+      SPR.use(SPR.kind[i])
+      local key = KEYS[KB + KEY_DIMS - 1 + i]
+      gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
+      local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
+      exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
+      ident[i] = v[8] == '1'
+      hadToken[i] = v[9] ~= false
+      raw[i] = parse(v)
+      raw[i].ix = tonumber(v[11]) or 0
+      raced[i] = 0
+      if gens[i] >= GEN_SKETCH and (isSettle or redo) then
+        -- A reservation held in the sketch: settle it there.
+        mode[i] = 's'
+        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+        rows[i] = readRows(i)
+        st[i] = estimate(rows[i])
+        local any
+        match[i], any = matches(rows[i], gens[i])
+        if any then
+          st[i].g = gens[i]
+          st[i].p = math.max(st[i].p, 1)
+        else
+          st[i].g = -1
+        end
+      elseif exists[i] then
+        mode[i] = 'x'
+        if redo then
+          if v[9] == token and v[10] then
+            local u = {}
+            for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
+            st[i] = parse(u)
+          else
+            raced[i] = 1
+            st[i] = parse(v)
+          end
+        else
+          st[i] = parse(v)
+        end
+        orig[i] = parse(v)
+      else
+        if SPR.kind[i] == KIND_MEMBER then
+          -- A spray member is not read from the sketch: one it holds by
+          -- mistake would hide a new username.
+          rows[i] = nil
+          st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+        else
+          if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+          if sketchOn then
+            rows[i] = readRows(i)
+            st[i] = estimate(rows[i])
+          else
+            -- An empty sketch estimates an empty state; its cells are made
+            -- only if the state goes there.
+            rows[i] = false
+            st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+          end
+        end
+        if redo then
+          -- Phase 1 counted in the sketch, which cannot give a count back.
+          mode[i] = 'k'
+        else
+          mode[i] = 'e'
+          if op >= OP_SETTLE_FAIL then
+            -- No reservation of a key that does not exist can be settled.
+            st[i].g = -1
+          else
+            -- A new key starts at a generation drawn from the clock (as the
+            -- memory store's start at a random one), so that a settle that
+            -- arrives after its key was forgotten and made anew almost never
+            -- matches a new reservation.
+            st[i].g = (tonumber(tm[2]) + 61 * i + 17 * D) % 256 -- below 256: GEN_START in the tests
+          end
+        end
+      end
+      if orig[i] == nil then orig[i] = copy(st[i]) end
+    end
+
+    -- Rule.Apply.
+    local refused = false
+    lockedBefore, applied = {}, {}
+    if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
+      -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
+      -- written by another attempt since phase 1, or is held in the sketch.
+      -- Take back this attempt's reservation, or its failure unless that
+      -- failure started a lock (the sketch cannot take back a failure).
+      for i = 1, n do
+        SPR.use(SPR.kind[i])
+        local s = st[i]
+        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        if mode[i] == 'x' then
+          out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
+          out[i].counted = out[i].timedOut > 0
+        end
+        lockedBefore[i] = lockedAt(s, now)
+        applied[i] = false
+        if op == OP_BEGIN and s.g == gens[i] and s.p > 0 then
+          s.p = s.p - 1
+        elseif op == OP_FAIL and mode[i] == 'x' and s.f > 0 and not lockedAt(s, now) then
+          s.f = s.f - 1
+        end
+      end
+      refused = true
+    else
+      -- Refresh every dimension (the sketch's cells were refreshed as read).
+      for i = 1, n do
+        SPR.use(SPR.kind[i])
+        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        if mode[i] == 'x' then
+          out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
+          out[i].counted = out[i].timedOut > 0
+        end
+        applied[i] = false
+      end
+      local locked = ext == EXT_LOCKED
+      for i = 1, n do
+        lockedBefore[i] = lockedAt(st[i], now)
+        if lockedBefore[i] then locked = true end
+        if SPR.kind[i] == KIND_MEMBER and st[i].f > 0 then SPR.fresh = false end
+      end
+      if op == OP_FAIL or op == OP_BEGIN then
+        if locked then
+          refused = true
+          if EXTEND then
+            for i = 1, n do
+              SPR.use(SPR.kind[i])
+              local s = st[i]
+              if SPR.kind[i] == KIND_MEMBER then
+                -- nothing: a refused attempt adds no username
+              elseif SPR.kind[i] == KIND_SPRAY then
+                if lockedAt(s, now) and s.le ~= INDEFINITE then
+                  s.le = math.max(s.le, satadd(now, lockdur(math.max(s.l, 1), s.f)))
+                end
+              else
+              count(s, now)
+              out[i].counted = true
+              if lockedAt(s, now) then
+                if s.le ~= INDEFINITE then
+                  local d = lockdur(math.max(s.l, 1), s.f)
+                  if d == INDEFINITE then s.le = INDEFINITE else s.le = math.max(s.le, satadd(now, d)) end
+                end
+              elseif not OBS and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+              end
+            end
+          end
+        elseif ext == EXT_CHALLENGE or challengeDue() then
+          -- Refused, counting and reserving nothing: the client may come back
+          -- with a passed challenge.
+          refused = true
+          for i = 1, n do out[i].challenge = true end
+        elseif op == OP_BEGIN then
+          if ext == EXT_BUSY then refused = true end
+          for i = 1, n do
+            SPR.use(SPR.kind[i])
+            local s = st[i]
+            if not OBS and not SPR.skip(i) and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
+              out[i].busy = true
+              refused = true
+            end
+          end
+          if not refused then
+            for i = 1, n do
+              if not SPR.skip(i) then
+                local s = st[i]
+                s.p = math.min(s.p + 1, MAX_FAILURES)
+                s.lb = math.max(s.lb, now)
+                gens[i] = s.g
+                applied[i] = true
+              end
+            end
+          end
+        else
+          for i = 1, n do
+            if not SPR.skip(i) then
+              SPR.use(SPR.kind[i])
+              local s = st[i]
+              count(s, now)
+              out[i].counted = true
+              applied[i] = true
+              if not OBS and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+            end
+          end
+        end
+      elseif op == OP_SETTLE_FAIL then
+        for i = 1, n do
+          SPR.use(SPR.kind[i])
+          local s = st[i]
+          if s.g == gens[i] and s.p > 0 then
+            s.p = s.p - 1
+            if not SPR.skip(i) then
+              count(s, now)
+              out[i].counted = true
+              if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+            end
+          end
+        end
+      elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
+        for i = 1, n do
+          SPR.use(SPR.kind[i])
+          local s = st[i]
+          if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
+          if ROS and not lockedAt(s, now) then
+            s.f, s.l, s.le = 0, 0, 0
+          end
+        end
+      end
+    end
+
+    -- The outcome.
+    local reply = {}
+    reply[1 + REPLY_NOW] = now
+    reply[1 + REPLY_REFUSED] = refused and 1 or 0
+    reply[1 + REPLY_SERVER] = snow
+    for i = 1, n do finish(i, reply) end
+    replies[j] = reply
+  until true
+  AB, KB = AB + na, KB + nk
+end
 if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
 budgetDone(MAXTTL)
-return reply
+return replies
