@@ -15,6 +15,12 @@ local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 -- expiry of every index set indexed in this call.
 local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, idx = {}}
 
+-- int returns the integer x as a command's argument: a number passed to
+-- redis.call is formatted with %.17g, several times slower.
+local function int(x)
+  return string.format('%d', x)
+end
+
 -- expiry returns when key expires on the server's clock, or nil.
 local function expiry(key)
   local t = redis.call('PTTL', key)
@@ -71,13 +77,13 @@ local function index(idx, member, ttl)
   end
   -- Script time stands still: the set's TTL is still e0 - snow.
   if e0 == nil then
-    redis.call('PEXPIRE', idx, ttl)
+    redis.call('PEXPIRE', idx, int(ttl))
     bud.idx[idx] = snow + ttl
     account(snow + ttl, c + 1)
   elseif e0 - snow < ttl then
     -- The set moves to a later minute with all its members.
     local n = redis.call('SCARD', idx)
-    redis.call('PEXPIRE', idx, ttl)
+    redis.call('PEXPIRE', idx, int(ttl))
     bud.idx[idx] = snow + ttl
     account(e0, -(n - c + 1))
     account(snow + ttl, n + 1)

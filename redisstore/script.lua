@@ -144,6 +144,22 @@ local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
 local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
 local phase, token, ext, applied1, MAXU, W, nt, tiers, base, SK
 
+-- num is tonumber for the call's arguments, each distinct string
+-- converted once: the decisions of a call repeat most of theirs (the
+-- rule's numbers, flags, positions).
+local num
+do
+  local seen = {}
+  num = function(x)
+    local v = seen[x]
+    if v == nil then
+      v = tonumber(x)
+      if v ~= nil then seen[x] = v end
+    end
+    return v
+  end
+end
+
 -- dimArg returns the argument at offset off of dimension i.
 local function dimArg(i, off)
   return ARGV[base + DIM_ARGS*(i-1) + off]
@@ -322,6 +338,8 @@ end
 -- so while the key exists its sets hold it until ix.
 local INDEX_SLACK = 300000
 local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
+-- What HMGET reads of the fields of a key that does not exist.
+local NONE = {false, false, false, false, false, false, false, false, false, false, false}
 
 local function parse(v)
   return {f = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, l = tonumber(v[3]) or 0,
@@ -384,7 +402,7 @@ local sketchOn = nil
 local sketchTouched = false
 
 local function cellOff(r, i)
-  return ((r - 1) * W + tonumber(dimArg(i, DIM_COLUMNS + r - 1))) * 192
+  return ((r - 1) * W + num(dimArg(i, DIM_COLUMNS + r - 1))) * 192
 end
 
 -- readRows returns the 4 cells of dimension i, refreshed at now; with
@@ -510,299 +528,25 @@ local isSettle, redo, lockedBefore, applied
 
 -- Rule.Apply ------------------------------------------------------------------------
 
--- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
--- failures and reservations) and the attempt carries no passed challenge.
-local function challengeDue()
-  if CHAT <= 0 or CHALLENGED or SPR.B[8] then return false end
-  for i = 1, n do
-    if SPR.kind[i] == 0 then
-      local c = st[i].f
-      if op == OP_BEGIN then c = c + st[i].p end
-      if c >= CHAT then return true end
-    end
-  end
-  return false
-end
-
-
--- put writes the state s of dimension i back to its exact key: deleted
--- when zero, else with the fields that changed, the lock's identity, the
--- undo snapshot, its index sets and a TTL that covers its horizon.
--- locked reports whether s is locked now; o is the dimension's outcome.
-local function put(i, s, o, locked)
-  local key = KEYS[KB + KEY_DIMS - 1 + i]
-  local fields = tonumber(dimArg(i, DIM_FIELDS))
-  local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
-  local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
-  if iszero(s) then
-    if exists[i] then
-      local e0 = expiry(key)
-      redis.call('DEL', key)
-      account(e0, -1)
-    end
-  else
-    local setId = locked and (o.started or not ident[i])
-    local delId = (not locked) and ident[i]
-    local spreadUndo = token ~= '' and applied[i]
-    if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
-      local e0 = nil
-      if exists[i] then e0 = expiry(key) end
-      local h = horizon(s)
-      local ttl = MAXTTL
-      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-      local ix = nil
-      if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
-        local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-        if ipIndex > 0 then index(KEYS[KB + ipIndex], key, ittl) end
-        if userIndex > 0 then index(KEYS[KB + userIndex], key, ittl) end
-        ix = snow + ittl
-      end
-      -- One HSET: the fields of the state that changed (a field the key
-      -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
-      -- its state is not zero), then what else the key keeps.
-      local hs = {'HSET', key}
-      for _, k in ipairs(FIELDS) do
-        if s[k] ~= raw[i][k] then hs[#hs + 1] = k; hs[#hs + 1] = s[k] end
-      end
-      if not exists[i] then hs[#hs + 1] = 'fd'; hs[#hs + 1] = fields end
-      if ix then hs[#hs + 1] = 'ix'; hs[#hs + 1] = ix end
-      if dimArg(i, DIM_IP_KEY) ~= '' then hs[#hs + 1] = 'ik'; hs[#hs + 1] = dimArg(i, DIM_IP_KEY) end
-      if dimArg(i, DIM_USER_KEY) ~= '' then hs[#hs + 1] = 'uk'; hs[#hs + 1] = dimArg(i, DIM_USER_KEY) end
-      if spreadUndo then
-        hs[#hs + 1] = 'ut'; hs[#hs + 1] = token
-        hs[#hs + 1] = 'u'; hs[#hs + 1] = snapshot(raw[i])
-      end
-      if setId then
-        hs[#hs + 1] = 'id'; hs[#hs + 1] = '1'; hs[#hs + 1] = 'ip'; hs[#hs + 1] = idIP
-        hs[#hs + 1] = 'un'; hs[#hs + 1] = idUser; hs[#hs + 1] = 'ua'; hs[#hs + 1] = idUA
-      end
-      if #hs > 2 then redis.call(unpack(hs)) end
-      -- Any other write voids the snapshot (an undo must not restore over
-      -- it), and a key no longer locked forgets the lock's identity.
-      local hd = {'HDEL', key}
-      if hadToken[i] and not spreadUndo then hd[3] = 'ut'; hd[4] = 'u' end
-      if delId then
-        hd[#hd + 1] = 'id'; hd[#hd + 1] = 'ip'; hd[#hd + 1] = 'un'; hd[#hd + 1] = 'ua'
-      end
-      if #hd > 2 then redis.call(unpack(hd)) end
-      redis.call('PEXPIRE', key, ttl)
-      account(e0, -1)
-      account(snow + ttl, 1)
-    end
-  end
-end
-
--- finish writes dimension i's outcome: its state back (put), or into the
--- sketch, and its values into reply.
-local function finish(i, reply)
-  SPR.use(SPR.kind[i])
-  local s = st[i]
-  local o = out[i]
-  local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
-  local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
-  local locked = lockedAt(s, now)
-  local remaining = 0
-  if locked then
-    if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
-  else
-    o.started = false
-  end
-  local sketched = mode[i] == 's'
-  local m = mode[i]
-  if m == 'e' then
-    if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
-      local need = 1
-      if ipIndex > 0 then need = need + 2 end
-      if userIndex > 0 then need = need + 2 end
-      if units() + need <= MAXU then
-        m = 'x'
-      elseif SPR.kind[i] == KIND_MEMBER then
-        -- Not kept: the username counts as new again (over-counting).
-        m = 'e'
-      else
-        local dp = 0
-        if applied[i] and op == OP_BEGIN then dp = 1 end
-        if not rows[i] then rows[i] = readRows(i, true) end
-        mergeRows(rows[i], s, dp, nil)
-        writeRows(i, rows[i])
-        if dp > 0 then gens[i] = packGens(rows[i]) end
-        sketched = true
-      end
-    end
-  elseif m == 's' then
-    local dp = 0
-    if s.p < orig[i].p then dp = -1 end
-    mergeRows(rows[i], s, dp, match[i])
-    writeRows(i, rows[i])
-  end
-  if m == 'x' then put(i, s, o, locked) end
-  local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-  reply[r + REPLY_FAILURES] = s.f
-  reply[r + REPLY_LOCKED] = locked and 1 or 0
-  reply[r + REPLY_STARTED] = o.started and 1 or 0
-  reply[r + REPLY_COUNTED] = o.counted and 1 or 0
-  reply[r + REPLY_BUSY] = o.busy and 1 or 0
-  reply[r + REPLY_REMAINING] = remaining
-  reply[r + REPLY_GEN] = gens[i]
-  reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
-  reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
-  reply[r + REPLY_RACED] = raced[i]
-  reply[r + REPLY_SKETCHED] = sketched and 1 or 0
-  reply[r + REPLY_TIMED_OUT] = o.timedOut
-  reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
-end
-
--- Outcome (the end of Rule.Apply), written back --------------------------------------
-
--- The decisions ------------------------------------------------------------------
-
--- Each decision is one Rule.Apply, in the order of the call, answered by
--- its own reply (or its own AXESLATE error); the call is one script, so
--- each decision is atomic as before.
-local replies = {}
-local nd = tonumber(ARGV[ARG_BATCH])
-AB = ARG_BATCH + 2 * nd
-for j = 1, nd do
-  local nk, na = tonumber(ARGV[ARG_BATCH + 2 * j - 1]), tonumber(ARGV[ARG_BATCH + 2 * j])
-  D = j
-  repeat
-    -- Arguments of the decision.
-    G = tonumber(ARGV[AB + ARG_GRAIN])
-    DEADLINE = tonumber(ARGV[AB + ARG_DEADLINE])
-    if DEADLINE > 0 and snow > DEADLINE then
-      replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
-      break
-    end
-    op = tonumber(ARGV[AB + ARG_OP])
-    now = tonumber(ARGV[AB + ARG_NOW])
-    if now < 0 then now = snow end
-    LIMIT = tonumber(ARGV[AB + ARG_LIMIT])
-    WIN = tonumber(ARGV[AB + ARG_WINDOW])
-    COOL = tonumber(ARGV[AB + ARG_COOLOFF])
-    FACTOR = tonumber(ARGV[AB + ARG_FACTOR])
-    MAXC = tonumber(ARGV[AB + ARG_MAX_COOLOFF])
-    JS = tonumber(ARGV[AB + ARG_JITTER])
-    DECAY = tonumber(ARGV[AB + ARG_DECAY])
-    EXTEND = ARGV[AB + ARG_EXTEND] == '1'
-    OBS = ARGV[AB + ARG_OBSERVE] == '1'
-    ROS = ARGV[AB + ARG_RESET_ON_SUCCESS] == '1'
-    RT = tonumber(ARGV[AB + ARG_RESERVE_TIMEOUT])
-    MAXTTL = tonumber(ARGV[AB + ARG_MAX_TTL])
-    CHAT = tonumber(ARGV[AB + ARG_CHALLENGE_AT])
-    CHALLENGED = ARGV[AB + ARG_CHALLENGED] == '1'
-    n = tonumber(ARGV[AB + ARG_DIMS])
-    idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
-    phase = tonumber(ARGV[AB + ARG_PHASE])
-    token = ARGV[AB + ARG_TOKEN]
-    ext = tonumber(ARGV[AB + ARG_EXT])
-    applied1 = ARGV[AB + ARG_APPLIED] == '1'
-    MAXU = tonumber(ARGV[AB + ARG_BUDGET])
-    W = tonumber(ARGV[AB + ARG_WIDTH])
-    nt = tonumber(ARGV[AB + ARG_TIERS])
-    tiers = {}
-    for i = 1, nt do
-      tiers[i] = {tonumber(ARGV[AB + ARG_TIERS + 2*i - 1]), tonumber(ARGV[AB + ARG_TIERS + 2*i])}
-    end
-    base = AB + ARG_TIERS + 1 + 2*nt
-    SK = KEYS[KB + KEY_SKETCH]
-
-    SPR.kind, SPR.fresh = {}, true
-    do
-      local v = {}
-      for x in string.gmatch(ARGV[AB + ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
-      SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
-      for i = 1, n do
-        local k = tonumber(dimArg(i, DIM_KIND))
-        if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
-        SPR.kind[i] = k
-      end
-      SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
-    end
-
-    -- Loading the states.
-    st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
-    raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
-    isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
-    redo = phase == PHASE_REDO and applied1
+local rule
+do
+  -- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
+  -- failures and reservations) and the attempt carries no passed challenge.
+  local function challengeDue()
+    if CHAT <= 0 or CHALLENGED or SPR.B[8] then return false end
     for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local key = KEYS[KB + KEY_DIMS - 1 + i]
-      gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
-      local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
-      exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
-      ident[i] = v[8] == '1'
-      hadToken[i] = v[9] ~= false
-      raw[i] = parse(v)
-      raw[i].ix = tonumber(v[11]) or 0
-      raced[i] = 0
-      if gens[i] >= GEN_SKETCH and (isSettle or redo) then
-        -- A reservation held in the sketch: settle it there.
-        mode[i] = 's'
-        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-        rows[i] = readRows(i)
-        st[i] = estimate(rows[i])
-        local any
-        match[i], any = matches(rows[i], gens[i])
-        if any then
-          st[i].g = gens[i]
-          st[i].p = math.max(st[i].p, 1)
-        else
-          st[i].g = -1
-        end
-      elseif exists[i] then
-        mode[i] = 'x'
-        if redo then
-          if v[9] == token and v[10] then
-            local u = {}
-            for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
-            st[i] = parse(u)
-          else
-            raced[i] = 1
-            st[i] = parse(v)
-          end
-        else
-          st[i] = parse(v)
-        end
-        orig[i] = parse(v)
-      else
-        if SPR.kind[i] == KIND_MEMBER then
-          -- A spray member is not read from the sketch: one it holds by
-          -- mistake would hide a new username.
-          rows[i] = nil
-          st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-        else
-          if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-          if sketchOn then
-            rows[i] = readRows(i)
-            st[i] = estimate(rows[i])
-          else
-            -- An empty sketch estimates an empty state; its cells are made
-            -- only if the state goes there.
-            rows[i] = false
-            st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-          end
-        end
-        if redo then
-          -- Phase 1 counted in the sketch, which cannot give a count back.
-          mode[i] = 'k'
-        else
-          mode[i] = 'e'
-          if op >= OP_SETTLE_FAIL then
-            -- No reservation of a key that does not exist can be settled.
-            st[i].g = -1
-          else
-            -- A new key starts at a generation drawn from the clock (as the
-            -- memory store's start at a random one), so that a settle that
-            -- arrives after its key was forgotten and made anew almost never
-            -- matches a new reservation.
-            st[i].g = (tonumber(tm[2]) + 61 * i + 17 * D) % 256 -- below 256: GEN_START in the tests
-          end
-        end
+      if SPR.kind[i] == 0 then
+        local c = st[i].f
+        if op == OP_BEGIN then c = c + st[i].p end
+        if c >= CHAT then return true end
       end
-      if orig[i] == nil then orig[i] = copy(st[i]) end
     end
+    return false
+  end
 
-    -- Rule.Apply.
+  -- rule applies op to the states loaded (Rule.Apply's cases) and reports
+  -- whether the attempt is refused.
+  rule = function()
     local refused = false
     lockedBefore, applied = {}, {}
     if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
@@ -940,6 +684,296 @@ for j = 1, nd do
         end
       end
     end
+    return refused
+  end
+end
+
+-- Outcome (the end of Rule.Apply), written back --------------------------------------
+
+local finish
+do
+  -- put writes the state s of dimension i back to its exact key: deleted
+  -- when zero, else with the fields that changed, the lock's identity, the
+  -- undo snapshot, its index sets and a TTL that covers its horizon.
+  -- locked reports whether s is locked now; o is the dimension's outcome.
+  local function put(i, s, o, locked)
+    local key = KEYS[KB + KEY_DIMS - 1 + i]
+    local fields = dimArg(i, DIM_FIELDS)
+    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
+    local userIndex = num(dimArg(i, DIM_USER_INDEX))
+    if iszero(s) then
+      if exists[i] then
+        local e0 = expiry(key)
+        redis.call('DEL', key)
+        account(e0, -1)
+      end
+    else
+      local setId = locked and (o.started or not ident[i])
+      local delId = (not locked) and ident[i]
+      local spreadUndo = token ~= '' and applied[i]
+      if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
+        local e0 = nil
+        if exists[i] then e0 = expiry(key) end
+        local h = horizon(s)
+        local ttl = MAXTTL
+        if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+        local ix = nil
+        if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
+          local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
+          if ipIndex > 0 then index(KEYS[KB + ipIndex], key, ittl) end
+          if userIndex > 0 then index(KEYS[KB + userIndex], key, ittl) end
+          ix = snow + ittl
+        end
+        -- One HSET: the fields of the state that changed (a field the key
+        -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
+        -- its state is not zero), then what else the key keeps.
+        local hs = {'HSET', key}
+        for _, k in ipairs(FIELDS) do
+          if s[k] ~= raw[i][k] then hs[#hs + 1] = k; hs[#hs + 1] = int(s[k]) end
+        end
+        if not exists[i] then hs[#hs + 1] = 'fd'; hs[#hs + 1] = fields end
+        if ix then hs[#hs + 1] = 'ix'; hs[#hs + 1] = int(ix) end
+        if dimArg(i, DIM_IP_KEY) ~= '' then hs[#hs + 1] = 'ik'; hs[#hs + 1] = dimArg(i, DIM_IP_KEY) end
+        if dimArg(i, DIM_USER_KEY) ~= '' then hs[#hs + 1] = 'uk'; hs[#hs + 1] = dimArg(i, DIM_USER_KEY) end
+        if spreadUndo then
+          hs[#hs + 1] = 'ut'; hs[#hs + 1] = token
+          hs[#hs + 1] = 'u'; hs[#hs + 1] = snapshot(raw[i])
+        end
+        if setId then
+          hs[#hs + 1] = 'id'; hs[#hs + 1] = '1'; hs[#hs + 1] = 'ip'; hs[#hs + 1] = idIP
+          hs[#hs + 1] = 'un'; hs[#hs + 1] = idUser; hs[#hs + 1] = 'ua'; hs[#hs + 1] = idUA
+        end
+        if #hs > 2 then redis.call(unpack(hs)) end
+        -- Any other write voids the snapshot (an undo must not restore over
+        -- it), and a key no longer locked forgets the lock's identity.
+        local hd = {'HDEL', key}
+        if hadToken[i] and not spreadUndo then hd[3] = 'ut'; hd[4] = 'u' end
+        if delId then
+          hd[#hd + 1] = 'id'; hd[#hd + 1] = 'ip'; hd[#hd + 1] = 'un'; hd[#hd + 1] = 'ua'
+        end
+        if #hd > 2 then redis.call(unpack(hd)) end
+        redis.call('PEXPIRE', key, int(ttl))
+        account(e0, -1)
+        account(snow + ttl, 1)
+      end
+    end
+  end
+
+  -- finish writes dimension i's outcome: its state back (put), or into the
+  -- sketch, and its values into reply.
+  finish = function(i, reply)
+    SPR.use(SPR.kind[i])
+    local s = st[i]
+    local o = out[i]
+    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
+    local userIndex = num(dimArg(i, DIM_USER_INDEX))
+    local locked = lockedAt(s, now)
+    local remaining = 0
+    if locked then
+      if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
+    else
+      o.started = false
+    end
+    local sketched = mode[i] == 's'
+    local m = mode[i]
+    if m == 'e' then
+      if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
+        local need = 1
+        if ipIndex > 0 then need = need + 2 end
+        if userIndex > 0 then need = need + 2 end
+        if units() + need <= MAXU then
+          m = 'x'
+        elseif SPR.kind[i] == KIND_MEMBER then
+          -- Not kept: the username counts as new again (over-counting).
+          m = 'e'
+        else
+          local dp = 0
+          if applied[i] and op == OP_BEGIN then dp = 1 end
+          if not rows[i] then rows[i] = readRows(i, true) end
+          mergeRows(rows[i], s, dp, nil)
+          writeRows(i, rows[i])
+          if dp > 0 then gens[i] = packGens(rows[i]) end
+          sketched = true
+        end
+      end
+    elseif m == 's' then
+      local dp = 0
+      if s.p < orig[i].p then dp = -1 end
+      mergeRows(rows[i], s, dp, match[i])
+      writeRows(i, rows[i])
+    end
+    if m == 'x' then put(i, s, o, locked) end
+    local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+    reply[r + REPLY_FAILURES] = s.f
+    reply[r + REPLY_LOCKED] = locked and 1 or 0
+    reply[r + REPLY_STARTED] = o.started and 1 or 0
+    reply[r + REPLY_COUNTED] = o.counted and 1 or 0
+    reply[r + REPLY_BUSY] = o.busy and 1 or 0
+    reply[r + REPLY_REMAINING] = remaining
+    reply[r + REPLY_GEN] = gens[i]
+    reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
+    reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
+    reply[r + REPLY_RACED] = raced[i]
+    reply[r + REPLY_SKETCHED] = sketched and 1 or 0
+    reply[r + REPLY_TIMED_OUT] = o.timedOut
+    reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
+  end
+end
+
+-- The decisions ------------------------------------------------------------------
+
+-- Each decision is one Rule.Apply, in the order of the call, answered by
+-- its own reply (or its own AXESLATE error); the call is one script, so
+-- each decision is atomic as before.
+local replies = {}
+local nd = num(ARGV[ARG_BATCH])
+AB = ARG_BATCH + 2 * nd
+for j = 1, nd do
+  local nk, na = num(ARGV[ARG_BATCH + 2 * j - 1]), num(ARGV[ARG_BATCH + 2 * j])
+  D = j
+  repeat
+    -- Arguments of the decision.
+    G = num(ARGV[AB + ARG_GRAIN])
+    DEADLINE = num(ARGV[AB + ARG_DEADLINE])
+    if DEADLINE > 0 and snow > DEADLINE then
+      replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
+      break
+    end
+    op = num(ARGV[AB + ARG_OP])
+    now = num(ARGV[AB + ARG_NOW])
+    if now < 0 then now = snow end
+    LIMIT = num(ARGV[AB + ARG_LIMIT])
+    WIN = num(ARGV[AB + ARG_WINDOW])
+    COOL = num(ARGV[AB + ARG_COOLOFF])
+    FACTOR = num(ARGV[AB + ARG_FACTOR])
+    MAXC = num(ARGV[AB + ARG_MAX_COOLOFF])
+    JS = num(ARGV[AB + ARG_JITTER])
+    DECAY = num(ARGV[AB + ARG_DECAY])
+    EXTEND = ARGV[AB + ARG_EXTEND] == '1'
+    OBS = ARGV[AB + ARG_OBSERVE] == '1'
+    ROS = ARGV[AB + ARG_RESET_ON_SUCCESS] == '1'
+    RT = num(ARGV[AB + ARG_RESERVE_TIMEOUT])
+    MAXTTL = num(ARGV[AB + ARG_MAX_TTL])
+    CHAT = num(ARGV[AB + ARG_CHALLENGE_AT])
+    CHALLENGED = ARGV[AB + ARG_CHALLENGED] == '1'
+    n = num(ARGV[AB + ARG_DIMS])
+    idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
+    phase = num(ARGV[AB + ARG_PHASE])
+    token = ARGV[AB + ARG_TOKEN]
+    ext = num(ARGV[AB + ARG_EXT])
+    applied1 = ARGV[AB + ARG_APPLIED] == '1'
+    MAXU = num(ARGV[AB + ARG_BUDGET])
+    W = num(ARGV[AB + ARG_WIDTH])
+    nt = num(ARGV[AB + ARG_TIERS])
+    tiers = {}
+    for i = 1, nt do
+      tiers[i] = {num(ARGV[AB + ARG_TIERS + 2*i - 1]), num(ARGV[AB + ARG_TIERS + 2*i])}
+    end
+    base = AB + ARG_TIERS + 1 + 2*nt
+    SK = KEYS[KB + KEY_SKETCH]
+
+    SPR.kind, SPR.fresh = {}, true
+    do
+      local v = {}
+      for x in string.gmatch(ARGV[AB + ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
+      SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
+      for i = 1, n do
+        local k = num(dimArg(i, DIM_KIND))
+        if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
+        SPR.kind[i] = k
+      end
+      SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+    end
+
+    -- Loading the states.
+    st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
+    raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
+    isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
+    redo = phase == PHASE_REDO and applied1
+    for i = 1, n do
+      SPR.use(SPR.kind[i])
+      local key = KEYS[KB + KEY_DIMS - 1 + i]
+      gens[i] = num(dimArg(i, DIM_GEN)) or 0
+      -- (A key that does not exist reads as HMGET would read it.)
+      local v = NONE
+      if redis.call('EXISTS', key) == 1 then
+        v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
+      end
+      exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
+      ident[i] = v[8] == '1'
+      hadToken[i] = v[9] ~= false
+      raw[i] = parse(v)
+      raw[i].ix = tonumber(v[11]) or 0
+      raced[i] = 0
+      if gens[i] >= GEN_SKETCH and (isSettle or redo) then
+        -- A reservation held in the sketch: settle it there.
+        mode[i] = 's'
+        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+        rows[i] = readRows(i)
+        st[i] = estimate(rows[i])
+        local any
+        match[i], any = matches(rows[i], gens[i])
+        if any then
+          st[i].g = gens[i]
+          st[i].p = math.max(st[i].p, 1)
+        else
+          st[i].g = -1
+        end
+      elseif exists[i] then
+        mode[i] = 'x'
+        if redo then
+          if v[9] == token and v[10] then
+            local u = {}
+            for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
+            st[i] = parse(u)
+          else
+            raced[i] = 1
+            st[i] = parse(v)
+          end
+        else
+          st[i] = parse(v)
+        end
+        orig[i] = parse(v)
+      else
+        if SPR.kind[i] == KIND_MEMBER then
+          -- A spray member is not read from the sketch: one it holds by
+          -- mistake would hide a new username.
+          rows[i] = nil
+          st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+        else
+          if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+          if sketchOn then
+            rows[i] = readRows(i)
+            st[i] = estimate(rows[i])
+          else
+            -- An empty sketch estimates an empty state; its cells are made
+            -- only if the state goes there.
+            rows[i] = false
+            st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+          end
+        end
+        if redo then
+          -- Phase 1 counted in the sketch, which cannot give a count back.
+          mode[i] = 'k'
+        else
+          mode[i] = 'e'
+          if op >= OP_SETTLE_FAIL then
+            -- No reservation of a key that does not exist can be settled.
+            st[i].g = -1
+          else
+            -- A new key starts at a generation drawn from the clock (as the
+            -- memory store's start at a random one), so that a settle that
+            -- arrives after its key was forgotten and made anew almost never
+            -- matches a new reservation.
+            st[i].g = (tonumber(tm[2]) + 61 * i + 17 * D) % 256 -- below 256: GEN_START in the tests
+          end
+        end
+      end
+      if orig[i] == nil then orig[i] = copy(st[i]) end
+    end
+
+    -- Rule.Apply.
+    local refused = rule()
 
     -- The outcome.
     local reply = {}
