@@ -178,10 +178,13 @@ local SPR = {kind = {}, fresh = true}
 -- for store.KindCount; for spray detection a fixed lock of SPR.cool at
 -- SPR.limit (never for KIND_MEMBER), failures kept SPR.win, without
 -- back-off, tiers, jitter or reset on success. Every per-dimension step
--- calls it first.
+-- calls it first; SPR.cur is the kind whose numbers are in force.
 function SPR.use(k)
+  if k ~= KIND_MEMBER and k ~= KIND_SPRAY then k = 0 end
+  if k == SPR.cur then return end
+  SPR.cur = k
   local B = SPR.B
-  if k ~= KIND_MEMBER and k ~= KIND_SPRAY then
+  if k == 0 then
     LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt =
       B[1], B[2], B[3], B[4], B[5], B[6], B[7], B[8], B[9], B[10]
   else
@@ -548,7 +551,7 @@ do
   -- whether the attempt is refused.
   rule = function()
     local refused = false
-    lockedBefore, applied = {}, {}
+    lockedBefore, applied = {nil, nil}, {nil, nil}
     if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
       -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
       -- written by another attempt since phase 1, or is held in the sketch.
@@ -727,23 +730,27 @@ do
         -- One HSET: the fields of the state that changed (a field the key
         -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
         -- its state is not zero), then what else the key keeps.
-        local hs = {'HSET', key}
+        -- (Sized for a new key's fields; c counts the values set.)
+        local hs = {'HSET', key, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+        local c = 2
         for _, k in ipairs(FIELDS) do
-          if s[k] ~= raw[i][k] then hs[#hs + 1] = k; hs[#hs + 1] = int(s[k]) end
+          if s[k] ~= raw[i][k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
         end
-        if not exists[i] then hs[#hs + 1] = 'fd'; hs[#hs + 1] = fields end
-        if ix then hs[#hs + 1] = 'ix'; hs[#hs + 1] = int(ix) end
-        if dimArg(i, DIM_IP_KEY) ~= '' then hs[#hs + 1] = 'ik'; hs[#hs + 1] = dimArg(i, DIM_IP_KEY) end
-        if dimArg(i, DIM_USER_KEY) ~= '' then hs[#hs + 1] = 'uk'; hs[#hs + 1] = dimArg(i, DIM_USER_KEY) end
+        if not exists[i] then hs[c + 1] = 'fd'; hs[c + 2] = fields; c = c + 2 end
+        if ix then hs[c + 1] = 'ix'; hs[c + 2] = int(ix); c = c + 2 end
+        if dimArg(i, DIM_IP_KEY) ~= '' then hs[c + 1] = 'ik'; hs[c + 2] = dimArg(i, DIM_IP_KEY); c = c + 2 end
+        if dimArg(i, DIM_USER_KEY) ~= '' then hs[c + 1] = 'uk'; hs[c + 2] = dimArg(i, DIM_USER_KEY); c = c + 2 end
         if spreadUndo then
-          hs[#hs + 1] = 'ut'; hs[#hs + 1] = token
-          hs[#hs + 1] = 'u'; hs[#hs + 1] = snapshot(raw[i])
+          hs[c + 1] = 'ut'; hs[c + 2] = token
+          hs[c + 3] = 'u'; hs[c + 4] = snapshot(raw[i])
+          c = c + 4
         end
         if setId then
-          hs[#hs + 1] = 'id'; hs[#hs + 1] = '1'; hs[#hs + 1] = 'ip'; hs[#hs + 1] = idIP
-          hs[#hs + 1] = 'un'; hs[#hs + 1] = idUser; hs[#hs + 1] = 'ua'; hs[#hs + 1] = idUA
+          hs[c + 1] = 'id'; hs[c + 2] = '1'; hs[c + 3] = 'ip'; hs[c + 4] = idIP
+          hs[c + 5] = 'un'; hs[c + 6] = idUser; hs[c + 7] = 'ua'; hs[c + 8] = idUA
+          c = c + 8
         end
-        if #hs > 2 then redis.call(unpack(hs)) end
+        if c > 2 then redis.call(unpack(hs, 1, c)) end
         -- Any other write voids the snapshot (an undo must not restore over
         -- it), and a key no longer locked forgets the lock's identity.
         local hd = {'HDEL', key}
@@ -883,11 +890,13 @@ for j = 1, nd do
         SPR.kind[i] = k
       end
       SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+      SPR.cur = 0
     end
 
     -- Loading the states.
-    st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
-    raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
+    -- (Sized for two dimensions, the common case.)
+    st, orig, raw, exists, ident, gens, out = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
+    raced, hadToken, mode, rows, match = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
     isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
     redo = phase == PHASE_REDO and applied1
     for i = 1, n do
@@ -976,7 +985,9 @@ for j = 1, nd do
     local refused = rule()
 
     -- The outcome.
-    local reply = {}
+    -- (Sized for two dimensions.)
+    local reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+      nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
     reply[1 + REPLY_NOW] = now
     reply[1 + REPLY_REFUSED] = refused and 1 or 0
     reply[1 + REPLY_SERVER] = snow
