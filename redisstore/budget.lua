@@ -12,13 +12,20 @@ local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 -- budget keys were written; count, the units counted (nil until read);
 -- pend, the changes not yet written, units by minute (numeric keys) and
 -- their sum n; ends, the budget keys' end (field x) once read; idx, the
--- expiry of every index set indexed in this call.
-local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, idx = {}}
+-- expiry of every index set indexed in this call; ints, the integers
+-- formatted by int.
+local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, idx = {}, ints = {}}
 
 -- int returns the integer x as a command's argument: a number passed to
--- redis.call is formatted with %.17g, several times slower.
+-- redis.call is formatted with %.17g, several times slower. The decisions
+-- of a call repeat most of their numbers (instants, TTLs), formatted once.
 local function int(x)
-  return string.format('%d', x)
+  local v = bud.ints[x]
+  if v == nil then
+    v = string.format('%d', x)
+    bud.ints[x] = v
+  end
+  return v
 end
 
 -- expiry returns when key expires on the server's clock, or nil.

@@ -351,10 +351,8 @@ local function parse(v)
 end
 
 local function same(a, b)
-  for _, k in ipairs(FIELDS) do
-    if a[k] ~= b[k] then return false end
-  end
-  return true
+  return a.f == b.f and a.p == b.p and a.l == b.l and a.g == b.g and a.lf == b.lf and
+    a.lb == b.lb and a.le == b.le
 end
 
 -- State.IsZero.
@@ -733,8 +731,10 @@ do
         -- (Sized for a new key's fields; c counts the values set.)
         local hs = {'HSET', key, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
         local c = 2
-        for _, k in ipairs(FIELDS) do
-          if s[k] ~= raw[i][k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
+        local r0 = raw[i]
+        for q = 1, 7 do
+          local k = FIELDS[q]
+          if s[k] ~= r0[k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
         end
         if not exists[i] then hs[c + 1] = 'fd'; hs[c + 2] = fields; c = c + 2 end
         if ix then hs[c + 1] = 'ix'; hs[c + 2] = int(ix); c = c + 2 end
