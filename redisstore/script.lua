@@ -136,10 +136,10 @@ local REPLY_DIM = 13
 
 -- Arguments -----------------------------------------------------------------
 
--- The decision being run: D, its index in the call; AB and KB, the
--- positions before its first argument and key; then its arguments (the
--- decision loop at the end of the script sets them).
-local D, AB, KB = 0, 0, 0
+-- The decision being run: AB and KB, the positions before its first
+-- argument and key; then its arguments (the decision loop at the end of
+-- the script sets them).
+local AB, KB = 0, 0
 local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
 local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
 local phase, token, ext, applied1, MAXU, W, nt, tiers, base, SK
@@ -402,58 +402,61 @@ local CELL = {{'u16', 0, 'f'}, {'u16', 16, 'p'}, {'u8', 32, 'l'}, {'u7', 40, 'g'
 local sketchOn = nil
 local sketchTouched = false
 
-local function cellOff(r, i)
-  return ((r - 1) * W + num(dimArg(i, DIM_COLUMNS + r - 1))) * 192
-end
+local readRows, writeRows
+do
+  local function cellOff(r, i)
+    return ((r - 1) * W + num(dimArg(i, DIM_COLUMNS + r - 1))) * 192
+  end
 
--- readRows returns the 4 cells of dimension i, refreshed at now; with
--- empty, the cells of an empty sketch without reading it.
-local function readRows(i, empty)
-  local rows = {}
-  local v = nil
-  if not empty and sketchOn then
-    local args = {'BITFIELD_RO', SK}
+  -- readRows returns the 4 cells of dimension i, refreshed at now; with
+  -- empty, the cells of an empty sketch without reading it.
+  readRows = function(i, empty)
+    local rows = {}
+    local v = nil
+    if not empty and sketchOn then
+      local args = {'BITFIELD_RO', SK}
+      for r = 1, 4 do
+        local o = cellOff(r, i)
+        for _, c in ipairs(CELL) do
+          args[#args + 1] = 'GET'
+          args[#args + 1] = c[1]
+          args[#args + 1] = o + c[2]
+        end
+      end
+      v = redis.call(unpack(args))
+    end
     for r = 1, 4 do
+      local c = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+      if v then
+        for j, x in ipairs(CELL) do c[x[3]] = v[(r - 1) * 7 + j] end
+        if c.le == T48 then c.le = INDEFINITE end
+      end
+      refresh(c, now, GEN_CELL)
+      rows[r] = c
+    end
+    return rows
+  end
+
+  writeRows = function(i, rows)
+    local args = {'BITFIELD', SK}
+    for r = 1, 4 do
+      local c = rows[r]
       local o = cellOff(r, i)
-      for _, c in ipairs(CELL) do
-        args[#args + 1] = 'GET'
-        args[#args + 1] = c[1]
-        args[#args + 1] = o + c[2]
+      local le = c.le
+      if le == INDEFINITE or le >= T48 then le = T48 end
+      local vals = {f = math.min(c.f, MAX_FAILURES), p = math.min(c.p, MAX_FAILURES), l = c.l,
+        g = c.g % GEN_CELL, lf = math.min(c.lf, T48 - 1), lb = math.min(c.lb, T48 - 1), le = le}
+      for _, x in ipairs(CELL) do
+        args[#args + 1] = 'SET'
+        args[#args + 1] = x[1]
+        args[#args + 1] = o + x[2]
+        args[#args + 1] = vals[x[3]]
       end
     end
-    v = redis.call(unpack(args))
+    redis.call(unpack(args))
+    sketchOn = true
+    sketchTouched = true
   end
-  for r = 1, 4 do
-    local c = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-    if v then
-      for j, x in ipairs(CELL) do c[x[3]] = v[(r - 1) * 7 + j] end
-      if c.le == T48 then c.le = INDEFINITE end
-    end
-    refresh(c, now, GEN_CELL)
-    rows[r] = c
-  end
-  return rows
-end
-
-local function writeRows(i, rows)
-  local args = {'BITFIELD', SK}
-  for r = 1, 4 do
-    local c = rows[r]
-    local o = cellOff(r, i)
-    local le = c.le
-    if le == INDEFINITE or le >= T48 then le = T48 end
-    local vals = {f = math.min(c.f, MAX_FAILURES), p = math.min(c.p, MAX_FAILURES), l = c.l,
-      g = c.g % GEN_CELL, lf = math.min(c.lf, T48 - 1), lb = math.min(c.lb, T48 - 1), le = le}
-    for _, x in ipairs(CELL) do
-      args[#args + 1] = 'SET'
-      args[#args + 1] = x[1]
-      args[#args + 1] = o + x[2]
-      args[#args + 1] = vals[x[3]]
-    end
-  end
-  redis.call(unpack(args))
-  sketchOn = true
-  sketchTouched = true
 end
 
 -- estimate is the state a key reads from its cells: the minimum of each
@@ -473,28 +476,31 @@ local function estimate(rows)
   return e
 end
 
-local function maxle(a, b)
-  if a == INDEFINITE or b == INDEFINITE then return INDEFINITE end
-  return math.max(a, b)
-end
+local mergeRows
+do
+  local function maxle(a, b)
+    if a == INDEFINITE or b == INDEFINITE then return INDEFINITE end
+    return math.max(a, b)
+  end
 
--- mergeRows raises every cell to the new state s (conservative update)
--- and adds dp reservations to every cell, or, with dp < 0, takes one back
--- from the cells in match.
-local function mergeRows(rows, s, dp, match)
-  for r = 1, 4 do
-    local c = rows[r]
-    c.f = math.max(c.f, s.f)
-    c.l = math.max(c.l, s.l)
-    c.lf = math.max(c.lf, s.lf)
-    c.le = maxle(c.le, s.le)
-    if dp > 0 then
-      -- The cell's reservations time out together, the reserve timeout
-      -- after the first of them: never later than any one's own.
-      if c.p == 0 then c.lb = s.lb end
-      c.p = c.p + dp
-    elseif dp < 0 and match[r] then
-      c.p = c.p - 1
+  -- mergeRows raises every cell to the new state s (conservative update)
+  -- and adds dp reservations to every cell, or, with dp < 0, takes one back
+  -- from the cells in match.
+  mergeRows = function(rows, s, dp, match)
+    for r = 1, 4 do
+      local c = rows[r]
+      c.f = math.max(c.f, s.f)
+      c.l = math.max(c.l, s.l)
+      c.lf = math.max(c.lf, s.lf)
+      c.le = maxle(c.le, s.le)
+      if dp > 0 then
+        -- The cell's reservations time out together, the reserve timeout
+        -- after the first of them: never later than any one's own.
+        if c.p == 0 then c.lb = s.lb end
+        c.p = c.p + dp
+      elseif dp < 0 and match[r] then
+        c.p = c.p - 1
+      end
     end
   end
 end
@@ -829,6 +835,16 @@ end
 
 -- The decisions ------------------------------------------------------------------
 
+-- late reports whether the j-th decision of the call starts past its
+-- deadline: the first at the call's start, a later one (which starts after
+-- the earlier ones ran) on the clock again.
+local function late(j)
+  if DEADLINE <= 0 then return false end
+  if snow > DEADLINE or j == 1 then return snow > DEADLINE end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > DEADLINE
+end
+
 -- Each decision is one Rule.Apply, in the order of the call, answered by
 -- its own reply (or its own AXESLATE error); the call is one script, so
 -- each decision is atomic as before.
@@ -837,12 +853,11 @@ local nd = num(ARGV[ARG_BATCH])
 AB = ARG_BATCH + 2 * nd
 for j = 1, nd do
   local nk, na = num(ARGV[ARG_BATCH + 2 * j - 1]), num(ARGV[ARG_BATCH + 2 * j])
-  D = j
   repeat
     -- Arguments of the decision.
     G = num(ARGV[AB + ARG_GRAIN])
     DEADLINE = num(ARGV[AB + ARG_DEADLINE])
-    if DEADLINE > 0 and snow > DEADLINE then
+    if late(j) then
       replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
       break
     end
@@ -974,7 +989,7 @@ for j = 1, nd do
             -- memory store's start at a random one), so that a settle that
             -- arrives after its key was forgotten and made anew almost never
             -- matches a new reservation.
-            st[i].g = (tonumber(tm[2]) + 61 * i + 17 * D) % 256 -- below 256: GEN_START in the tests
+            st[i].g = (tonumber(tm[2]) + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
           end
         end
       end
