@@ -7,11 +7,26 @@ local G
 local BK, BZ = KEYS[1], KEYS[2]
 local tm = redis.call('TIME')
 local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
-local budgetTouched = false
-local unitCount = nil
--- The budget changes not yet written: units by minute (numeric keys),
--- and their sum n.
-local pend = {n = 0}
+-- The budget's state in this call (one table: the apply script's main
+-- function is near Lua's limit of 200 locals): touched, whether the
+-- budget keys were written; count, the units counted (nil until read);
+-- pend, the changes not yet written, units by minute (numeric keys) and
+-- their sum n; ends, the budget keys' end (field x) once read; idx, the
+-- expiry of every index set indexed in this call; ints, the integers
+-- formatted by int.
+local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, idx = {}, ints = {}}
+
+-- int returns the integer x as a command's argument: a number passed to
+-- redis.call is formatted with %.17g, several times slower. The decisions
+-- of a call repeat most of their numbers (instants, TTLs), formatted once.
+local function int(x)
+  local v = bud.ints[x]
+  if v == nil then
+    v = string.format('%d', x)
+    bud.ints[x] = v
+  end
+  return v
+end
 
 -- expiry returns when key expires on the server's clock, or nil.
 local function expiry(key)
@@ -20,20 +35,23 @@ local function expiry(key)
   return snow + t
 end
 
--- units returns the units counted now, dropping minutes past first.
+-- units returns the units counted now, dropping minutes past first. It
+-- also reads the budget keys' end.
 local function units()
-  if unitCount == nil then
+  if bud.count == nil then
     local old = redis.call('ZRANGEBYSCORE', BZ, '-inf', snow, 'LIMIT', 0, 64)
     for _, id in ipairs(old) do
       local c = tonumber(redis.call('HGET', BK, id)) or 0
       if c ~= 0 then redis.call('HINCRBY', BK, 'n', -c) end
       redis.call('HDEL', BK, id)
       redis.call('ZREM', BZ, id)
-      budgetTouched = true
+      bud.touched = true
     end
-    unitCount = (tonumber(redis.call('HGET', BK, 'n')) or 0) + pend.n
+    local v = redis.call('HMGET', BK, 'n', 'x')
+    bud.count = (tonumber(v[1]) or 0) + bud.pend.n
+    bud.ends = tonumber(v[2]) or 0
   end
-  return unitCount
+  return bud.count
 end
 
 -- account adds k units (k < 0 removes) expiring at e (nil: none). The
@@ -42,32 +60,44 @@ end
 local function account(e, k)
   if e == nil or k == 0 then return end
   local b = math.ceil(e / G)
+  local pend = bud.pend
   pend[b] = (pend[b] or 0) + k
   pend.n = pend.n + k
-  if unitCount ~= nil then unitCount = unitCount + k end
+  if bud.count ~= nil then bud.count = bud.count + k end
 end
 
 -- index adds member to the index set idx, whose TTL must cover ttl,
--- drops up to two members whose keys are gone, and counts the set (one
--- unit, plus one per member) in the minute it expires.
+-- drops up to two members whose keys are gone when it adds one, and
+-- counts the set (one unit, plus one per member) in the minute it
+-- expires. A set indexed earlier in the same call (the IP set of both
+-- {IP} and {IP, Username}) costs one SADD: bud.idx remembers its expiry.
 local function index(idx, member, ttl)
-  local e0 = expiry(idx)
-  local c0 = 0
-  if e0 then c0 = redis.call('SCARD', idx) end
-  local c = c0 + redis.call('SADD', idx, member)
-  if e0 then
+  local seen = bud.idx[idx]
+  local e0 = seen
+  if e0 == nil then e0 = expiry(idx) end
+  local added = redis.call('SADD', idx, member)
+  local c = added
+  if e0 and added == 1 and seen == nil then
     for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
       if m ~= member and redis.call('EXISTS', m) == 0 then c = c - redis.call('SREM', idx, m) end
     end
   end
   -- Script time stands still: the set's TTL is still e0 - snow.
-  local e = e0
-  if e0 == nil or e0 - snow < ttl then
-    redis.call('PEXPIRE', idx, ttl)
-    e = snow + ttl
+  if e0 == nil then
+    redis.call('PEXPIRE', idx, int(ttl))
+    bud.idx[idx] = snow + ttl
+    account(snow + ttl, c + 1)
+  elseif e0 - snow < ttl then
+    -- The set moves to a later minute with all its members.
+    local n = redis.call('SCARD', idx)
+    redis.call('PEXPIRE', idx, int(ttl))
+    bud.idx[idx] = snow + ttl
+    account(e0, -(n - c + 1))
+    account(snow + ttl, n + 1)
+  else
+    bud.idx[idx] = e0
+    account(e0, c)
   end
-  if e0 then account(e0, -(c0 + 1)) end
-  account(e, c + 1)
 end
 
 -- forget deletes key, an index set if set, and its units.
@@ -80,22 +110,36 @@ local function forget(key, set)
   return d
 end
 
+-- budgetDone writes the changes to the count. A minute's entry joins the
+-- minutes' order when it appears; the budget keys' TTL is extended when
+-- less than maxttl + G is left (their end is kept in the field x), and
+-- the order's whenever it gains a minute.
 local function budgetDone(maxttl)
-  for b, k in pairs(pend) do
+  for b, k in pairs(bud.pend) do
     if b ~= 'n' and k ~= 0 then
       local id = string.format('%d', b)
-      if redis.call('HINCRBY', BK, id, k) == 0 then
+      local c = redis.call('HINCRBY', BK, id, k)
+      if c == 0 then
         redis.call('HDEL', BK, id)
         redis.call('ZREM', BZ, id)
-      else
+      elseif c == k then
         redis.call('ZADD', BZ, b * G, id)
+        bud.zadd = true
       end
-      budgetTouched = true
+      bud.touched = true
     end
   end
-  if pend.n ~= 0 then redis.call('HINCRBY', BK, 'n', pend.n) end
-  if budgetTouched then
-    redis.call('PEXPIRE', BK, maxttl + 2 * G)
-    redis.call('PEXPIRE', BZ, maxttl + 2 * G)
+  if bud.pend.n ~= 0 then redis.call('HINCRBY', BK, 'n', bud.pend.n) end
+  if bud.touched then
+    if bud.ends == nil then bud.ends = tonumber(redis.call('HGET', BK, 'x')) or 0 end
+    if bud.ends < snow + maxttl + G then
+      local e = snow + maxttl + 2 * G
+      redis.call('HSET', BK, 'x', e)
+      redis.call('PEXPIRE', BK, maxttl + 2 * G)
+      redis.call('PEXPIRE', BZ, maxttl + 2 * G)
+    elseif bud.zadd then
+      -- The minutes' order may have been emptied (deleted) and made anew.
+      redis.call('PEXPIRE', BZ, maxttl + 2 * G)
+    end
   end
 end

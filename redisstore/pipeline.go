@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -15,9 +16,13 @@ import (
 // in flight wait in a queue, and the pipeline that ends first takes them
 // all (up to maxBatch) into its next round trip, on a goroutine of its own,
 // so that no caller waits for the calls of others once its own reply is in.
-// Every call is still one EVALSHA of the apply script, so each decision
-// stays atomic in Redis; a pipeline only saves the round trips, the system
-// calls and the reply parsing of the calls it groups. Each caller waits on
+// In the one-slot layout the calls of a pipeline are merged into script
+// calls of up to maxMerge decisions each, which run the decisions one after
+// the other, each atomic as alone and answered on its own; a merged call
+// pays the script's fixed cost (the call, its setup, the footprint count)
+// once for all of them. Under SpreadSlots every call stays one EVALSHA.
+// A pipeline saves the round trips, the system calls and the reply parsing
+// of the calls it groups. Each caller waits on
 // its own context: one that gives up returns at once (the script's deadline
 // argument keeps a call that starts late from taking effect), and one that
 // gave up before its call was sent is dropped from the pipeline. A
@@ -111,7 +116,9 @@ func (s *Store) next() {
 // must be loaded first), leaving each reply or error in its call's cmd.
 // Calls whose caller gave up before the round trip are not sent. A batch
 // of one call runs on its caller's context; a larger one until the latest
-// deadline of its calls.
+// deadline of its calls. In the one-slot layout the calls of a batch are
+// merged, up to maxMerge at a time, into one script call that runs their
+// decisions in order, each as before (see merge).
 func (s *Store) exec(batch []*call) {
 	live := batch[:0:0]
 	var end time.Time
@@ -139,24 +146,124 @@ func (s *Store) exec(batch []*call) {
 		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			s.reload(c.ctx, live)
 		}
+		unwrap(c.cmd)
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), end)
 	defer cancel()
+	// The script calls: one per group of merged calls, or per call.
+	var groups [][]*call
+	sent := live
+	if !s.o.SpreadSlots {
+		sent = nil
+		for i := 0; i < len(live); i += maxMerge {
+			g := live[i:min(i+maxMerge, len(live))]
+			groups = append(groups, g)
+			sent = append(sent, &call{ctx: ctx, cmd: merge(ctx, g)})
+		}
+	}
 	s.n.trips.Add(1)
 	pipe := s.c.Pipeline()
-	for _, c := range live {
+	for _, c := range sent {
 		_ = pipe.Process(ctx, c.cmd)
 	}
 	_, _ = pipe.Exec(ctx)
 	var again []*call
-	for _, c := range live {
+	for _, c := range sent {
 		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			again = append(again, c)
 		}
 	}
 	if len(again) > 0 {
 		s.reload(ctx, again)
+	}
+	if groups == nil {
+		for _, c := range sent {
+			unwrap(c.cmd)
+		}
+		return
+	}
+	for i, g := range groups {
+		split(sent[i].cmd, g)
+	}
+}
+
+// maxMerge bounds the decisions merged into one script call, which holds
+// Redis for all of them at once.
+const maxMerge = 32
+
+// merge returns one script call that runs the decisions of calls in
+// order. Each call is EVALSHA, the hash, its number of keys, its keys,
+// then the framing of one decision (1, its numbers of keys and of
+// arguments) and its arguments; the merged call has all the keys, the
+// framing of every decision, then all the arguments (ARG_BATCH in
+// script.lua).
+func merge(ctx context.Context, calls []*call) *redis.Cmd {
+	nk, na := 0, 0
+	for _, c := range calls {
+		a := c.cmd.Args()
+		k := a[2].(int)
+		nk += k
+		na += len(a) - 6 - k
+	}
+	args := make([]any, 0, 4+nk+2*len(calls)+na)
+	args = append(args, "evalsha", applyHashArg, nk)
+	for _, c := range calls {
+		a := c.cmd.Args()
+		args = append(args, a[3:3+a[2].(int)]...)
+	}
+	args = append(args, len(calls))
+	for _, c := range calls {
+		a := c.cmd.Args()
+		k := a[2].(int)
+		args = append(args, a[4+k], a[5+k])
+	}
+	for _, c := range calls {
+		a := c.cmd.Args()
+		args = append(args, a[6+a[2].(int):]...)
+	}
+	return redis.NewCmd(ctx, args...)
+}
+
+// split gives each of calls its reply from the merged call m: its own
+// reply, or its own error (a decision that started past its deadline),
+// or m's error.
+func split(m *redis.Cmd, calls []*call) {
+	if err := m.Err(); err != nil {
+		for _, c := range calls {
+			c.cmd.SetErr(err)
+		}
+		return
+	}
+	v, ok := m.Val().([]any)
+	if !ok || len(v) != len(calls) {
+		err := fmt.Errorf("redisstore: unexpected script reply %T of length %d for %d decisions", m.Val(), len(v), len(calls))
+		for _, c := range calls {
+			c.cmd.SetErr(err)
+		}
+		return
+	}
+	for i, c := range calls {
+		if err, ok := v[i].(error); ok {
+			c.cmd.SetErr(err)
+			continue
+		}
+		c.cmd.SetVal(v[i])
+	}
+}
+
+// unwrap replaces the reply of a script call of one decision (a list of
+// one reply) by that reply, or by its error.
+func unwrap(cmd *redis.Cmd) {
+	if cmd.Err() != nil {
+		return
+	}
+	if v, ok := cmd.Val().([]any); ok && len(v) == 1 {
+		if err, ok := v[0].(error); ok {
+			cmd.SetErr(err)
+			return
+		}
+		cmd.SetVal(v[0])
 	}
 }
 

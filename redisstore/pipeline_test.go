@@ -127,8 +127,8 @@ func TestBatchCallerGivesUp(t *testing.T) {
 }
 
 // TestBatchReloadsScript sends a batch to a server that lost its scripts:
-// every call runs once, the first with EVAL (which loads the script), the
-// others again with EVALSHA.
+// the batch's decisions, merged into one script call, run once, with EVAL
+// (which loads the script).
 func TestBatchReloadsScript(t *testing.T) {
 	_, c, s, _ := batchFixture(t)
 	ctx := context.Background()
@@ -148,8 +148,8 @@ func TestBatchReloadsScript(t *testing.T) {
 	}
 	trips := s.Stats().RoundTrips
 	s.exec(batch)
-	if got := s.Stats().RoundTrips - trips; got != 3 {
-		t.Errorf("%d round trips, want 3 (the batch, the first call with the script, the others again)", got)
+	if got := s.Stats().RoundTrips - trips; got != 2 {
+		t.Errorf("%d round trips, want 2 (the batch, then the batch with the script)", got)
 	}
 	// The script's source crossed the network once, not once per call: a
 	// batch reloaded after a failover must not carry 256 copies of it.
@@ -157,8 +157,8 @@ func TestBatchReloadsScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(info, "cmdstat_eval:calls=1,") {
-		t.Errorf("EVAL ran other than once:\n%s", info)
+	if !strings.Contains(info, "cmdstat_eval:calls=1,") || !strings.Contains(info, "cmdstat_evalsha:calls=1,") {
+		t.Errorf("the batch ran other than as one EVALSHA, then one EVAL:\n%s", info)
 	}
 	for i, b := range batch {
 		if err := b.cmd.Err(); err != nil {
@@ -169,6 +169,67 @@ func TestBatchReloadsScript(t *testing.T) {
 		}
 		if f := reqs[i].Dims[0].Outcome.Failures; f != 1 {
 			t.Errorf("call %d: %d failures, want 1", i, f)
+		}
+	}
+}
+
+// TestBatchMergedDecisions runs, in one merged script call, six failures
+// on one key under Limit 3, the third of which arrives past its deadline:
+// the others apply in order, each with its own reply (the fourth counted
+// starts the lock, the last is refused), and the late one alone fails
+// with AXESLATE, taking no effect.
+func TestBatchMergedDecisions(t *testing.T) {
+	_, c, s, _ := batchFixture(t)
+	ctx := context.Background()
+	rule := &store.Rule{Limit: 3, Window: time.Hour, Cooloff: time.Minute}
+	const n = 6
+	reqs := make([]*store.Request, n)
+	batch := make([]*call, n)
+	for i := range reqs {
+		reqs[i] = &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule,
+			Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: 42, Lo: 7}}}}
+		args := s.applyCommand(ctx, reqs[i])
+		if i == 2 {
+			// The deadline: the first argument after the keys and the
+			// framing of one decision.
+			args[6+args[2].(int)+argDeadline-1] = int64(1)
+		}
+		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, args...)}
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.exec(batch)
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(info, "cmdstat_evalsha:calls=1,") {
+		t.Errorf("the batch ran other than as one script call:\n%s", info)
+	}
+	want := []struct {
+		failures int
+		locked   bool
+		late     bool
+	}{{1, false, false}, {2, false, false}, {0, false, true}, {3, true, false}, {3, true, false}, {3, true, false}}
+	for i, b := range batch {
+		w := want[i]
+		err := b.cmd.Err()
+		if w.late {
+			if err == nil || !strings.HasPrefix(err.Error(), "AXESLATE") {
+				t.Errorf("decision %d: error %v, want AXESLATE", i, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("decision %d: %v", i, err)
+		}
+		if _, err := parseReply(reqs[i].Op, b.cmd.Val(), reqs[i].Dims, nil); err != nil {
+			t.Fatal(err)
+		}
+		o := reqs[i].Dims[0].Outcome
+		if o.Failures != w.failures || o.Locked != w.locked {
+			t.Errorf("decision %d: %d failures, locked %v; want %d, %v", i, o.Failures, o.Locked, w.failures, w.locked)
 		}
 	}
 }

@@ -309,9 +309,17 @@ type dimInfo struct {
 	now, server                            int64 // the script's timeline and the server's TIME
 }
 
-// parseReply fills the outcomes of dims from a script reply and, if info
-// is not nil, the extra flags. It reports whether the script refused.
+// parseReply fills the outcomes of dims from a script reply (of one
+// decision, alone or in the list of a call's replies) and, if info is not
+// nil, the extra flags. It reports whether the script refused.
 func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, error) {
+	if w, ok := v.([]any); ok && len(w) == 1 {
+		// The reply of a call of one decision, not yet unwrapped.
+		if err, ok := w[0].(error); ok {
+			return false, err
+		}
+		v = w[0]
+	}
 	a, ok := v.([]any)
 	if !ok || len(a) != replyHead+replyDim*len(dims) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))

@@ -47,10 +47,16 @@ import (
 // that starts later does nothing and fails, so a call the store gave up on
 // never takes effect when a stalled server wakes.
 //
-// KEYS: the budget hash, the budget minutes, the sketch, then the n
-// dimension keys, then the index sets they join.
+// Batches. A call carries one or more decisions (argBatch), run in order
+// in the one script call, so that concurrent decisions pay the call's
+// fixed cost (the call itself, the script's setup, the footprint count's
+// reads and writes) once; each decision is still atomic, and answered
+// with its own reply.
 //
-// ARGV: the arg* positions below, then the tiers as pairs (failures,
+// KEYS of a decision: the budget hash, the budget minutes, the sketch,
+// then the n dimension keys, then the index sets they join.
+//
+// ARGV of a decision: the arg* positions below, then the tiers as pairs (failures,
 // cooloff), then per dimension dimArgs values at the dim* offsets. The
 // reply: replyHead values at the reply* positions, then replyDim values
 // per dimension at the reply* offsets. script.lua declares the same
@@ -63,7 +69,18 @@ var scriptLua string
 //go:embed budget.lua
 var budgetLua string
 
-// The script's ARGV positions (1-based).
+// argBatch is the position of the number of decisions m a call carries,
+// followed by m pairs (the decision's number of keys, its number of
+// arguments); each decision's keys and arguments follow the previous
+// one's. The reply is the list of the decisions' replies, each a reply
+// below or an error (AXESLATE).
+const argBatch = 1
+
+// one is the number of decisions of a call of one, boxed once.
+var one any = 1
+
+// The script's ARGV positions of a decision (1-based, from its first
+// argument).
 const (
 	argOp             = 1  // store.Op
 	argNow            = 2  // the request's instant (ms), or -1 for the server's TIME

@@ -55,7 +55,11 @@ local EXT_LOCKED = 1
 local EXT_BUSY = 2
 local EXT_CHALLENGE = 3
 
--- ARGV positions (1-based).
+-- A call carries m decisions, run in order: ARGV[ARG_BATCH] is m, then
+-- m pairs (the number of KEYS, the number of ARGV) of the decisions,
+-- whose KEYS and ARGV follow, each decision's after the previous one's.
+local ARG_BATCH = 1
+-- ARGV positions of a decision (1-based, from its first argument).
 local ARG_OP = 1
 local ARG_NOW = 2
 local ARG_LIMIT = 3
@@ -132,43 +136,29 @@ local REPLY_DIM = 13
 
 -- Arguments -----------------------------------------------------------------
 
-G = tonumber(ARGV[ARG_GRAIN])
-local DEADLINE = tonumber(ARGV[ARG_DEADLINE])
-if DEADLINE > 0 and snow > DEADLINE then
-  return redis.error_reply('AXESLATE the caller has given up on this call')
+-- The decision being run: AB and KB, the positions before its first
+-- argument and key; then its arguments (the decision loop at the end of
+-- the script sets them).
+local AB, KB = 0, 0
+local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
+local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
+local phase, token, ext, applied1, MAXU, W, nt, tiers, base, SK
+
+-- num is tonumber for the call's arguments, each distinct string
+-- converted once: the decisions of a call repeat most of theirs (the
+-- rule's numbers, flags, positions).
+local num
+do
+  local seen = {}
+  num = function(x)
+    local v = seen[x]
+    if v == nil then
+      v = tonumber(x)
+      if v ~= nil then seen[x] = v end
+    end
+    return v
+  end
 end
-local op = tonumber(ARGV[ARG_OP])
-local now = tonumber(ARGV[ARG_NOW])
-if now < 0 then now = snow end
-local LIMIT = tonumber(ARGV[ARG_LIMIT])
-local WIN = tonumber(ARGV[ARG_WINDOW])
-local COOL = tonumber(ARGV[ARG_COOLOFF])
-local FACTOR = tonumber(ARGV[ARG_FACTOR])
-local MAXC = tonumber(ARGV[ARG_MAX_COOLOFF])
-local JS = tonumber(ARGV[ARG_JITTER])
-local DECAY = tonumber(ARGV[ARG_DECAY])
-local EXTEND = ARGV[ARG_EXTEND] == '1'
-local OBS = ARGV[ARG_OBSERVE] == '1'
-local ROS = ARGV[ARG_RESET_ON_SUCCESS] == '1'
-local RT = tonumber(ARGV[ARG_RESERVE_TIMEOUT])
-local MAXTTL = tonumber(ARGV[ARG_MAX_TTL])
-local CHAT = tonumber(ARGV[ARG_CHALLENGE_AT])
-local CHALLENGED = ARGV[ARG_CHALLENGED] == '1'
-local n = tonumber(ARGV[ARG_DIMS])
-local idIP, idUser, idUA = ARGV[ARG_ID_IP], ARGV[ARG_ID_USER], ARGV[ARG_ID_UA]
-local phase = tonumber(ARGV[ARG_PHASE])
-local token = ARGV[ARG_TOKEN]
-local ext = tonumber(ARGV[ARG_EXT])
-local applied1 = ARGV[ARG_APPLIED] == '1'
-local MAXU = tonumber(ARGV[ARG_BUDGET])
-local W = tonumber(ARGV[ARG_WIDTH])
-local nt = tonumber(ARGV[ARG_TIERS])
-local tiers = {}
-for i = 1, nt do
-  tiers[i] = {tonumber(ARGV[ARG_TIERS + 2*i - 1]), tonumber(ARGV[ARG_TIERS + 2*i])}
-end
-local base = ARG_TIERS + 1 + 2*nt
-local SK = KEYS[KEY_SKETCH]
 
 -- dimArg returns the argument at offset off of dimension i.
 local function dimArg(i, off)
@@ -183,26 +173,18 @@ end
 -- is new to its IP: its member remembers no failure (a reservation there
 -- does not count, since its attempt may be cancelled).
 local SPR = {kind = {}, fresh = true}
-do
-  local v = {}
-  for x in string.gmatch(ARGV[ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
-  SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
-  for i = 1, n do
-    local k = tonumber(dimArg(i, DIM_KIND))
-    if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
-    SPR.kind[i] = k
-  end
-  SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
-end
 
 -- use makes the rule's numbers those of Rule.ForKind(k): the rule itself
 -- for store.KindCount; for spray detection a fixed lock of SPR.cool at
 -- SPR.limit (never for KIND_MEMBER), failures kept SPR.win, without
 -- back-off, tiers, jitter or reset on success. Every per-dimension step
--- calls it first.
+-- calls it first; SPR.cur is the kind whose numbers are in force.
 function SPR.use(k)
+  if k ~= KIND_MEMBER and k ~= KIND_SPRAY then k = 0 end
+  if k == SPR.cur then return end
+  SPR.cur = k
   local B = SPR.B
-  if k ~= KIND_MEMBER and k ~= KIND_SPRAY then
+  if k == 0 then
     LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt =
       B[1], B[2], B[3], B[4], B[5], B[6], B[7], B[8], B[9], B[10]
   else
@@ -359,6 +341,8 @@ end
 -- so while the key exists its sets hold it until ix.
 local INDEX_SLACK = 300000
 local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
+-- What HMGET reads of the fields of a key that does not exist.
+local NONE = {false, false, false, false, false, false, false, false, false, false, false}
 
 local function parse(v)
   return {f = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, l = tonumber(v[3]) or 0,
@@ -367,10 +351,8 @@ local function parse(v)
 end
 
 local function same(a, b)
-  for _, k in ipairs(FIELDS) do
-    if a[k] ~= b[k] then return false end
-  end
-  return true
+  return a.f == b.f and a.p == b.p and a.l == b.l and a.g == b.g and a.lf == b.lf and
+    a.lb == b.lb and a.le == b.le
 end
 
 -- State.IsZero.
@@ -420,58 +402,61 @@ local CELL = {{'u16', 0, 'f'}, {'u16', 16, 'p'}, {'u8', 32, 'l'}, {'u7', 40, 'g'
 local sketchOn = nil
 local sketchTouched = false
 
-local function cellOff(r, i)
-  return ((r - 1) * W + tonumber(dimArg(i, DIM_COLUMNS + r - 1))) * 192
-end
+local readRows, writeRows
+do
+  local function cellOff(r, i)
+    return ((r - 1) * W + num(dimArg(i, DIM_COLUMNS + r - 1))) * 192
+  end
 
--- readRows returns the 4 cells of dimension i, refreshed at now.
-local function readRows(i)
-  if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-  local rows = {}
-  local v = nil
-  if sketchOn then
-    local args = {'BITFIELD_RO', SK}
+  -- readRows returns the 4 cells of dimension i, refreshed at now; with
+  -- empty, the cells of an empty sketch without reading it.
+  readRows = function(i, empty)
+    local rows = {}
+    local v = nil
+    if not empty and sketchOn then
+      local args = {'BITFIELD_RO', SK}
+      for r = 1, 4 do
+        local o = cellOff(r, i)
+        for _, c in ipairs(CELL) do
+          args[#args + 1] = 'GET'
+          args[#args + 1] = c[1]
+          args[#args + 1] = o + c[2]
+        end
+      end
+      v = redis.call(unpack(args))
+    end
     for r = 1, 4 do
+      local c = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+      if v then
+        for j, x in ipairs(CELL) do c[x[3]] = v[(r - 1) * 7 + j] end
+        if c.le == T48 then c.le = INDEFINITE end
+      end
+      refresh(c, now, GEN_CELL)
+      rows[r] = c
+    end
+    return rows
+  end
+
+  writeRows = function(i, rows)
+    local args = {'BITFIELD', SK}
+    for r = 1, 4 do
+      local c = rows[r]
       local o = cellOff(r, i)
-      for _, c in ipairs(CELL) do
-        args[#args + 1] = 'GET'
-        args[#args + 1] = c[1]
-        args[#args + 1] = o + c[2]
+      local le = c.le
+      if le == INDEFINITE or le >= T48 then le = T48 end
+      local vals = {f = math.min(c.f, MAX_FAILURES), p = math.min(c.p, MAX_FAILURES), l = c.l,
+        g = c.g % GEN_CELL, lf = math.min(c.lf, T48 - 1), lb = math.min(c.lb, T48 - 1), le = le}
+      for _, x in ipairs(CELL) do
+        args[#args + 1] = 'SET'
+        args[#args + 1] = x[1]
+        args[#args + 1] = o + x[2]
+        args[#args + 1] = vals[x[3]]
       end
     end
-    v = redis.call(unpack(args))
+    redis.call(unpack(args))
+    sketchOn = true
+    sketchTouched = true
   end
-  for r = 1, 4 do
-    local c = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-    if v then
-      for j, x in ipairs(CELL) do c[x[3]] = v[(r - 1) * 7 + j] end
-      if c.le == T48 then c.le = INDEFINITE end
-    end
-    refresh(c, now, GEN_CELL)
-    rows[r] = c
-  end
-  return rows
-end
-
-local function writeRows(i, rows)
-  local args = {'BITFIELD', SK}
-  for r = 1, 4 do
-    local c = rows[r]
-    local o = cellOff(r, i)
-    local le = c.le
-    if le == INDEFINITE or le >= T48 then le = T48 end
-    local vals = {f = math.min(c.f, MAX_FAILURES), p = math.min(c.p, MAX_FAILURES), l = c.l,
-      g = c.g % GEN_CELL, lf = math.min(c.lf, T48 - 1), lb = math.min(c.lb, T48 - 1), le = le}
-    for _, x in ipairs(CELL) do
-      args[#args + 1] = 'SET'
-      args[#args + 1] = x[1]
-      args[#args + 1] = o + x[2]
-      args[#args + 1] = vals[x[3]]
-    end
-  end
-  redis.call(unpack(args))
-  sketchOn = true
-  sketchTouched = true
 end
 
 -- estimate is the state a key reads from its cells: the minimum of each
@@ -491,28 +476,31 @@ local function estimate(rows)
   return e
 end
 
-local function maxle(a, b)
-  if a == INDEFINITE or b == INDEFINITE then return INDEFINITE end
-  return math.max(a, b)
-end
+local mergeRows
+do
+  local function maxle(a, b)
+    if a == INDEFINITE or b == INDEFINITE then return INDEFINITE end
+    return math.max(a, b)
+  end
 
--- mergeRows raises every cell to the new state s (conservative update)
--- and adds dp reservations to every cell, or, with dp < 0, takes one back
--- from the cells in match.
-local function mergeRows(rows, s, dp, match)
-  for r = 1, 4 do
-    local c = rows[r]
-    c.f = math.max(c.f, s.f)
-    c.l = math.max(c.l, s.l)
-    c.lf = math.max(c.lf, s.lf)
-    c.le = maxle(c.le, s.le)
-    if dp > 0 then
-      -- The cell's reservations time out together, the reserve timeout
-      -- after the first of them: never later than any one's own.
-      if c.p == 0 then c.lb = s.lb end
-      c.p = c.p + dp
-    elseif dp < 0 and match[r] then
-      c.p = c.p - 1
+  -- mergeRows raises every cell to the new state s (conservative update)
+  -- and adds dp reservations to every cell, or, with dp < 0, takes one back
+  -- from the cells in match.
+  mergeRows = function(rows, s, dp, match)
+    for r = 1, 4 do
+      local c = rows[r]
+      c.f = math.max(c.f, s.f)
+      c.l = math.max(c.l, s.l)
+      c.lf = math.max(c.lf, s.lf)
+      c.le = maxle(c.le, s.le)
+      if dp > 0 then
+        -- The cell's reservations time out together, the reserve timeout
+        -- after the first of them: never later than any one's own.
+        if c.p == 0 then c.lb = s.lb end
+        c.p = c.p + dp
+      elseif dp < 0 and match[r] then
+        c.p = c.p - 1
+      end
     end
   end
 end
@@ -541,348 +529,488 @@ end
 -- that does not exist, read from the sketch's estimate, 's' a reservation
 -- held in the sketch, 'k' phase 2 of a failure or reservation that phase 1
 -- kept in the sketch.
-local st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
-local raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
-local isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
-local redo = phase == PHASE_REDO and applied1
-for i = 1, n do
-  SPR.use(SPR.kind[i])
-  local key = KEYS[KEY_DIMS - 1 + i]
-  gens[i] = tonumber(dimArg(i, DIM_GEN)) or 0
-  local v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
-  exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
-  ident[i] = v[8] == '1'
-  hadToken[i] = v[9] ~= false
-  raw[i] = parse(v)
-  raw[i].ix = tonumber(v[11]) or 0
-  raced[i] = 0
-  if gens[i] >= GEN_SKETCH and (isSettle or redo) then
-    -- A reservation held in the sketch: settle it there.
-    mode[i] = 's'
-    rows[i] = readRows(i)
-    st[i] = estimate(rows[i])
-    local any
-    match[i], any = matches(rows[i], gens[i])
-    if any then
-      st[i].g = gens[i]
-      st[i].p = math.max(st[i].p, 1)
-    else
-      st[i].g = -1
-    end
-  elseif exists[i] then
-    mode[i] = 'x'
-    if redo then
-      if v[9] == token and v[10] then
-        local u = {}
-        for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
-        st[i] = parse(u)
-      else
-        raced[i] = 1
-        st[i] = parse(v)
-      end
-    else
-      st[i] = parse(v)
-    end
-    orig[i] = parse(v)
-  else
-    if SPR.kind[i] == KIND_MEMBER then
-      -- A spray member is not read from the sketch: one it holds by
-      -- mistake would hide a new username.
-      rows[i] = nil
-      st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-    else
-      rows[i] = readRows(i)
-      st[i] = estimate(rows[i])
-    end
-    if redo then
-      -- Phase 1 counted in the sketch, which cannot give a count back.
-      mode[i] = 'k'
-    else
-      mode[i] = 'e'
-      if op >= OP_SETTLE_FAIL then
-        -- No reservation of a key that does not exist can be settled.
-        st[i].g = -1
-      else
-        -- A new key starts at a generation drawn from the clock (as the
-        -- memory store's start at a random one), so that a settle that
-        -- arrives after its key was forgotten and made anew almost never
-        -- matches a new reservation.
-        st[i].g = (tonumber(tm[2]) + 61 * i) % 256 -- below 256: GEN_START in the tests
-      end
-    end
-  end
-  if orig[i] == nil then orig[i] = copy(st[i]) end
-end
+local st, orig, raw, exists, ident, gens, out
+local raced, hadToken, mode, rows, match
+local isSettle, redo, lockedBefore, applied
 
 -- Rule.Apply ------------------------------------------------------------------------
 
--- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
--- failures and reservations) and the attempt carries no passed challenge.
-local function challengeDue()
-  if CHAT <= 0 or CHALLENGED or SPR.B[8] then return false end
-  for i = 1, n do
-    if SPR.kind[i] == 0 then
-      local c = st[i].f
-      if op == OP_BEGIN then c = c + st[i].p end
-      if c >= CHAT then return true end
-    end
-  end
-  return false
-end
-
-
-local refused = false
-local lockedBefore, applied = {}, {}
-if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
-  -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
-  -- written by another attempt since phase 1, or is held in the sketch.
-  -- Take back this attempt's reservation, or its failure unless that
-  -- failure started a lock (the sketch cannot take back a failure).
-  for i = 1, n do
-    SPR.use(SPR.kind[i])
-    local s = st[i]
-    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
-    if mode[i] == 'x' then
-      out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
-      out[i].counted = out[i].timedOut > 0
-    end
-    lockedBefore[i] = lockedAt(s, now)
-    applied[i] = false
-    if op == OP_BEGIN and s.g == gens[i] and s.p > 0 then
-      s.p = s.p - 1
-    elseif op == OP_FAIL and mode[i] == 'x' and s.f > 0 and not lockedAt(s, now) then
-      s.f = s.f - 1
-    end
-  end
-  refused = true
-else
-  -- Refresh every dimension (the sketch's cells were refreshed as read).
-  for i = 1, n do
-    SPR.use(SPR.kind[i])
-    out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
-    if mode[i] == 'x' then
-      out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
-      out[i].counted = out[i].timedOut > 0
-    end
-    applied[i] = false
-  end
-  local locked = ext == EXT_LOCKED
-  for i = 1, n do
-    lockedBefore[i] = lockedAt(st[i], now)
-    if lockedBefore[i] then locked = true end
-    if SPR.kind[i] == KIND_MEMBER and st[i].f > 0 then SPR.fresh = false end
-  end
-  if op == OP_FAIL or op == OP_BEGIN then
-    if locked then
-      refused = true
-      if EXTEND then
-        for i = 1, n do
-          SPR.use(SPR.kind[i])
-          local s = st[i]
-          if SPR.kind[i] == KIND_MEMBER then
-            -- nothing: a refused attempt adds no username
-          elseif SPR.kind[i] == KIND_SPRAY then
-            if lockedAt(s, now) and s.le ~= INDEFINITE then
-              s.le = math.max(s.le, satadd(now, lockdur(math.max(s.l, 1), s.f)))
-            end
-          else
-          count(s, now)
-          out[i].counted = true
-          if lockedAt(s, now) then
-            if s.le ~= INDEFINITE then
-              local d = lockdur(math.max(s.l, 1), s.f)
-              if d == INDEFINITE then s.le = INDEFINITE else s.le = math.max(s.le, satadd(now, d)) end
-            end
-          elseif not OBS and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
-          end
-          end
-        end
+local rule
+do
+  -- Rule.challengeDue: some dimension holds CHAT failures (for Begin,
+  -- failures and reservations) and the attempt carries no passed challenge.
+  local function challengeDue()
+    if CHAT <= 0 or CHALLENGED or SPR.B[8] then return false end
+    for i = 1, n do
+      if SPR.kind[i] == 0 then
+        local c = st[i].f
+        if op == OP_BEGIN then c = c + st[i].p end
+        if c >= CHAT then return true end
       end
-    elseif ext == EXT_CHALLENGE or challengeDue() then
-      -- Refused, counting and reserving nothing: the client may come back
-      -- with a passed challenge.
-      refused = true
-      for i = 1, n do out[i].challenge = true end
-    elseif op == OP_BEGIN then
-      if ext == EXT_BUSY then refused = true end
+    end
+    return false
+  end
+
+  -- rule applies op to the states loaded (Rule.Apply's cases) and reports
+  -- whether the attempt is refused.
+  rule = function()
+    local refused = false
+    lockedBefore, applied = {nil, nil}, {nil, nil}
+    if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
+      -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
+      -- written by another attempt since phase 1, or is held in the sketch.
+      -- Take back this attempt's reservation, or its failure unless that
+      -- failure started a lock (the sketch cannot take back a failure).
       for i = 1, n do
         SPR.use(SPR.kind[i])
         local s = st[i]
-        if not OBS and not SPR.skip(i) and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
-          out[i].busy = true
-          refused = true
+        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        if mode[i] == 'x' then
+          out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
+          out[i].counted = out[i].timedOut > 0
+        end
+        lockedBefore[i] = lockedAt(s, now)
+        applied[i] = false
+        if op == OP_BEGIN and s.g == gens[i] and s.p > 0 then
+          s.p = s.p - 1
+        elseif op == OP_FAIL and mode[i] == 'x' and s.f > 0 and not lockedAt(s, now) then
+          s.f = s.f - 1
         end
       end
-      if not refused then
-        for i = 1, n do
-          if not SPR.skip(i) then
+      refused = true
+    else
+      -- Refresh every dimension (the sketch's cells were refreshed as read).
+      for i = 1, n do
+        SPR.use(SPR.kind[i])
+        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        if mode[i] == 'x' then
+          out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
+          out[i].counted = out[i].timedOut > 0
+        end
+        applied[i] = false
+      end
+      local locked = ext == EXT_LOCKED
+      for i = 1, n do
+        lockedBefore[i] = lockedAt(st[i], now)
+        if lockedBefore[i] then locked = true end
+        if SPR.kind[i] == KIND_MEMBER and st[i].f > 0 then SPR.fresh = false end
+      end
+      if op == OP_FAIL or op == OP_BEGIN then
+        if locked then
+          refused = true
+          if EXTEND then
+            for i = 1, n do
+              SPR.use(SPR.kind[i])
+              local s = st[i]
+              if SPR.kind[i] == KIND_MEMBER then
+                -- nothing: a refused attempt adds no username
+              elseif SPR.kind[i] == KIND_SPRAY then
+                if lockedAt(s, now) and s.le ~= INDEFINITE then
+                  s.le = math.max(s.le, satadd(now, lockdur(math.max(s.l, 1), s.f)))
+                end
+              else
+              count(s, now)
+              out[i].counted = true
+              if lockedAt(s, now) then
+                if s.le ~= INDEFINITE then
+                  local d = lockdur(math.max(s.l, 1), s.f)
+                  if d == INDEFINITE then s.le = INDEFINITE else s.le = math.max(s.le, satadd(now, d)) end
+                end
+              elseif not OBS and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+              end
+            end
+          end
+        elseif ext == EXT_CHALLENGE or challengeDue() then
+          -- Refused, counting and reserving nothing: the client may come back
+          -- with a passed challenge.
+          refused = true
+          for i = 1, n do out[i].challenge = true end
+        elseif op == OP_BEGIN then
+          if ext == EXT_BUSY then refused = true end
+          for i = 1, n do
+            SPR.use(SPR.kind[i])
             local s = st[i]
-            s.p = math.min(s.p + 1, MAX_FAILURES)
-            s.lb = math.max(s.lb, now)
-            gens[i] = s.g
-            applied[i] = true
+            if not OBS and not SPR.skip(i) and s.f + s.p >= LIMIT and not (s.f >= LIMIT and s.p == 0) then
+              out[i].busy = true
+              refused = true
+            end
+          end
+          if not refused then
+            for i = 1, n do
+              if not SPR.skip(i) then
+                local s = st[i]
+                s.p = math.min(s.p + 1, MAX_FAILURES)
+                s.lb = math.max(s.lb, now)
+                gens[i] = s.g
+                applied[i] = true
+              end
+            end
+          end
+        else
+          for i = 1, n do
+            if not SPR.skip(i) then
+              SPR.use(SPR.kind[i])
+              local s = st[i]
+              count(s, now)
+              out[i].counted = true
+              applied[i] = true
+              if not OBS and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+            end
           end
         end
-      end
-    else
-      for i = 1, n do
-        if not SPR.skip(i) then
+      elseif op == OP_SETTLE_FAIL then
+        for i = 1, n do
           SPR.use(SPR.kind[i])
           local s = st[i]
-          count(s, now)
-          out[i].counted = true
-          applied[i] = true
-          if not OBS and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
+          if s.g == gens[i] and s.p > 0 then
+            s.p = s.p - 1
+            if not SPR.skip(i) then
+              count(s, now)
+              out[i].counted = true
+              if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
+                startLock(s, now)
+                out[i].started = true
+              end
+            end
+          end
+        end
+      elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
+        for i = 1, n do
+          SPR.use(SPR.kind[i])
+          local s = st[i]
+          if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
+          if ROS and not lockedAt(s, now) then
+            s.f, s.l, s.le = 0, 0, 0
           end
         end
       end
     end
-  elseif op == OP_SETTLE_FAIL then
-    for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local s = st[i]
-      if s.g == gens[i] and s.p > 0 then
-        s.p = s.p - 1
-        if not SPR.skip(i) then
-          count(s, now)
-          out[i].counted = true
-          if not OBS and not lockedAt(s, now) and s.f >= LIMIT then
-            startLock(s, now)
-            out[i].started = true
-          end
-        end
-      end
-    end
-  elseif op == OP_SETTLE_SUCCESS or op == OP_SUCCESS then
-    for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local s = st[i]
-      if op == OP_SETTLE_SUCCESS and s.g == gens[i] and s.p > 0 then s.p = s.p - 1 end
-      if ROS and not lockedAt(s, now) then
-        s.f, s.l, s.le = 0, 0, 0
-      end
-    end
+    return refused
   end
 end
 
 -- Outcome (the end of Rule.Apply), written back --------------------------------------
 
-local reply = {}
-reply[1 + REPLY_NOW] = now
-reply[1 + REPLY_REFUSED] = refused and 1 or 0
-reply[1 + REPLY_SERVER] = snow
-for i = 1, n do
-  SPR.use(SPR.kind[i])
-  local s = st[i]
-  local o = out[i]
-  local fields = tonumber(dimArg(i, DIM_FIELDS))
-  local ipIndex = tonumber(dimArg(i, DIM_IP_INDEX))
-  local userIndex = tonumber(dimArg(i, DIM_USER_INDEX))
-  local locked = lockedAt(s, now)
-  local remaining = 0
-  if locked then
-    if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
-  else
-    o.started = false
+local finish
+do
+  -- put writes the state s of dimension i back to its exact key: deleted
+  -- when zero, else with the fields that changed, the lock's identity, the
+  -- undo snapshot, its index sets and a TTL that covers its horizon.
+  -- locked reports whether s is locked now; o is the dimension's outcome.
+  local function put(i, s, o, locked)
+    local key = KEYS[KB + KEY_DIMS - 1 + i]
+    local fields = dimArg(i, DIM_FIELDS)
+    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
+    local userIndex = num(dimArg(i, DIM_USER_INDEX))
+    if iszero(s) then
+      if exists[i] then
+        local e0 = expiry(key)
+        redis.call('DEL', key)
+        account(e0, -1)
+      end
+    else
+      local setId = locked and (o.started or not ident[i])
+      local delId = (not locked) and ident[i]
+      local spreadUndo = token ~= '' and applied[i]
+      if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
+        local e0 = nil
+        if exists[i] then e0 = expiry(key) end
+        local h = horizon(s)
+        local ttl = MAXTTL
+        if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+        local ix = nil
+        if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
+          local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
+          if ipIndex > 0 then index(KEYS[KB + ipIndex], key, ittl) end
+          if userIndex > 0 then index(KEYS[KB + userIndex], key, ittl) end
+          ix = snow + ittl
+        end
+        -- One HSET: the fields of the state that changed (a field the key
+        -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
+        -- its state is not zero), then what else the key keeps.
+        -- (Sized for a new key's fields; c counts the values set.)
+        local hs = {'HSET', key, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+        local c = 2
+        local r0 = raw[i]
+        for q = 1, 7 do
+          local k = FIELDS[q]
+          if s[k] ~= r0[k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
+        end
+        if not exists[i] then hs[c + 1] = 'fd'; hs[c + 2] = fields; c = c + 2 end
+        if ix then hs[c + 1] = 'ix'; hs[c + 2] = int(ix); c = c + 2 end
+        if dimArg(i, DIM_IP_KEY) ~= '' then hs[c + 1] = 'ik'; hs[c + 2] = dimArg(i, DIM_IP_KEY); c = c + 2 end
+        if dimArg(i, DIM_USER_KEY) ~= '' then hs[c + 1] = 'uk'; hs[c + 2] = dimArg(i, DIM_USER_KEY); c = c + 2 end
+        if spreadUndo then
+          hs[c + 1] = 'ut'; hs[c + 2] = token
+          hs[c + 3] = 'u'; hs[c + 4] = snapshot(raw[i])
+          c = c + 4
+        end
+        if setId then
+          hs[c + 1] = 'id'; hs[c + 2] = '1'; hs[c + 3] = 'ip'; hs[c + 4] = idIP
+          hs[c + 5] = 'un'; hs[c + 6] = idUser; hs[c + 7] = 'ua'; hs[c + 8] = idUA
+          c = c + 8
+        end
+        if c > 2 then redis.call(unpack(hs, 1, c)) end
+        -- Any other write voids the snapshot (an undo must not restore over
+        -- it), and a key no longer locked forgets the lock's identity.
+        local hd = {'HDEL', key}
+        if hadToken[i] and not spreadUndo then hd[3] = 'ut'; hd[4] = 'u' end
+        if delId then
+          hd[#hd + 1] = 'id'; hd[#hd + 1] = 'ip'; hd[#hd + 1] = 'un'; hd[#hd + 1] = 'ua'
+        end
+        if #hd > 2 then redis.call(unpack(hd)) end
+        redis.call('PEXPIRE', key, int(ttl))
+        account(e0, -1)
+        account(snow + ttl, 1)
+      end
+    end
   end
-  local key = KEYS[KEY_DIMS - 1 + i]
-  local sketched = mode[i] == 's'
-  local m = mode[i]
-  if m == 'e' then
-    if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
-      local need = 1
-      if ipIndex > 0 then need = need + 2 end
-      if userIndex > 0 then need = need + 2 end
-      if units() + need <= MAXU then
-        m = 'x'
-      elseif SPR.kind[i] == KIND_MEMBER then
-        -- Not kept: the username counts as new again (over-counting).
-        m = 'e'
+
+  -- finish writes dimension i's outcome: its state back (put), or into the
+  -- sketch, and its values into reply.
+  finish = function(i, reply)
+    SPR.use(SPR.kind[i])
+    local s = st[i]
+    local o = out[i]
+    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
+    local userIndex = num(dimArg(i, DIM_USER_INDEX))
+    local locked = lockedAt(s, now)
+    local remaining = 0
+    if locked then
+      if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
+    else
+      o.started = false
+    end
+    local sketched = mode[i] == 's'
+    local m = mode[i]
+    if m == 'e' then
+      if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
+        local need = 1
+        if ipIndex > 0 then need = need + 2 end
+        if userIndex > 0 then need = need + 2 end
+        if units() + need <= MAXU then
+          m = 'x'
+        elseif SPR.kind[i] == KIND_MEMBER then
+          -- Not kept: the username counts as new again (over-counting).
+          m = 'e'
+        else
+          local dp = 0
+          if applied[i] and op == OP_BEGIN then dp = 1 end
+          if not rows[i] then rows[i] = readRows(i, true) end
+          mergeRows(rows[i], s, dp, nil)
+          writeRows(i, rows[i])
+          if dp > 0 then gens[i] = packGens(rows[i]) end
+          sketched = true
+        end
+      end
+    elseif m == 's' then
+      local dp = 0
+      if s.p < orig[i].p then dp = -1 end
+      mergeRows(rows[i], s, dp, match[i])
+      writeRows(i, rows[i])
+    end
+    if m == 'x' then put(i, s, o, locked) end
+    local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+    reply[r + REPLY_FAILURES] = s.f
+    reply[r + REPLY_LOCKED] = locked and 1 or 0
+    reply[r + REPLY_STARTED] = o.started and 1 or 0
+    reply[r + REPLY_COUNTED] = o.counted and 1 or 0
+    reply[r + REPLY_BUSY] = o.busy and 1 or 0
+    reply[r + REPLY_REMAINING] = remaining
+    reply[r + REPLY_GEN] = gens[i]
+    reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
+    reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
+    reply[r + REPLY_RACED] = raced[i]
+    reply[r + REPLY_SKETCHED] = sketched and 1 or 0
+    reply[r + REPLY_TIMED_OUT] = o.timedOut
+    reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
+  end
+end
+
+-- The decisions ------------------------------------------------------------------
+
+-- late reports whether the j-th decision of the call starts past its
+-- deadline: the first at the call's start, a later one (which starts after
+-- the earlier ones ran) on the clock again.
+local function late(j)
+  if DEADLINE <= 0 then return false end
+  if snow > DEADLINE or j == 1 then return snow > DEADLINE end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > DEADLINE
+end
+
+-- Each decision is one Rule.Apply, in the order of the call, answered by
+-- its own reply (or its own AXESLATE error); the call is one script, so
+-- each decision is atomic as before.
+local replies = {}
+local nd = num(ARGV[ARG_BATCH])
+AB = ARG_BATCH + 2 * nd
+for j = 1, nd do
+  local nk, na = num(ARGV[ARG_BATCH + 2 * j - 1]), num(ARGV[ARG_BATCH + 2 * j])
+  repeat
+    -- Arguments of the decision.
+    G = num(ARGV[AB + ARG_GRAIN])
+    DEADLINE = num(ARGV[AB + ARG_DEADLINE])
+    if late(j) then
+      replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
+      break
+    end
+    op = num(ARGV[AB + ARG_OP])
+    now = num(ARGV[AB + ARG_NOW])
+    if now < 0 then now = snow end
+    LIMIT = num(ARGV[AB + ARG_LIMIT])
+    WIN = num(ARGV[AB + ARG_WINDOW])
+    COOL = num(ARGV[AB + ARG_COOLOFF])
+    FACTOR = num(ARGV[AB + ARG_FACTOR])
+    MAXC = num(ARGV[AB + ARG_MAX_COOLOFF])
+    JS = num(ARGV[AB + ARG_JITTER])
+    DECAY = num(ARGV[AB + ARG_DECAY])
+    EXTEND = ARGV[AB + ARG_EXTEND] == '1'
+    OBS = ARGV[AB + ARG_OBSERVE] == '1'
+    ROS = ARGV[AB + ARG_RESET_ON_SUCCESS] == '1'
+    RT = num(ARGV[AB + ARG_RESERVE_TIMEOUT])
+    MAXTTL = num(ARGV[AB + ARG_MAX_TTL])
+    CHAT = num(ARGV[AB + ARG_CHALLENGE_AT])
+    CHALLENGED = ARGV[AB + ARG_CHALLENGED] == '1'
+    n = num(ARGV[AB + ARG_DIMS])
+    idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
+    phase = num(ARGV[AB + ARG_PHASE])
+    token = ARGV[AB + ARG_TOKEN]
+    ext = num(ARGV[AB + ARG_EXT])
+    applied1 = ARGV[AB + ARG_APPLIED] == '1'
+    MAXU = num(ARGV[AB + ARG_BUDGET])
+    W = num(ARGV[AB + ARG_WIDTH])
+    nt = num(ARGV[AB + ARG_TIERS])
+    tiers = {}
+    for i = 1, nt do
+      tiers[i] = {num(ARGV[AB + ARG_TIERS + 2*i - 1]), num(ARGV[AB + ARG_TIERS + 2*i])}
+    end
+    base = AB + ARG_TIERS + 1 + 2*nt
+    SK = KEYS[KB + KEY_SKETCH]
+
+    SPR.kind, SPR.fresh = {}, true
+    do
+      local v = {}
+      for x in string.gmatch(ARGV[AB + ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
+      SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
+      for i = 1, n do
+        local k = num(dimArg(i, DIM_KIND))
+        if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
+        SPR.kind[i] = k
+      end
+      SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+      SPR.cur = 0
+    end
+
+    -- Loading the states.
+    -- (Sized for two dimensions, the common case.)
+    st, orig, raw, exists, ident, gens, out = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
+    raced, hadToken, mode, rows, match = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
+    isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
+    redo = phase == PHASE_REDO and applied1
+    for i = 1, n do
+      SPR.use(SPR.kind[i])
+      local key = KEYS[KB + KEY_DIMS - 1 + i]
+      gens[i] = num(dimArg(i, DIM_GEN)) or 0
+      -- (A key that does not exist reads as HMGET would read it.)
+      local v = NONE
+      if redis.call('EXISTS', key) == 1 then
+        v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
+      end
+      exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
+      ident[i] = v[8] == '1'
+      hadToken[i] = v[9] ~= false
+      raw[i] = parse(v)
+      raw[i].ix = tonumber(v[11]) or 0
+      raced[i] = 0
+      if gens[i] >= GEN_SKETCH and (isSettle or redo) then
+        -- A reservation held in the sketch: settle it there.
+        mode[i] = 's'
+        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+        rows[i] = readRows(i)
+        st[i] = estimate(rows[i])
+        local any
+        match[i], any = matches(rows[i], gens[i])
+        if any then
+          st[i].g = gens[i]
+          st[i].p = math.max(st[i].p, 1)
+        else
+          st[i].g = -1
+        end
+      elseif exists[i] then
+        mode[i] = 'x'
+        if redo then
+          if v[9] == token and v[10] then
+            local u = {}
+            for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
+            st[i] = parse(u)
+          else
+            raced[i] = 1
+            st[i] = parse(v)
+          end
+        else
+          st[i] = parse(v)
+        end
+        orig[i] = parse(v)
       else
-        local dp = 0
-        if applied[i] and op == OP_BEGIN then dp = 1 end
-        mergeRows(rows[i], s, dp, nil)
-        writeRows(i, rows[i])
-        if dp > 0 then gens[i] = packGens(rows[i]) end
-        sketched = true
+        if SPR.kind[i] == KIND_MEMBER then
+          -- A spray member is not read from the sketch: one it holds by
+          -- mistake would hide a new username.
+          rows[i] = nil
+          st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+        else
+          if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+          if sketchOn then
+            rows[i] = readRows(i)
+            st[i] = estimate(rows[i])
+          else
+            -- An empty sketch estimates an empty state; its cells are made
+            -- only if the state goes there.
+            rows[i] = false
+            st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+          end
+        end
+        if redo then
+          -- Phase 1 counted in the sketch, which cannot give a count back.
+          mode[i] = 'k'
+        else
+          mode[i] = 'e'
+          if op >= OP_SETTLE_FAIL then
+            -- No reservation of a key that does not exist can be settled.
+            st[i].g = -1
+          else
+            -- A new key starts at a generation drawn from the clock (as the
+            -- memory store's start at a random one), so that a settle that
+            -- arrives after its key was forgotten and made anew almost never
+            -- matches a new reservation.
+            st[i].g = (tonumber(tm[2]) + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
+          end
+        end
       end
+      if orig[i] == nil then orig[i] = copy(st[i]) end
     end
-  elseif m == 's' then
-    local dp = 0
-    if s.p < orig[i].p then dp = -1 end
-    mergeRows(rows[i], s, dp, match[i])
-    writeRows(i, rows[i])
-  end
-  if m == 'x' and iszero(s) then
-    if exists[i] then
-      local e0 = expiry(key)
-      redis.call('DEL', key)
-      account(e0, -1)
-    end
-  elseif m == 'x' then
-    local setId = locked and (o.started or not ident[i])
-    local delId = (not locked) and ident[i]
-    local spreadUndo = token ~= '' and applied[i]
-    if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
-      local e0 = nil
-      if exists[i] then e0 = expiry(key) end
-      local h = horizon(s)
-      local ttl = MAXTTL
-      if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-      local ix = nil
-      if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
-        local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-        -- (Not a loop over both: the main function is near Lua's limit
-        -- of 200 locals here.)
-        if ipIndex > 0 then index(KEYS[ipIndex], key, ittl) end
-        if userIndex > 0 then index(KEYS[userIndex], key, ittl) end
-        ix = snow + ittl
-      end
-      if ix then
-        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
-          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields, 'ix', ix)
-      else
-        redis.call('HSET', key, 'f', s.f, 'p', s.p, 'l', s.l, 'g', s.g,
-          'lf', s.lf, 'lb', s.lb, 'le', s.le, 'fd', fields)
-      end
-      if dimArg(i, DIM_IP_KEY) ~= '' then redis.call('HSET', key, 'ik', dimArg(i, DIM_IP_KEY)) end
-      if dimArg(i, DIM_USER_KEY) ~= '' then redis.call('HSET', key, 'uk', dimArg(i, DIM_USER_KEY)) end
-      if spreadUndo then
-        redis.call('HSET', key, 'ut', token, 'u', snapshot(raw[i]))
-      elseif hadToken[i] then
-        -- Any other write voids the snapshot: an undo must not restore
-        -- over it.
-        redis.call('HDEL', key, 'ut', 'u')
-      end
-      if setId then
-        redis.call('HSET', key, 'id', '1', 'ip', idIP, 'un', idUser, 'ua', idUA)
-      elseif delId then
-        redis.call('HDEL', key, 'id', 'ip', 'un', 'ua')
-      end
-      redis.call('PEXPIRE', key, ttl)
-      account(e0, -1)
-      account(snow + ttl, 1)
-    end
-  end
-  local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-  reply[r + REPLY_FAILURES] = s.f
-  reply[r + REPLY_LOCKED] = locked and 1 or 0
-  reply[r + REPLY_STARTED] = o.started and 1 or 0
-  reply[r + REPLY_COUNTED] = o.counted and 1 or 0
-  reply[r + REPLY_BUSY] = o.busy and 1 or 0
-  reply[r + REPLY_REMAINING] = remaining
-  reply[r + REPLY_GEN] = gens[i]
-  reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
-  reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
-  reply[r + REPLY_RACED] = raced[i]
-  reply[r + REPLY_SKETCHED] = sketched and 1 or 0
-  reply[r + REPLY_TIMED_OUT] = o.timedOut
-  reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
+
+    -- Rule.Apply.
+    local refused = rule()
+
+    -- The outcome.
+    -- (Sized for two dimensions.)
+    local reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+      nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+    reply[1 + REPLY_NOW] = now
+    reply[1 + REPLY_REFUSED] = refused and 1 or 0
+    reply[1 + REPLY_SERVER] = snow
+    for i = 1, n do finish(i, reply) end
+    replies[j] = reply
+  until true
+  AB, KB = AB + na, KB + nk
 end
 if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
 budgetDone(MAXTTL)
-return reply
+return replies

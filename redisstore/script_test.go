@@ -83,7 +83,7 @@ func TestScriptConstants(t *testing.T) {
 		"ARG_DEADLINE": argDeadline, "ARG_BUDGET": argBudget, "ARG_WIDTH": argWidth,
 		"ARG_GRAIN": argGrain, "ARG_CHALLENGE_AT": argChallengeAt, "ARG_CHALLENGED": argChallenged,
 		"ARG_SPRAY": argSpray,
-		"ARG_TIERS": argTiers,
+		"ARG_TIERS": argTiers, "ARG_BATCH": argBatch,
 
 		"DIM_ARGS": dimArgs, "DIM_GEN": dimGen, "DIM_FIELDS": dimFields,
 		"DIM_IP_INDEX": dimIPIndex, "DIM_USER_INDEX": dimUserIndex, "DIM_IP_KEY": dimIPKey,

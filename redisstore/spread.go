@@ -53,7 +53,7 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 		args := s.header(req, now, 1, phase, token, ext, applied, s.deadline(ctx))
 		bk := s.budgetKeys(d.Digest)
 		args, keys := s.dimArgs(args, []string{bk[0], bk[1], bk[2], s.key(d.Digest)}, d, false)
-		return applyScript.EvalSha(ctx, pipe, keys, args...)
+		return applyScript.EvalSha(ctx, pipe, keys, append([]any{one, len(keys), len(args)}, args...)...)
 	}
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, n)

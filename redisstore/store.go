@@ -453,7 +453,8 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 
 // applyCommand returns the script call of req in the one-slot layout (or
 // of a single dimension under SpreadSlots): EVALSHA, the script's hash,
-// the number of keys, the keys and the arguments.
+// the number of keys, the keys, the framing of one decision (argBatch)
+// and the arguments.
 func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	bk := s.budgetKeys(req.Dims[0].Digest)
@@ -466,7 +467,7 @@ func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	for i := range req.Dims {
 		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
 	}
-	cmd := make([]any, 3, 3+len(keys)+len(args))
+	cmd := make([]any, 3, 6+len(keys)+len(args))
 	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, len(keys)
 	for i, k := range keys {
 		if i < len(s.bkArgs) && s.bkArgs[i] != nil {
@@ -475,6 +476,7 @@ func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 		}
 		cmd = append(cmd, k)
 	}
+	cmd = append(cmd, one, len(keys), len(args))
 	return append(cmd, args...)
 }
 

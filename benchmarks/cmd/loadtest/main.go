@@ -11,6 +11,10 @@
 //
 //	go run ./cmd/loadtest -duration 5s -procs 1,2,4 -clients 64 -topology standalone,cluster
 //
+// With -workload fresh every decision is instead the first failure of a
+// client never seen (its own IP and username), the costliest decision for
+// Redis: the "users" columns then count them all.
+//
 // Every cell runs on a fresh key prefix, deleted afterwards. Redis is
 // found at the addresses .ci/redis.sh starts unless -addr and -cluster say
 // otherwise.
@@ -52,6 +56,7 @@ type config struct {
 	Duration  time.Duration `json:"duration"`
 	Clients   int           `json:"clients"`
 	Attackers float64       `json:"attackers"` // the share of logins that are attacks
+	Fresh     bool          `json:"fresh"`     // every decision a first failure of a new client
 	Cache     bool          `json:"cache"`     // the local lock cache
 	Worker    int           `json:"worker"`
 }
@@ -181,6 +186,16 @@ func work(cfg config, in io.Reader, out io.Writer) error {
 				n++
 			}
 			for i := 0; time.Now().Before(stop); i++ {
+				if cfg.Fresh {
+					// A client never seen, failing once: a decision that
+					// reads, counts and writes both dimensions.
+					id := uint32(cfg.Worker)<<28 | uint32(g)<<20 | uint32(i&0xfffff)
+					k := axes.Key{IP: netip.AddrFrom4([4]byte{byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}),
+						Username: "new" + strconv.FormatUint(uint64(id), 36)}
+					timed(local, func() bool { return !l.Fail(k).Locked })
+					u++
+					continue
+				}
 				if rng.Float64() < cfg.Attackers {
 					// A few IPs try a few usernames, shared by every
 					// process: after Limit failures each pair is locked.
@@ -446,6 +461,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		procs     = fs.String("procs", "1,2,4", "server process counts, comma-separated")
 		clients   = fs.Int("clients", 64, "concurrent clients in each process")
 		attackers = fs.Float64("attackers", 0.5, "share of the logins that are attacks (the rest are users)")
+		workload  = fs.String("workload", "mixed", "mixed (attacks and users), or fresh (every decision the first failure of a new client)")
 		topology  = fs.String("topology", "standalone,cluster", "standalone, cluster, or both")
 		cache     = fs.String("cache", "on,off", "the local lock cache: on, off, or both")
 		addr      = fs.String("addr", envOr("AXES_REDIS_ADDR", "127.0.0.1:6390"), "the standalone Redis")
@@ -469,6 +485,9 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if *clients < 1 || *attackers < 0 || *attackers > 1 || *duration <= 0 {
 		return errors.New("need -clients >= 1, -attackers in [0, 1] and -duration > 0")
 	}
+	if *workload != "mixed" && *workload != "fresh" {
+		return fmt.Errorf("-workload: unknown %q", *workload)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -490,7 +509,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 			}
 			for _, n := range ns {
 				cfg := config{Topology: topo, Addrs: addrs, Duration: *duration, Clients: *clients,
-					Attackers: *attackers, Cache: cs == "on"}
+					Attackers: *attackers, Cache: cs == "on", Fresh: *workload == "fresh"}
 				c, err := runCell(ctx, self, cfg, n)
 				if err != nil {
 					return fmt.Errorf("%s, cache %s, %d processes: %w", topo, cs, n, err)
