@@ -118,6 +118,15 @@ func (sk *sketch) mayBeLocked(d Digest) bool {
 	return true
 }
 
+// touch reads the cells of idx without the lock (lockEnd alone, which is
+// atomic), so that their cache misses are taken before the lock is, not
+// while other decisions wait for it.
+func (sk *sketch) touch(idx *[sketchRows]int) {
+	for _, i := range idx {
+		sk.cells[i].lockEnd.Load() // atomic: the compiler keeps the read
+	}
+}
+
 // estimate returns the state the sketch vouches for d at now under a
 // policy with the given window: never below d's true state. ok is false
 // when it vouches for nothing.
@@ -129,6 +138,7 @@ func (sk *sketch) estimate(d Digest, now, window time.Duration) (s store.State, 
 	idx := sk.index(d)
 	fails, lastFail := uint16(MaxFailures), uint32(secForever)
 	level, lockEnd := uint8(255), uint32(secForever)
+	sk.touch(&idx)
 	sk.mu.Lock()
 	for _, i := range idx {
 		c := &sk.cells[i]
@@ -177,6 +187,7 @@ func (sk *sketch) record(d Digest, s *store.State, now, window, decay time.Durat
 		le = max(toSec(s.LockEnd), 1)
 	}
 	idx := sk.index(d)
+	sk.touch(&idx)
 	sk.mu.Lock()
 	for _, i := range idx {
 		c := &sk.cells[i]
