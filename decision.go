@@ -103,7 +103,7 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 	var ends [8]uint64
 	var fails [8]uint16
 	for i := range dims {
-		e, f, ok := l.mem.peekLock(dims[i].Digest)
+		e, f, ok := l.mem.peekLock(dims[i].Digest, op == store.OpCheck)
 		if !ok {
 			return Verdict{}, false
 		}

@@ -15,9 +15,10 @@ import (
 // extend the lock), which under attack are the hot path.
 //
 // An entry is cached only while the store's own answer is fixed: the
-// dimension is locked, has no reservation in flight (a reservation may
-// time out into a failure), and has its identity (a refused attempt would
-// otherwise record it). The entry holds the lock's end and the remembered
+// dimension is locked and has no reservation in flight (a reservation may
+// time out into a failure). A lock that holds no identity (the identity
+// budget was spent when it started) answers a Check alone: a refused
+// attempt would record its identity on it. The entry holds the lock's end and the remembered
 // failures, and is served only before whichever comes first: the lock's
 // end, or the instant the failures are forgotten (under a Forever lock
 // failures still expire after the window). In that span the store's
@@ -35,7 +36,7 @@ import (
 type lockEntry struct {
 	seq  atomic.Uint64 // odd while written
 	hi   atomic.Uint64 // the digest's Hi
-	lo   atomic.Uint64 // the digest's Lo, high 32 bits; failures in the low 16
+	lo   atomic.Uint64 // the digest's Lo, high 32 bits; failures in the low 16; lcAnonymous
 	ends atomic.Uint64 // lock end (seconds, high 32 bits) and validity end (seconds, low 32 bits); 0 for none
 }
 
@@ -61,7 +62,7 @@ func (st *memStore) cacheSet(sh *shard, i int, d Digest, r *store.Rule, now time
 	}
 	sl := &sh.slots[i]
 	lc := sh.lc.Load()
-	if sl.lockEnd == 0 || sl.pending != 0 || sl.flags&flagIdentity == 0 || (sl.lockEnd != secForever && now >= fromSec(sl.lockEnd)) {
+	if sl.lockEnd == 0 || sl.pending != 0 || (sl.lockEnd != secForever && now >= fromSec(sl.lockEnd)) {
 		if lc != nil {
 			cacheDrop(lockEntryOf(*lc, d), d)
 		}
@@ -94,7 +95,11 @@ func (st *memStore) cacheSet(sh *shard, i int, d Digest, r *store.Rule, now time
 	s := e.seq.Load()
 	e.seq.Store(s + 1)
 	e.hi.Store(d.Hi)
-	e.lo.Store(d.Lo&^0xffffffff | uint64(sl.fails))
+	lo := d.Lo&^0xffffffff | uint64(sl.fails)
+	if sl.flags&flagIdentity == 0 {
+		lo |= lcAnonymous
+	}
+	e.lo.Store(lo)
 	e.ends.Store(uint64(sl.lockEnd)<<32 | valid)
 	e.seq.Store(s + 2)
 }
@@ -110,11 +115,18 @@ func cacheDrop(e *lockEntry, d Digest) {
 	e.seq.Store(s + 2)
 }
 
+// lcAnonymous marks, in an entry's lo, a lock whose entry holds no
+// identity (the store's identity budget was spent when it started): a
+// refused Fail or Begin would record the attempt's identity on it, so only
+// a Check may be answered from the cache.
+const lcAnonymous = 1 << 16
+
 // peekLock returns the cached lock of d, if the lock cache holds one: its
-// lock end and validity end (as an entry keeps them) and failures. Shards
-// without a lock have no cache; the filter of locked digests answers most
-// other keys before the entry is read.
-func (st *memStore) peekLock(d Digest) (ends uint64, fails uint16, ok bool) {
+// lock end and validity end (as an entry keeps them) and failures. A lock
+// without an identity is returned only for a check (see lcAnonymous).
+// Shards without a lock have no cache; the filter of locked digests
+// answers most other keys before the entry is read.
+func (st *memStore) peekLock(d Digest, check bool) (ends uint64, fails uint16, ok bool) {
 	sh := &st.shards[st.shardOf(d)]
 	lc := sh.lc.Load()
 	if lc == nil || st.filter[st.filterIndex(d)].Load() == 0 {
@@ -123,7 +135,7 @@ func (st *memStore) peekLock(d Digest) (ends uint64, fails uint16, ok bool) {
 	e := lockEntryOf(*lc, d)
 	s := e.seq.Load()
 	hi, lo, ends := e.hi.Load(), e.lo.Load(), e.ends.Load()
-	if s&1 != 0 || e.seq.Load() != s || ends == 0 || hi != d.Hi || lo>>32 != d.Lo>>32 {
+	if s&1 != 0 || e.seq.Load() != s || ends == 0 || hi != d.Hi || lo>>32 != d.Lo>>32 || (lo&lcAnonymous != 0 && !check) {
 		return 0, 0, false
 	}
 	return ends, uint16(lo), true
@@ -171,7 +183,7 @@ func cachedAt(ends uint64, t time.Duration) (remaining time.Duration, ok bool) {
 func (st *memStore) lockedFromCache(ds []Digest, now func() time.Time) bool {
 	var ends [8]uint64
 	for i, d := range ds {
-		e, _, ok := st.peekLock(d)
+		e, _, ok := st.peekLock(d, true)
 		if !ok {
 			return false
 		}

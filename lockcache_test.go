@@ -313,3 +313,46 @@ func TestLockCacheForeverWindow(t *testing.T) {
 }
 
 func clockAdd(c *fakeClock, d time.Duration) { c.now.Add(int64(d)) }
+
+// A lock that holds no identity (the identity budget spent) is refused
+// from the cache to a Check, where the identity plays no part, so that the
+// locked clients of a large attack are not all sent to the shard's mutex;
+// a refused Fail on it goes to the store, which records the identity once
+// the budget allows, as it would without the cache.
+func TestLockCacheAnonymousLock(t *testing.T) {
+	clock := &fakeClock{}
+	l := Must(New(Policy{Limit: 2, Cooloff: Fixed(time.Hour)}, WithClock(clock.Now), WithMaxEntries(256)))
+	ua := string(make([]byte, MaxIdentityBytes))
+	key := func(i int) Key {
+		return Key{IP: netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), Username: lcUser(i), UserAgent: ua}
+	}
+	anon := -1
+	for i := range 200 {
+		l.Fail(key(i))
+		l.Fail(key(i))
+		if l.mem.idBytes.Load()+int64(identityCost(packIdentity(&store.Identity{UserAgent: ua}))) > int64(l.mem.idBudget) && anon < 0 {
+			anon = i + 1 // the budget cannot take another identity
+		}
+	}
+	if anon < 0 || anon >= 200 {
+		t.Fatalf("the identity budget was not spent (anon = %d)", anon)
+	}
+	k := key(anon)
+	if !l.Locked(k) {
+		t.Fatal("not locked")
+	}
+	served := l.mem.cacheServes.Load()
+	want := l.Check(k)
+	if !want.Locked || l.mem.cacheServes.Load() != served+1 {
+		t.Fatalf("Check of a lock without identity: %+v, served from the cache %d times; want locked, once", want, l.mem.cacheServes.Load()-served)
+	}
+	if !l.Locked(k) || l.mem.cacheServes.Load() != served+2 {
+		t.Fatal("Locked of a lock without identity was not answered from the cache")
+	}
+	if v := l.Fail(k); !v.Locked || l.mem.cacheServes.Load() != served+2 {
+		t.Fatalf("refused Fail on a lock without identity: %+v, served from the cache: %v", v, l.mem.cacheServes.Load() != served+2)
+	}
+	if n := len(l.Lockouts()); n != 200 {
+		t.Fatalf("%d lockouts, want 200", n)
+	}
+}
