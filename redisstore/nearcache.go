@@ -108,6 +108,7 @@ type nearCache struct {
 
 	beforeFill func()      // tests: called after a reply, before it fills the cache
 	afterGet   func(i int) // tests: called after serveNear reads dimension i
+	afterPut   func(i int) // tests: called after fillNear caches dimension i
 }
 
 func newNearCache(size int) *nearCache {
@@ -343,6 +344,9 @@ func (s *Store) fillNear(req *store.Request, t nearTicket) {
 			e.failUntil = s.failuresKnown(req.Rule, o, t.at, e.end)
 		}
 		c.put(e, t.gen)
+		if c.afterPut != nil {
+			c.afterPut(i)
+		}
 	}
 	if c.gen.Load() != t.gen {
 		// An invalidation came between two puts, which it refused after

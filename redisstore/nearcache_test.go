@@ -509,4 +509,22 @@ func TestLocalLocksInvalidationDuringRead(t *testing.T) {
 	if v := l.Check(k); v != want || s.Stats().RoundTripsSaved != saved+1 {
 		t.Errorf("Check = %+v, want %+v from the cache again", v, want)
 	}
+
+	// An invalidation (of nothing cached here) between the two puts of a
+	// fill: the second is refused, and the first is taken back, so that
+	// the cache does not answer with the IP's lock alone.
+	s.near.invalidate(nil, nil)
+	s.near.afterPut = func(i int) {
+		if i == 0 {
+			s.near.afterPut = nil
+			s.near.invalidate(func(*nearEntry) bool { return false }, nil)
+		}
+	}
+	if v := l.Check(k); v != want { // from Redis: the fill is cut in two
+		t.Errorf("Check = %+v, want %+v", v, want)
+	}
+	saved = s.Stats().RoundTripsSaved
+	if v := l.Check(k); v != want || s.Stats().RoundTripsSaved != saved {
+		t.Errorf("Check after a fill cut in two = %+v, %d answered from the cache; want %+v from Redis", v, s.Stats().RoundTripsSaved-saved, want)
+	}
 }
