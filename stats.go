@@ -28,8 +28,6 @@ type counterStripe struct {
 // stripe drawn at random for every decision would, with two cores, find
 // its line in the other core's cache about every other time. Goroutines
 // have distinct stacks, so concurrent ones spread over the stripes.
-//
-//go:nosplit
 func (n *counters) stripe() *counterStripe {
 	var here byte
 	a := uintptr(unsafe.Pointer(&here))
