@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -74,11 +75,14 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Co
 	})
 }
 
-// ResetField implements store.Store. In the default one-slot layout it
-// deletes the dimension keys listed in the field's index set, a cost in
-// proportion to them; under SpreadSlots it scans every key (SCAN, COUNT
-// 1000, on every master) and deletes those recorded with the field digest.
-// The local fallback store forgets them too.
+// ResetField implements store.Store. It scans every dimension key (SCAN,
+// COUNT 1000, on every master), reads the field digest each records (one
+// pipelined HGET per key) and deletes, with a script that checks the digest
+// again, those that record k: a cost in proportion to all the keys, as the
+// memory store's. (No index is kept per IP or username: it would cost
+// every first failure two more writes.) In the one-slot layout it also
+// deletes the keys listed in the field's index set, which earlier versions
+// kept. The local fallback store forgets them too.
 func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (int, error) {
 	s.forgetOutage(func(ol *outageLock) bool {
 		d := &ol.dim
@@ -92,39 +96,48 @@ func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (i
 	}
 	ctx, cancel := s.adminContext(ctx)
 	defer cancel()
+	total := 0
+	var err error
 	if !s.o.SpreadSlots {
 		bk := s.budgetKeys(k)
-		n, err := resetIndexScript.Run(ctx, s.c, []string{bk[0], bk[1], s.indexKey(f, k)}, budgetGrain, ms(s.o.MaxTTL)).Int()
-		if err == nil {
-			err = s.publishReset(ctx, fieldMessage(f, k))
-		}
-		if err != nil {
-			s.n.errors.Add(1)
-		}
-		return n, err
+		total, err = resetIndexScript.Run(ctx, s.c, []string{bk[0], bk[1], s.indexKey(f, k)}, budgetGrain, ms(s.o.MaxTTL)).Int()
 	}
 	field := "uk"
 	if f == axes.IP {
 		field = "ik"
 	}
 	hexd := k.String()
-	total := 0
-	err := s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
-		pipe := c.Pipeline()
-		cmds := make([]*redis.Cmd, len(keys))
-		for i, key := range keys {
-			bk := s.budgetKeys(parseDigest(key[len(s.tag):]))
-			cmds[i] = resetIfScript.Eval(ctx, pipe, []string{bk[0], bk[1], key}, budgetGrain, ms(s.o.MaxTTL), field, hexd)
-		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return err
-		}
-		for _, c := range cmds {
-			n, _ := c.Int()
-			total += n
-		}
-		return nil
-	})
+	if err == nil {
+		err = s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+			pipe := c.Pipeline()
+			got := make([]*redis.StringCmd, len(keys))
+			for i, key := range keys {
+				got[i] = pipe.HGet(ctx, key, field)
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			var cmds []*redis.Cmd
+			for i, key := range keys {
+				if got[i].Val() != hexd {
+					continue
+				}
+				bk := s.budgetKeys(parseDigest(key[len(s.tag):]))
+				cmds = append(cmds, resetIfScript.Eval(ctx, pipe, []string{bk[0], bk[1], key}, budgetGrain, ms(s.o.MaxTTL), field, hexd))
+			}
+			if len(cmds) == 0 {
+				return nil
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return err
+			}
+			for _, c := range cmds {
+				n, _ := c.Int()
+				total += n
+			}
+			return nil
+		})
+	}
 	if err == nil {
 		err = s.publishReset(ctx, fieldMessage(f, k))
 	}

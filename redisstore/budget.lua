@@ -11,10 +11,9 @@ local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 -- function is near Lua's limit of 200 locals): touched, whether the
 -- budget keys were written; count, the units counted (nil until read);
 -- pend, the changes not yet written, units by minute (numeric keys) and
--- their sum n; ends, the budget keys' end (field x) once read; idx, the
--- expiry of every index set indexed in this call; ints, the integers
--- formatted by int.
-local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, idx = {}, ints = {}}
+-- their sum n; ends, the budget keys' end (field x) once read; ints, the
+-- integers formatted by int.
+local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, ints = {}}
 
 -- int returns the integer x as a command's argument: a number passed to
 -- redis.call is formatted with %.17g, several times slower. The decisions
@@ -64,40 +63,6 @@ local function account(e, k)
   pend[b] = (pend[b] or 0) + k
   pend.n = pend.n + k
   if bud.count ~= nil then bud.count = bud.count + k end
-end
-
--- index adds member to the index set idx, whose TTL must cover ttl,
--- drops up to two members whose keys are gone when it adds one, and
--- counts the set (one unit, plus one per member) in the minute it
--- expires. A set indexed earlier in the same call (the IP set of both
--- {IP} and {IP, Username}) costs one SADD: bud.idx remembers its expiry.
-local function index(idx, member, ttl)
-  local seen = bud.idx[idx]
-  local e0 = seen
-  if e0 == nil then e0 = expiry(idx) end
-  local added = redis.call('SADD', idx, member)
-  local c = added
-  if e0 and added == 1 and seen == nil then
-    for _, m in ipairs(redis.call('SRANDMEMBER', idx, 2)) do
-      if m ~= member and redis.call('EXISTS', m) == 0 then c = c - redis.call('SREM', idx, m) end
-    end
-  end
-  -- Script time stands still: the set's TTL is still e0 - snow.
-  if e0 == nil then
-    redis.call('PEXPIRE', idx, int(ttl))
-    bud.idx[idx] = snow + ttl
-    account(snow + ttl, c + 1)
-  elseif e0 - snow < ttl then
-    -- The set moves to a later minute with all its members.
-    local n = redis.call('SCARD', idx)
-    redis.call('PEXPIRE', idx, int(ttl))
-    bud.idx[idx] = snow + ttl
-    account(e0, -(n - c + 1))
-    account(snow + ttl, n + 1)
-  else
-    bud.idx[idx] = e0
-    account(e0, c)
-  end
 end
 
 -- forget deletes key, an index set if set, and its units.

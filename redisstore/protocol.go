@@ -29,9 +29,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/axes-go/axes"
@@ -130,13 +128,13 @@ func fromMS(v int64) time.Duration {
 	return time.Duration(v) * time.Millisecond
 }
 
-// ruleArgs are the script's arguments that come from a rule and the
-// store's options, boxed once: the rule of the last decision is kept, and
-// a decision under an equal rule copies them instead of boxing them again.
+// ruleArgs is the script's rule argument (argRule) of a rule and the
+// store's options, packed and boxed once: the rule of the last decision is
+// kept, and a decision under an equal rule reuses it.
 type ruleArgs struct {
 	key   ruleKey
 	tiers []store.Tier
-	args  []any // argTiers + 2*len(tiers) values; the per-decision ones left nil
+	arg   any // the packed numbers, as a string
 }
 
 // ruleKey is a store.Rule without its tiers and its per-attempt fields
@@ -157,18 +155,21 @@ func keyOf(r *store.Rule) ruleKey {
 		spray: r.Spray}
 }
 
-// flag returns a script flag.
-func flag(v bool) any {
+// num returns a script flag as a number.
+func num(v bool) float64 {
 	if v {
-		return "1"
+		return 1
 	}
-	return "0"
+	return 0
 }
 
-// minusOne is -1 boxed once (the server's clock, Indefinite).
-var minusOne any = int64(-1)
+// putNum writes v at the 1-based position pos of the packed numbers b: a
+// little-endian float64, as the script's struct.unpack reads "<d".
+func putNum(b []byte, pos int, v float64) {
+	binary.LittleEndian.PutUint64(b[8*(pos-1):], math.Float64bits(v))
+}
 
-// ruleArgs returns the boxed rule arguments of r.
+// ruleArgs returns the packed rule argument of r.
 func (s *Store) ruleArgs(r *store.Rule) *ruleArgs {
 	k := keyOf(r)
 	if ra := s.rules.Load(); ra != nil && ra.key == k && slices.Equal(ra.tiers, r.Tiers) {
@@ -178,68 +179,101 @@ func (s *Store) ruleArgs(r *store.Rule) *ruleArgs {
 	if math.IsNaN(factor) {
 		factor = 0
 	}
-	args := make([]any, argTiers, argTiers+2*len(r.Tiers))
-	set := func(pos int, v any) { args[pos-1] = v }
-	set(argLimit, r.Limit)
-	set(argWindow, ms(r.Window))
-	set(argCooloff, ms(r.Cooloff))
-	set(argFactor, factor)
-	set(argMaxCooloff, ms(r.MaxCooloff))
-	set(argDecay, ms(r.Decay))
-	set(argExtend, flag(r.Extend))
-	set(argObserve, flag(r.ObserveOnly))
-	set(argResetOnSuccess, flag(r.ResetOnSuccess))
-	set(argReserveTimeout, ms(r.ReserveTimeout))
-	set(argMaxTTL, ms(s.o.MaxTTL))
-	set(argBudget, s.maxKeys)
-	set(argWidth, s.width)
-	set(argGrain, budgetGrain)
-	set(argChallengeAt, r.ChallengeAt)
-	set(argSpray, sprayArg(r.Spray))
-	set(argTiers, len(r.Tiers))
-	for _, t := range r.Tiers {
-		args = append(args, t.Failures, ms(t.Cooloff))
+	b := make([]byte, 8*(ruleTiers+2*len(r.Tiers)))
+	set := func(pos int, v float64) { putNum(b, pos, v) }
+	set(ruleLimit, float64(r.Limit))
+	set(ruleWindow, float64(ms(r.Window)))
+	set(ruleCooloff, float64(ms(r.Cooloff)))
+	set(ruleFactor, factor)
+	set(ruleMaxCooloff, float64(ms(r.MaxCooloff)))
+	set(ruleDecay, float64(ms(r.Decay)))
+	set(ruleExtend, num(r.Extend))
+	set(ruleObserve, num(r.ObserveOnly))
+	set(ruleResetOnSuccess, num(r.ResetOnSuccess))
+	set(ruleReserveTimeout, float64(ms(r.ReserveTimeout)))
+	set(ruleMaxTTL, float64(ms(s.o.MaxTTL)))
+	set(ruleBudget, float64(s.maxKeys))
+	set(ruleWidth, float64(s.width))
+	set(ruleGrain, budgetGrain)
+	set(ruleChallengeAt, float64(r.ChallengeAt))
+	if r.Spray.Limit > 0 {
+		set(ruleSprayLimit, float64(r.Spray.Limit))
+		set(ruleSprayWindow, float64(ms(r.Spray.Window)))
+		set(ruleSprayCooloff, float64(ms(r.Spray.Cooloff)))
 	}
-	ra := &ruleArgs{key: k, tiers: slices.Clone(r.Tiers), args: args}
+	set(ruleTiers, float64(len(r.Tiers)))
+	for i, t := range r.Tiers {
+		set(ruleTiers+2*i+1, float64(t.Failures))
+		set(ruleTiers+2*i+2, float64(ms(t.Cooloff)))
+	}
+	ra := &ruleArgs{key: k, tiers: slices.Clone(r.Tiers), arg: string(b)}
 	s.rules.Store(ra)
 	return ra
 }
 
-// header returns the script's arguments up to the tiers, with room for
-// extra more.
-func (s *Store) header(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64) []any {
-	return s.headerCap(req, now, n, phase, token, ext, applied, deadline, dimArgs*n)
-}
-
-func (s *Store) headerCap(req *store.Request, now int64, n int, phase int, token string, ext int, applied bool, deadline int64, extra int) []any {
+// args returns the script's arguments of a decision on dims: the packed
+// rule, the packed numbers of the decision and of each dimension, the
+// identity and token, then each dimension's field digests, all the
+// decision's own bytes in one allocation.
+func (s *Store) args(req *store.Request, dims []store.Dim, now int64, phase int, token string, ext int, applied bool, deadline int64) []any {
 	r := req.Rule
-	ra := s.ruleArgs(r)
-	args := make([]any, len(ra.args), len(ra.args)+extra)
-	copy(args, ra.args)
-	set := func(pos int, v any) { args[pos-1] = v }
+	n := len(dims)
+	nn := 8 * (numDims + dimNums*n)
+	buf := make([]byte, nn+64*n)
+	b := buf[:nn]
+	set := func(pos int, v float64) { putNum(b, pos, v) }
+	set(numOp, float64(req.Op))
+	set(numNow, float64(now))
+	set(numJitter, r.JitterScale)
+	set(numDims, float64(n))
+	set(numPhase, float64(phase))
+	set(numExt, float64(ext))
+	set(numApplied, num(applied))
+	set(numDeadline, float64(deadline))
+	set(numChallenged, num(r.Challenged))
+	args := make([]any, argDimKeys-1, argDimKeys-1+dimKeys*n)
 	id := req.Identity
 	var ip any = ""
 	if id.IP.IsValid() {
 		ip = id.IP.String()
 	}
-	set(argOp, int(req.Op))
-	if now == -1 {
-		set(argNow, minusOne)
-	} else {
-		set(argNow, now)
+	args[argRule-1] = s.ruleArgs(r).arg
+	args[argNums-1] = b
+	args[argIdentityIP-1] = ip
+	args[argIdentityUser-1] = id.Username
+	args[argIdentityUA-1] = id.UserAgent
+	args[argToken-1] = token
+	hex := buf[nn:]
+	for i := range dims {
+		d := &dims[i]
+		at := numDims + dimNums*i
+		set(at+dimGen, float64(d.Gen))
+		set(at+dimFields, float64(d.Fields))
+		set(at+dimKind, float64(d.Kind))
+		c := s.columns(d.Digest)
+		for r := range c {
+			set(at+dimColumns+r, float64(c[r]))
+		}
+		var ik, uk any = "", ""
+		if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
+			ik = putHex(hex[64*i:], d.IPKey)
+		}
+		if d.Fields&axes.Username != 0 && !d.UserKey.IsZero() {
+			uk = putHex(hex[64*i+32:], d.UserKey)
+		}
+		args = append(args, ik, uk)
 	}
-	set(argJitter, r.JitterScale)
-	set(argDims, n)
-	set(argIdentityIP, ip)
-	set(argIdentityUser, id.Username)
-	set(argIdentityUA, id.UserAgent)
-	set(argPhase, phase)
-	set(argToken, token)
-	set(argExt, ext)
-	set(argApplied, flag(applied))
-	set(argDeadline, deadline)
-	set(argChallenged, flag(r.Challenged))
 	return args
+}
+
+// putHex writes the 32 hexadecimal digits of d (as Digest.String) at the
+// start of b and returns them.
+func putHex(b []byte, d axes.Digest) []byte {
+	var h [16]byte
+	binary.BigEndian.PutUint64(h[:8], d.Hi)
+	binary.BigEndian.PutUint64(h[8:], d.Lo)
+	hex.Encode(b[:32], h[:])
+	return b[:32:32]
 }
 
 func (s *Store) now(req *store.Request) int64 {
@@ -247,60 +281,6 @@ func (s *Store) now(req *store.Request) int64 {
 		return max(req.Now.UnixMilli(), 0)
 	}
 	return -1
-}
-
-// dimArgs appends the per-dimension arguments of d and returns the keys
-// with its index sets appended.
-func (s *Store) dimArgs(args []any, keys []string, d *store.Dim, index bool) ([]any, []string) {
-	ipPos, userPos := 0, 0
-	ik, uk := "", ""
-	if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
-		if index {
-			keys = append(keys, s.indexKey(axes.IP, d.IPKey))
-			ipPos = len(keys)
-		} else {
-			ik = d.IPKey.String()
-		}
-	}
-	if d.Fields&axes.Username != 0 && !d.UserKey.IsZero() {
-		if index {
-			keys = append(keys, s.indexKey(axes.Username, d.UserKey))
-			userPos = len(keys)
-		} else {
-			uk = d.UserKey.String()
-		}
-	}
-	c := s.columns(d.Digest)
-	var a [dimArgs]any
-	a[dimGen] = d.Gen
-	a[dimFields] = int(d.Fields)
-	a[dimIPIndex] = ipPos
-	a[dimUserIndex] = userPos
-	a[dimIPKey] = ik
-	a[dimUserKey] = uk
-	a[dimKind] = int(d.Kind)
-	for r := range c {
-		a[dimColumns+r] = boxColumn(c[r])
-	}
-	return append(args, a[:]...), keys
-}
-
-// boxedColumns holds the sketch columns of the default width boxed once,
-// so that a decision does not allocate for each of its 4 per dimension.
-var boxedColumns = sync.OnceValue(func() []any {
-	b := make([]any, 1<<14)
-	for i := range b {
-		b[i] = uint64(i)
-	}
-	return b
-})
-
-// boxColumn returns the column v as an argument.
-func boxColumn(v uint64) any {
-	if b := boxedColumns(); v < uint64(len(b)) {
-		return b[v]
-	}
-	return v
 }
 
 // dimInfo is what the script reports of one dimension beyond its Outcome.
@@ -357,12 +337,4 @@ func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, err
 		}
 	}
 	return refused, nil
-}
-
-// sprayArg encodes sp for the script's argSpray.
-func sprayArg(sp store.Spray) string {
-	if sp.Limit <= 0 {
-		return "0"
-	}
-	return strconv.Itoa(sp.Limit) + "," + strconv.FormatInt(ms(sp.Window), 10) + "," + strconv.FormatInt(ms(sp.Cooloff), 10)
 }

@@ -54,13 +54,16 @@ import (
 // with its own reply.
 //
 // KEYS of a decision: the budget hash, the budget minutes, the sketch,
-// then the n dimension keys, then the index sets they join.
+// then the n dimension keys.
 //
-// ARGV of a decision: the arg* positions below, then the tiers as pairs (failures,
-// cooloff), then per dimension dimArgs values at the dim* offsets. The
-// reply: replyHead values at the reply* positions, then replyDim values
-// per dimension at the reply* offsets. script.lua declares the same
-// numbers; TestScriptConstants compares them.
+// ARGV of a decision: the arg* positions below. Numbers travel packed
+// (rule*, num*, dim*): a few arguments instead of one per number, each
+// read by one struct.unpack, so that Redis receives, copies and converts
+// little per decision; the rule's argument is the same string for every
+// decision of a limiter, unpacked once per call. The reply: replyHead
+// values at the reply* positions, then replyDim values per dimension at
+// the reply* offsets. script.lua declares the same numbers;
+// TestScriptConstants compares them.
 var applySrc = budgetLua + scriptLua
 
 //go:embed script.lua
@@ -82,49 +85,64 @@ var one any = 1
 // The script's ARGV positions of a decision (1-based, from its first
 // argument).
 const (
-	argOp             = 1  // store.Op
-	argNow            = 2  // the request's instant (ms), or -1 for the server's TIME
-	argLimit          = 3  // Rule.Limit
-	argWindow         = 4  // Rule.Window (ms)
-	argCooloff        = 5  // Rule.Cooloff (ms, -1 for Indefinite)
-	argFactor         = 6  // Rule.Factor
-	argMaxCooloff     = 7  // Rule.MaxCooloff (ms)
-	argJitter         = 8  // Rule.JitterScale
-	argDecay          = 9  // Rule.Decay (ms)
-	argExtend         = 10 // Rule.Extend ("1" or "0", as every flag)
-	argObserve        = 11 // Rule.ObserveOnly
-	argResetOnSuccess = 12 // Rule.ResetOnSuccess
-	argReserveTimeout = 13 // Rule.ReserveTimeout (ms)
-	argMaxTTL         = 14 // Options.MaxTTL (ms)
-	argDims           = 15 // the number of dimensions n
-	argIdentityIP     = 16 // the identity of the attempt, kept with locks
-	argIdentityUser   = 17
-	argIdentityUA     = 18
-	argPhase          = 19 // phaseApply, or phaseRedo for a spread attempt refused elsewhere
-	argToken          = 20 // SpreadSlots undo token; "" for none
-	argExt            = 21 // refused elsewhere: extNone, extLocked, extBusy, extChallenge
-	argApplied        = 22 // phaseRedo: this dimension counted or reserved in phase 1
-	argDeadline       = 23 // server ms; 0 for none
-	argBudget         = 24 // units of the footprint budget
-	argWidth          = 25 // sketch cells per row
-	argGrain          = 26 // budget granularity (ms)
-	argChallengeAt    = 27 // Rule.ChallengeAt; 0 for none
-	argChallenged     = 28 // Rule.Challenged
-	argSpray          = 29 // Rule.Spray as "limit,window,cooloff" (ms), "0" for off
-	argTiers          = 30 // the number of tiers t, followed by t pairs
+	argRule         = 1 // the rule's numbers, packed (rule*)
+	argNums         = 2 // the decision's numbers (num*), then dimNums per dimension (dim*), packed
+	argIdentityIP   = 3 // the identity of the attempt, kept with locks
+	argIdentityUser = 4
+	argIdentityUA   = 5
+	argToken        = 6 // SpreadSlots undo token; "" for none
+	argDimKeys      = 7 // per dimension, dimKeys values: its IP and username field digests ("" for none)
+	dimKeys         = 2
 )
 
-// The offsets of a dimension's arguments.
+// Packed numbers are little-endian float64s (struct.unpack's "<d"), exact
+// for every value sent: integers below 2^53, and the rule's factor and
+// the attempt's jitter as Go has them.
+
+// The rule's numbers (1-based).
 const (
-	dimGen       = 0 // Dim.Gen
-	dimFields    = 1 // Dim.Fields
-	dimIPIndex   = 2 // KEYS position of the IP index set; 0 for none
-	dimUserIndex = 3 // KEYS position of the username index set; 0 for none
-	dimIPKey     = 4 // the IP field digest, kept under SpreadSlots; "" for none
-	dimUserKey   = 5 // the username field digest, likewise
-	dimKind      = 6 // Dim.Kind
-	dimColumns   = 7 // the sketch column in each of the 4 rows
-	dimArgs      = 11
+	ruleLimit          = 1  // Rule.Limit
+	ruleWindow         = 2  // Rule.Window (ms)
+	ruleCooloff        = 3  // Rule.Cooloff (ms, -1 for Indefinite)
+	ruleFactor         = 4  // Rule.Factor
+	ruleMaxCooloff     = 5  // Rule.MaxCooloff (ms)
+	ruleDecay          = 6  // Rule.Decay (ms)
+	ruleExtend         = 7  // Rule.Extend (1 or 0, as every flag)
+	ruleObserve        = 8  // Rule.ObserveOnly
+	ruleResetOnSuccess = 9  // Rule.ResetOnSuccess
+	ruleReserveTimeout = 10 // Rule.ReserveTimeout (ms)
+	ruleMaxTTL         = 11 // Options.MaxTTL (ms)
+	ruleBudget         = 12 // units of the footprint budget
+	ruleWidth          = 13 // sketch cells per row
+	ruleGrain          = 14 // budget granularity (ms)
+	ruleChallengeAt    = 15 // Rule.ChallengeAt; 0 for none
+	ruleSprayLimit     = 16 // Rule.Spray; 0 for off
+	ruleSprayWindow    = 17 // (ms)
+	ruleSprayCooloff   = 18 // (ms)
+	ruleTiers          = 19 // the number of tiers t, followed by t pairs (failures, cooloff ms)
+)
+
+// The decision's numbers (1-based), then dimNums per dimension at the dim*
+// offsets.
+const (
+	numOp         = 1 // store.Op
+	numNow        = 2 // the request's instant (ms), or -1 for the server's TIME
+	numJitter     = 3 // Rule.JitterScale
+	numPhase      = 4 // phaseApply, or phaseRedo for a spread attempt refused elsewhere
+	numExt        = 5 // refused elsewhere: extNone, extLocked, extBusy, extChallenge
+	numApplied    = 6 // phaseRedo: this dimension counted or reserved in phase 1
+	numDeadline   = 7 // server ms; 0 for none
+	numChallenged = 8 // Rule.Challenged
+	numDims       = 9 // the number of dimensions n
+)
+
+// The offsets of a dimension's numbers.
+const (
+	dimGen     = 1 // Dim.Gen
+	dimFields  = 2 // Dim.Fields
+	dimKind    = 3 // Dim.Kind
+	dimColumns = 4 // the sketch column in each of the 4 rows
+	dimNums    = 7
 )
 
 // The KEYS positions (1-based) of the sketch and the first dimension key.

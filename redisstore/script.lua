@@ -60,48 +60,52 @@ local EXT_CHALLENGE = 3
 -- whose KEYS and ARGV follow, each decision's after the previous one's.
 local ARG_BATCH = 1
 -- ARGV positions of a decision (1-based, from its first argument).
-local ARG_OP = 1
-local ARG_NOW = 2
-local ARG_LIMIT = 3
-local ARG_WINDOW = 4
-local ARG_COOLOFF = 5
-local ARG_FACTOR = 6
-local ARG_MAX_COOLOFF = 7
-local ARG_JITTER = 8
-local ARG_DECAY = 9
-local ARG_EXTEND = 10
-local ARG_OBSERVE = 11
-local ARG_RESET_ON_SUCCESS = 12
-local ARG_RESERVE_TIMEOUT = 13
-local ARG_MAX_TTL = 14
-local ARG_DIMS = 15
-local ARG_ID_IP = 16
-local ARG_ID_USER = 17
-local ARG_ID_UA = 18
-local ARG_PHASE = 19
-local ARG_TOKEN = 20
-local ARG_EXT = 21
-local ARG_APPLIED = 22
-local ARG_DEADLINE = 23
-local ARG_BUDGET = 24
-local ARG_WIDTH = 25
-local ARG_GRAIN = 26
-local ARG_CHALLENGE_AT = 27
-local ARG_CHALLENGED = 28
--- Rule.Spray as "limit,window,cooloff" (ms), or "0" for off.
-local ARG_SPRAY = 29
-local ARG_TIERS = 30
--- Per dimension, DIM_ARGS values from the first after the tiers, at
--- these offsets.
-local DIM_ARGS = 11
-local DIM_GEN = 0
-local DIM_FIELDS = 1
-local DIM_IP_INDEX = 2
-local DIM_USER_INDEX = 3
-local DIM_IP_KEY = 4
-local DIM_USER_KEY = 5
-local DIM_KIND = 6
-local DIM_COLUMNS = 7
+local ARG_RULE = 1
+local ARG_NUMS = 2
+local ARG_ID_IP = 3
+local ARG_ID_USER = 4
+local ARG_ID_UA = 5
+local ARG_TOKEN = 6
+-- Per dimension, DIM_KEYS values from ARG_DIM_KEYS: its IP and username
+-- field digests.
+local ARG_DIM_KEYS = 7
+local DIM_KEYS = 2
+-- The rule's packed numbers (1-based; little-endian doubles).
+local RULE_LIMIT = 1
+local RULE_WINDOW = 2
+local RULE_COOLOFF = 3
+local RULE_FACTOR = 4
+local RULE_MAX_COOLOFF = 5
+local RULE_DECAY = 6
+local RULE_EXTEND = 7
+local RULE_OBSERVE = 8
+local RULE_RESET_ON_SUCCESS = 9
+local RULE_RESERVE_TIMEOUT = 10
+local RULE_MAX_TTL = 11
+local RULE_BUDGET = 12
+local RULE_WIDTH = 13
+local RULE_GRAIN = 14
+local RULE_CHALLENGE_AT = 15
+local RULE_SPRAY_LIMIT = 16
+local RULE_SPRAY_WINDOW = 17
+local RULE_SPRAY_COOLOFF = 18
+local RULE_TIERS = 19
+-- The decision's packed numbers, then DIM_NUMS per dimension at the DIM_
+-- offsets.
+local NUM_OP = 1
+local NUM_NOW = 2
+local NUM_JITTER = 3
+local NUM_PHASE = 4
+local NUM_EXT = 5
+local NUM_APPLIED = 6
+local NUM_DEADLINE = 7
+local NUM_CHALLENGED = 8
+local NUM_DIMS = 9
+local DIM_GEN = 1
+local DIM_FIELDS = 2
+local DIM_KIND = 3
+local DIM_COLUMNS = 4
+local DIM_NUMS = 7
 
 -- Kinds of dimension (store.Kind) other than store.KindCount, which
 -- every other value means.
@@ -142,28 +146,36 @@ local REPLY_DIM = 13
 local AB, KB = 0, 0
 local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
 local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
-local phase, token, ext, applied1, MAXU, W, nt, tiers, base, SK
+local phase, token, ext, applied1, MAXU, W, nt, tiers, SK
 
--- num is tonumber for the call's arguments, each distinct string
--- converted once: the decisions of a call repeat most of theirs (the
--- rule's numbers, flags, positions).
-local num
-do
-  local seen = {}
-  num = function(x)
-    local v = seen[x]
-    if v == nil then
-      v = tonumber(x)
-      if v ~= nil then seen[x] = v end
-    end
-    return v
+-- The dimensions' arguments, by dimension (D.gen[i], ...): their packed
+-- numbers, D.col[4*(i-1) + r] the sketch column in row r, and D.ik, D.uk
+-- the field digests. The tables are reused by every decision of the call.
+local D = {gen = {}, fields = {}, kind = {}, col = {}, ik = {}, uk = {}}
+
+-- RULES caches the rule arguments of the call unpacked, by their string:
+-- the decisions of a call share one or a few.
+local RULES = {}
+local function unpackRule(x)
+  local r = RULES[x]
+  if r == nil then
+    local v = {struct.unpack('<' .. string.rep('d', #x / 8), x)}
+    local t = {}
+    for i = 1, v[RULE_TIERS] do t[i] = {v[RULE_TIERS + 2*i - 1], v[RULE_TIERS + 2*i]} end
+    r = {limit = v[RULE_LIMIT], win = v[RULE_WINDOW], cool = v[RULE_COOLOFF], factor = v[RULE_FACTOR],
+      maxc = v[RULE_MAX_COOLOFF], decay = v[RULE_DECAY], extend = v[RULE_EXTEND] == 1,
+      obs = v[RULE_OBSERVE] == 1, ros = v[RULE_RESET_ON_SUCCESS] == 1, rt = v[RULE_RESERVE_TIMEOUT],
+      maxttl = v[RULE_MAX_TTL], budget = v[RULE_BUDGET], width = v[RULE_WIDTH], grain = v[RULE_GRAIN],
+      chat = v[RULE_CHALLENGE_AT], sprayLimit = v[RULE_SPRAY_LIMIT], sprayWin = v[RULE_SPRAY_WINDOW],
+      sprayCool = v[RULE_SPRAY_COOLOFF], nt = v[RULE_TIERS], tiers = t}
+    RULES[x] = r
   end
+  return r
 end
 
--- dimArg returns the argument at offset off of dimension i.
-local function dimArg(i, off)
-  return ARGV[base + DIM_ARGS*(i-1) + off]
-end
+-- The formats of the decision's numbers and of one dimension's.
+local NUMS_FMT = '<' .. string.rep('d', NUM_DIMS)
+local DIM_FMT = '<' .. string.rep('d', DIM_NUMS)
 
 -- Spray detection (Rule.applySpray), in one table: the script's main
 -- function is near Lua's limit of 200 locals. SPR.kind[i] is the kind of
@@ -328,21 +340,13 @@ end
 -- Storage: the dimension keys -----------------------------------------------------
 
 -- A dimension key is a hash of the state's fields under these names, plus
--- fd (the dimension's Fields), ik and uk (its field digests, under
--- SpreadSlots), id, ip, un, ua (the identity of a current lock), ut, u
--- (the undo token and snapshot of a SpreadSlots attempt), and ix (the
--- server instant until which the index sets are known to hold the key).
---
--- Index sets. A key joins its index sets when it is created, and their
--- TTL must cover the key's. index() extends them by INDEX_SLACK more than
--- the key needs and records the end in ix, so that the writes of the next
--- INDEX_SLACK (an attack's failures on the same key) skip the sets: a
--- member leaves a set only when its key is gone (a reset deletes both),
--- so while the key exists its sets hold it until ix.
-local INDEX_SLACK = 300000
+-- fd (the dimension's Fields), ik and uk (its field digests: ResetField
+-- scans for them), id, ip, un, ua (the identity of a current lock), ut, u
+-- (the undo token and snapshot of a SpreadSlots attempt). No index is
+-- written beside it: a first failure creates its keys and nothing else.
 local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
 -- What HMGET reads of the fields of a key that does not exist.
-local NONE = {false, false, false, false, false, false, false, false, false, false, false}
+local NONE = {false, false, false, false, false, false, false, false, false, false}
 
 local function parse(v)
   return {f = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, l = tonumber(v[3]) or 0,
@@ -405,7 +409,7 @@ local sketchTouched = false
 local readRows, writeRows
 do
   local function cellOff(r, i)
-    return ((r - 1) * W + num(dimArg(i, DIM_COLUMNS + r - 1))) * 192
+    return ((r - 1) * W + D.col[4*(i-1) + r]) * 192
   end
 
   -- readRows returns the 4 cells of dimension i, refreshed at now; with
@@ -705,9 +709,6 @@ do
   -- locked reports whether s is locked now; o is the dimension's outcome.
   local function put(i, s, o, locked)
     local key = KEYS[KB + KEY_DIMS - 1 + i]
-    local fields = dimArg(i, DIM_FIELDS)
-    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
-    local userIndex = num(dimArg(i, DIM_USER_INDEX))
     if iszero(s) then
       if exists[i] then
         local e0 = expiry(key)
@@ -724,13 +725,6 @@ do
         local h = horizon(s)
         local ttl = MAXTTL
         if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-        local ix = nil
-        if (ipIndex > 0 or userIndex > 0) and not (exists[i] and raw[i].ix >= snow + ttl) then
-          local ittl = math.min(ttl + INDEX_SLACK, MAXTTL)
-          if ipIndex > 0 then index(KEYS[KB + ipIndex], key, ittl) end
-          if userIndex > 0 then index(KEYS[KB + userIndex], key, ittl) end
-          ix = snow + ittl
-        end
         -- One HSET: the fields of the state that changed (a field the key
         -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
         -- its state is not zero), then what else the key keeps.
@@ -742,10 +736,13 @@ do
           local k = FIELDS[q]
           if s[k] ~= r0[k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
         end
-        if not exists[i] then hs[c + 1] = 'fd'; hs[c + 2] = fields; c = c + 2 end
-        if ix then hs[c + 1] = 'ix'; hs[c + 2] = int(ix); c = c + 2 end
-        if dimArg(i, DIM_IP_KEY) ~= '' then hs[c + 1] = 'ik'; hs[c + 2] = dimArg(i, DIM_IP_KEY); c = c + 2 end
-        if dimArg(i, DIM_USER_KEY) ~= '' then hs[c + 1] = 'uk'; hs[c + 2] = dimArg(i, DIM_USER_KEY); c = c + 2 end
+        if not exists[i] then
+          -- A new key: its dimension's fields and field digests, which
+          -- ResetField and Lockouts read.
+          hs[c + 1] = 'fd'; hs[c + 2] = int(D.fields[i]); c = c + 2
+          if D.ik[i] ~= '' then hs[c + 1] = 'ik'; hs[c + 2] = D.ik[i]; c = c + 2 end
+          if D.uk[i] ~= '' then hs[c + 1] = 'uk'; hs[c + 2] = D.uk[i]; c = c + 2 end
+        end
         if spreadUndo then
           hs[c + 1] = 'ut'; hs[c + 2] = token
           hs[c + 3] = 'u'; hs[c + 4] = snapshot(raw[i])
@@ -778,8 +775,6 @@ do
     SPR.use(SPR.kind[i])
     local s = st[i]
     local o = out[i]
-    local ipIndex = num(dimArg(i, DIM_IP_INDEX))
-    local userIndex = num(dimArg(i, DIM_USER_INDEX))
     local locked = lockedAt(s, now)
     local remaining = 0
     if locked then
@@ -791,10 +786,7 @@ do
     local m = mode[i]
     if m == 'e' then
       if (op == OP_FAIL or op == OP_BEGIN) and not same(s, orig[i]) then
-        local need = 1
-        if ipIndex > 0 then need = need + 2 end
-        if userIndex > 0 then need = need + 2 end
-        if units() + need <= MAXU then
+        if units() + 1 <= MAXU then
           m = 'x'
         elseif SPR.kind[i] == KIND_MEMBER then
           -- Not kept: the username counts as new again (over-counting).
@@ -848,168 +840,163 @@ end
 -- Each decision is one Rule.Apply, in the order of the call, answered by
 -- its own reply (or its own AXESLATE error); the call is one script, so
 -- each decision is atomic as before.
-local replies = {}
-local nd = num(ARGV[ARG_BATCH])
-AB = ARG_BATCH + 2 * nd
-for j = 1, nd do
-  local nk, na = num(ARGV[ARG_BATCH + 2 * j - 1]), num(ARGV[ARG_BATCH + 2 * j])
-  repeat
-    -- Arguments of the decision.
-    G = num(ARGV[AB + ARG_GRAIN])
-    DEADLINE = num(ARGV[AB + ARG_DEADLINE])
-    if late(j) then
-      replies[j] = redis.error_reply('AXESLATE the caller has given up on this call')
-      break
-    end
-    op = num(ARGV[AB + ARG_OP])
-    now = num(ARGV[AB + ARG_NOW])
-    if now < 0 then now = snow end
-    LIMIT = num(ARGV[AB + ARG_LIMIT])
-    WIN = num(ARGV[AB + ARG_WINDOW])
-    COOL = num(ARGV[AB + ARG_COOLOFF])
-    FACTOR = num(ARGV[AB + ARG_FACTOR])
-    MAXC = num(ARGV[AB + ARG_MAX_COOLOFF])
-    JS = num(ARGV[AB + ARG_JITTER])
-    DECAY = num(ARGV[AB + ARG_DECAY])
-    EXTEND = ARGV[AB + ARG_EXTEND] == '1'
-    OBS = ARGV[AB + ARG_OBSERVE] == '1'
-    ROS = ARGV[AB + ARG_RESET_ON_SUCCESS] == '1'
-    RT = num(ARGV[AB + ARG_RESERVE_TIMEOUT])
-    MAXTTL = num(ARGV[AB + ARG_MAX_TTL])
-    CHAT = num(ARGV[AB + ARG_CHALLENGE_AT])
-    CHALLENGED = ARGV[AB + ARG_CHALLENGED] == '1'
-    n = num(ARGV[AB + ARG_DIMS])
-    idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
-    phase = num(ARGV[AB + ARG_PHASE])
-    token = ARGV[AB + ARG_TOKEN]
-    ext = num(ARGV[AB + ARG_EXT])
-    applied1 = ARGV[AB + ARG_APPLIED] == '1'
-    MAXU = num(ARGV[AB + ARG_BUDGET])
-    W = num(ARGV[AB + ARG_WIDTH])
-    nt = num(ARGV[AB + ARG_TIERS])
-    tiers = {}
-    for i = 1, nt do
-      tiers[i] = {num(ARGV[AB + ARG_TIERS + 2*i - 1]), num(ARGV[AB + ARG_TIERS + 2*i])}
-    end
-    base = AB + ARG_TIERS + 1 + 2*nt
-    SK = KEYS[KB + KEY_SKETCH]
+-- decide runs the j-th decision of the call, whose arguments and keys
+-- follow positions AB and KB, and returns its reply. (A function of its
+-- own: the script's main function is near Lua's limit of 200 locals.)
+-- setArgs sets the rest of the decision's arguments from R, its rule,
+-- and nums, its packed numbers.
+local function setArgs(R, nums, c1)
+  if now < 0 then now = snow end
+  CHALLENGED = c1 == 1
+  applied1 = applied1 == 1
+  LIMIT, WIN, COOL, FACTOR, MAXC, DECAY = R.limit, R.win, R.cool, R.factor, R.maxc, R.decay
+  EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
+  MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
+  idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
+  token = ARGV[AB + ARG_TOKEN]
+  SK = KEYS[KB + KEY_SKETCH]
+  for i = 1, n do
+    local g, f, k, a, b, c, d = struct.unpack(DIM_FMT, nums, 1 + 8 * (NUM_DIMS + DIM_NUMS * (i - 1)))
+    D.gen[i], D.fields[i], D.kind[i] = g, f, k
+    local col = D.col
+    col[4*i - 3], col[4*i - 2], col[4*i - 1], col[4*i] = a, b, c, d
+    D.ik[i], D.uk[i] = ARGV[AB + ARG_DIM_KEYS + DIM_KEYS*(i-1)], ARGV[AB + ARG_DIM_KEYS + DIM_KEYS*(i-1) + 1]
+  end
 
-    SPR.kind, SPR.fresh = {}, true
-    do
-      local v = {}
-      for x in string.gmatch(ARGV[AB + ARG_SPRAY], '[^,]+') do v[#v + 1] = tonumber(x) end
-      SPR.limit, SPR.win, SPR.cool = v[1] or 0, v[2] or 0, v[3] or 0
-      for i = 1, n do
-        local k = num(dimArg(i, DIM_KIND))
-        if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
-        SPR.kind[i] = k
-      end
-      SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
-      SPR.cur = 0
-    end
+  SPR.kind, SPR.fresh = {}, true
+  SPR.limit, SPR.win, SPR.cool = R.sprayLimit, R.sprayWin, R.sprayCool
+  for i = 1, n do
+    local k = D.kind[i]
+    if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
+    SPR.kind[i] = k
+  end
+  SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+  SPR.cur = 0
+end
 
-    -- Loading the states.
-    -- (Sized for two dimensions, the common case.)
-    st, orig, raw, exists, ident, gens, out = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
-    raced, hadToken, mode, rows, match = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
-    isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
-    redo = phase == PHASE_REDO and applied1
-    for i = 1, n do
-      SPR.use(SPR.kind[i])
-      local key = KEYS[KB + KEY_DIMS - 1 + i]
-      gens[i] = num(dimArg(i, DIM_GEN)) or 0
-      -- (A key that does not exist reads as HMGET would read it.)
-      local v = NONE
-      if redis.call('EXISTS', key) == 1 then
-        v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u', 'ix')
+-- load reads the states of the decision's dimensions.
+local function load()
+  -- Loading the states.
+  -- (Sized for two dimensions, the common case.)
+  st, orig, raw, exists, ident, gens, out = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
+  raced, hadToken, mode, rows, match = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
+  isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
+  redo = phase == PHASE_REDO and applied1
+  for i = 1, n do
+    SPR.use(SPR.kind[i])
+    local key = KEYS[KB + KEY_DIMS - 1 + i]
+    gens[i] = D.gen[i]
+    -- (A key that does not exist reads as HMGET would read it.)
+    local v = NONE
+    if redis.call('EXISTS', key) == 1 then
+      v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u')
+    end
+    exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
+    ident[i] = v[8] == '1'
+    hadToken[i] = v[9] ~= false
+    raw[i] = parse(v)
+    raced[i] = 0
+    if gens[i] >= GEN_SKETCH and (isSettle or redo) then
+      -- A reservation held in the sketch: settle it there.
+      mode[i] = 's'
+      if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+      rows[i] = readRows(i)
+      st[i] = estimate(rows[i])
+      local any
+      match[i], any = matches(rows[i], gens[i])
+      if any then
+        st[i].g = gens[i]
+        st[i].p = math.max(st[i].p, 1)
+      else
+        st[i].g = -1
       end
-      exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
-      ident[i] = v[8] == '1'
-      hadToken[i] = v[9] ~= false
-      raw[i] = parse(v)
-      raw[i].ix = tonumber(v[11]) or 0
-      raced[i] = 0
-      if gens[i] >= GEN_SKETCH and (isSettle or redo) then
-        -- A reservation held in the sketch: settle it there.
-        mode[i] = 's'
-        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-        rows[i] = readRows(i)
-        st[i] = estimate(rows[i])
-        local any
-        match[i], any = matches(rows[i], gens[i])
-        if any then
-          st[i].g = gens[i]
-          st[i].p = math.max(st[i].p, 1)
+    elseif exists[i] then
+      mode[i] = 'x'
+      if redo then
+        if v[9] == token and v[10] then
+          local u = {}
+          for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
+          st[i] = parse(u)
         else
-          st[i].g = -1
-        end
-      elseif exists[i] then
-        mode[i] = 'x'
-        if redo then
-          if v[9] == token and v[10] then
-            local u = {}
-            for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
-            st[i] = parse(u)
-          else
-            raced[i] = 1
-            st[i] = parse(v)
-          end
-        else
+          raced[i] = 1
           st[i] = parse(v)
         end
-        orig[i] = parse(v)
       else
-        if SPR.kind[i] == KIND_MEMBER then
-          -- A spray member is not read from the sketch: one it holds by
-          -- mistake would hide a new username.
-          rows[i] = nil
+        st[i] = parse(v)
+      end
+      orig[i] = parse(v)
+    else
+      if SPR.kind[i] == KIND_MEMBER then
+        -- A spray member is not read from the sketch: one it holds by
+        -- mistake would hide a new username.
+        rows[i] = nil
+        st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+      else
+        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+        if sketchOn then
+          rows[i] = readRows(i)
+          st[i] = estimate(rows[i])
+        else
+          -- An empty sketch estimates an empty state; its cells are made
+          -- only if the state goes there.
+          rows[i] = false
           st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-        else
-          if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-          if sketchOn then
-            rows[i] = readRows(i)
-            st[i] = estimate(rows[i])
-          else
-            -- An empty sketch estimates an empty state; its cells are made
-            -- only if the state goes there.
-            rows[i] = false
-            st[i] = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
-          end
-        end
-        if redo then
-          -- Phase 1 counted in the sketch, which cannot give a count back.
-          mode[i] = 'k'
-        else
-          mode[i] = 'e'
-          if op >= OP_SETTLE_FAIL then
-            -- No reservation of a key that does not exist can be settled.
-            st[i].g = -1
-          else
-            -- A new key starts at a generation drawn from the clock (as the
-            -- memory store's start at a random one), so that a settle that
-            -- arrives after its key was forgotten and made anew almost never
-            -- matches a new reservation.
-            st[i].g = (tonumber(tm[2]) + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
-          end
         end
       end
-      if orig[i] == nil then orig[i] = copy(st[i]) end
+      if redo then
+        -- Phase 1 counted in the sketch, which cannot give a count back.
+        mode[i] = 'k'
+      else
+        mode[i] = 'e'
+        if op >= OP_SETTLE_FAIL then
+          -- No reservation of a key that does not exist can be settled.
+          st[i].g = -1
+        else
+          -- A new key starts at a generation drawn from the clock (as the
+          -- memory store's start at a random one), so that a settle that
+          -- arrives after its key was forgotten and made anew almost never
+          -- matches a new reservation.
+          st[i].g = (tonumber(tm[2]) + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
+        end
+      end
     end
+    if orig[i] == nil then orig[i] = copy(st[i]) end
+  end
+end
 
-    -- Rule.Apply.
-    local refused = rule()
+local function decide(j)
+  -- Arguments of the decision.
+  local R = unpackRule(ARGV[AB + ARG_RULE])
+  local nums = ARGV[AB + ARG_NUMS]
+  G = R.grain
+  local c1
+  op, now, JS, phase, ext, applied1, DEADLINE, c1, n = struct.unpack(NUMS_FMT, nums)
+  if late(j) then
+    return redis.error_reply('AXESLATE the caller has given up on this call')
+  end
+  setArgs(R, nums, c1)
+  load()
 
-    -- The outcome.
-    -- (Sized for two dimensions.)
-    local reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
-      nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-    reply[1 + REPLY_NOW] = now
-    reply[1 + REPLY_REFUSED] = refused and 1 or 0
-    reply[1 + REPLY_SERVER] = snow
-    for i = 1, n do finish(i, reply) end
-    replies[j] = reply
-  until true
-  AB, KB = AB + na, KB + nk
+  -- Rule.Apply.
+  local refused = rule()
+
+  -- The outcome.
+  -- (Sized for two dimensions.)
+  local reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+  reply[1 + REPLY_NOW] = now
+  reply[1 + REPLY_REFUSED] = refused and 1 or 0
+  reply[1 + REPLY_SERVER] = snow
+  for i = 1, n do finish(i, reply) end
+  return reply
+end
+
+local replies = {}
+local nd = tonumber(ARGV[ARG_BATCH])
+AB = ARG_BATCH + 2 * nd
+for j = 1, nd do
+  replies[j] = decide(j)
+  AB, KB = AB + tonumber(ARGV[ARG_BATCH + 2 * j]), KB + tonumber(ARGV[ARG_BATCH + 2 * j - 1])
 end
 if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
 budgetDone(MAXTTL)

@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/big"
@@ -73,21 +74,23 @@ func TestScriptConstants(t *testing.T) {
 		"PHASE_APPLY": phaseApply, "PHASE_REDO": phaseRedo,
 		"EXT_NONE": extNone, "EXT_LOCKED": extLocked, "EXT_BUSY": extBusy, "EXT_CHALLENGE": extChallenge,
 
-		"ARG_OP": argOp, "ARG_NOW": argNow, "ARG_LIMIT": argLimit, "ARG_WINDOW": argWindow,
-		"ARG_COOLOFF": argCooloff, "ARG_FACTOR": argFactor, "ARG_MAX_COOLOFF": argMaxCooloff,
-		"ARG_JITTER": argJitter, "ARG_DECAY": argDecay, "ARG_EXTEND": argExtend,
-		"ARG_OBSERVE": argObserve, "ARG_RESET_ON_SUCCESS": argResetOnSuccess,
-		"ARG_RESERVE_TIMEOUT": argReserveTimeout, "ARG_MAX_TTL": argMaxTTL, "ARG_DIMS": argDims,
+		"ARG_BATCH": argBatch, "ARG_RULE": argRule, "ARG_NUMS": argNums,
 		"ARG_ID_IP": argIdentityIP, "ARG_ID_USER": argIdentityUser, "ARG_ID_UA": argIdentityUA,
-		"ARG_PHASE": argPhase, "ARG_TOKEN": argToken, "ARG_EXT": argExt, "ARG_APPLIED": argApplied,
-		"ARG_DEADLINE": argDeadline, "ARG_BUDGET": argBudget, "ARG_WIDTH": argWidth,
-		"ARG_GRAIN": argGrain, "ARG_CHALLENGE_AT": argChallengeAt, "ARG_CHALLENGED": argChallenged,
-		"ARG_SPRAY": argSpray,
-		"ARG_TIERS": argTiers, "ARG_BATCH": argBatch,
+		"ARG_TOKEN": argToken, "ARG_DIM_KEYS": argDimKeys, "DIM_KEYS": dimKeys,
 
-		"DIM_ARGS": dimArgs, "DIM_GEN": dimGen, "DIM_FIELDS": dimFields,
-		"DIM_IP_INDEX": dimIPIndex, "DIM_USER_INDEX": dimUserIndex, "DIM_IP_KEY": dimIPKey,
-		"DIM_USER_KEY": dimUserKey, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
+		"RULE_LIMIT": ruleLimit, "RULE_WINDOW": ruleWindow, "RULE_COOLOFF": ruleCooloff,
+		"RULE_FACTOR": ruleFactor, "RULE_MAX_COOLOFF": ruleMaxCooloff, "RULE_DECAY": ruleDecay,
+		"RULE_EXTEND": ruleExtend, "RULE_OBSERVE": ruleObserve, "RULE_RESET_ON_SUCCESS": ruleResetOnSuccess,
+		"RULE_RESERVE_TIMEOUT": ruleReserveTimeout, "RULE_MAX_TTL": ruleMaxTTL, "RULE_BUDGET": ruleBudget,
+		"RULE_WIDTH": ruleWidth, "RULE_GRAIN": ruleGrain, "RULE_CHALLENGE_AT": ruleChallengeAt,
+		"RULE_SPRAY_LIMIT": ruleSprayLimit, "RULE_SPRAY_WINDOW": ruleSprayWindow,
+		"RULE_SPRAY_COOLOFF": ruleSprayCooloff, "RULE_TIERS": ruleTiers,
+
+		"NUM_OP": numOp, "NUM_NOW": numNow, "NUM_JITTER": numJitter, "NUM_PHASE": numPhase,
+		"NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
+		"NUM_CHALLENGED": numChallenged, "NUM_DIMS": numDims,
+		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
+		"DIM_NUMS": dimNums,
 		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
 
 		"KEY_SKETCH": keySketch, "KEY_DIMS": keyDims,
@@ -127,8 +130,8 @@ func TestScriptConstants(t *testing.T) {
 	}
 }
 
-// TestScriptArguments checks that header and dimArgs put every value at
-// the position the constants name.
+// TestScriptArguments checks that args puts every value at the position
+// the constants name, packed as the script unpacks it.
 func TestScriptArguments(t *testing.T) {
 	s := &Store{o: Options{MaxTTL: 7 * time.Hour}, maxKeys: 1234, width: 77}
 	r := store.Rule{Limit: 4, Window: 5 * time.Second, Cooloff: 6 * time.Second, Factor: 1.5,
@@ -138,45 +141,79 @@ func TestScriptArguments(t *testing.T) {
 		Tiers: []store.Tier{{Failures: 2, Cooloff: time.Second}, {Failures: 5, Cooloff: axes.Indefinite}}}
 	req := &store.Request{Op: store.OpSettleFail, Rule: &r,
 		Identity: store.Identity{Username: "user", UserAgent: "agent"}}
-	args := s.header(req, 42, 3, phaseRedo, "tok", extBusy, true, 99)
-	at := func(pos int) any { return args[pos-1] }
-	want := map[int]any{
-		argOp: int(store.OpSettleFail), argNow: int64(42), argLimit: 4, argWindow: int64(5000),
-		argCooloff: int64(6000), argFactor: 1.5, argMaxCooloff: int64(8000), argJitter: 0.75,
-		argDecay: int64(9000), argExtend: "1", argObserve: "0", argResetOnSuccess: "1",
-		argReserveTimeout: int64(13000), argMaxTTL: int64(7 * 3600 * 1000), argDims: 3,
-		argIdentityIP: "", argIdentityUser: "user", argIdentityUA: "agent", argPhase: phaseRedo,
-		argToken: "tok", argExt: extBusy, argApplied: "1", argDeadline: int64(99),
-		argBudget: 1234, argWidth: 77, argGrain: budgetGrain, argChallengeAt: 3, argChallenged: "1", argTiers: 2,
-		argSpray:     "7,10000,11000",
-		argTiers + 1: 2, argTiers + 2: int64(1000), argTiers + 3: 5, argTiers + 4: int64(msIndefinite),
+	dims := []store.Dim{
+		{Fields: axes.IP | axes.Username, Gen: 17, Kind: store.KindMember,
+			IPKey: axes.Digest{Hi: 1, Lo: 2}, UserKey: axes.Digest{Hi: 3, Lo: 4}, Digest: axes.Digest{Hi: 5, Lo: 6}},
+		{Fields: axes.UserAgent, Gen: 1 << 31, Digest: axes.Digest{Hi: 7, Lo: 8}},
 	}
-	if len(args) != argTiers+4 {
-		t.Fatalf("header has %d arguments, want %d", len(args), argTiers+4)
+	args := s.args(req, dims, 42, phaseRedo, "tok", extBusy, true, 99)
+	if len(args) != argDimKeys-1+dimKeys*len(dims) {
+		t.Fatalf("args has %d arguments, want %d", len(args), argDimKeys-1+dimKeys*len(dims))
 	}
-	for pos, w := range want {
-		if g := at(pos); g != w {
-			t.Errorf("argument %d = %v (%T), want %v (%T)", pos, g, g, w, w)
+	unpack := func(v any) []float64 {
+		var b []byte
+		switch x := v.(type) {
+		case string:
+			b = []byte(x)
+		case []byte:
+			b = x
+		default:
+			t.Fatalf("packed argument of type %T", v)
+		}
+		if len(b)%8 != 0 {
+			t.Fatalf("packed argument of %d bytes", len(b))
+		}
+		f := make([]float64, len(b)/8)
+		for i := range f {
+			f[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
+		}
+		return f
+	}
+	check := func(what string, got []float64, want map[int]float64, n int) {
+		t.Helper()
+		if len(got) != n {
+			t.Fatalf("%s: %d numbers, want %d", what, len(got), n)
+		}
+		for pos, w := range want {
+			if g := got[pos-1]; g != w {
+				t.Errorf("%s number %d = %v, want %v", what, pos, g, w)
+			}
 		}
 	}
-	d := store.Dim{Fields: axes.IP | axes.Username, Gen: 17, Kind: store.KindMember,
-		IPKey: axes.Digest{Hi: 1, Lo: 2}, UserKey: axes.Digest{Hi: 3, Lo: 4}, Digest: axes.Digest{Hi: 5, Lo: 6}}
-	args, keys := s.dimArgs(nil, []string{"b", "bz", "s", "d"}, &d, false)
-	if len(args) != dimArgs || len(keys) != 4 {
-		t.Fatalf("dimArgs gave %d arguments and %d keys", len(args), len(keys))
+	check("rule", unpack(args[argRule-1]), map[int]float64{
+		ruleLimit: 4, ruleWindow: 5000, ruleCooloff: 6000, ruleFactor: 1.5, ruleMaxCooloff: 8000,
+		ruleDecay: 9000, ruleExtend: 1, ruleObserve: 0, ruleResetOnSuccess: 1, ruleReserveTimeout: 13000,
+		ruleMaxTTL: 7 * 3600 * 1000, ruleBudget: 1234, ruleWidth: 77, ruleGrain: budgetGrain,
+		ruleChallengeAt: 3, ruleSprayLimit: 7, ruleSprayWindow: 10000, ruleSprayCooloff: 11000,
+		ruleTiers: 2, ruleTiers + 1: 2, ruleTiers + 2: 1000, ruleTiers + 3: 5, ruleTiers + 4: msIndefinite,
+	}, ruleTiers+4)
+	nums := unpack(args[argNums-1])
+	c0, c1 := s.columns(dims[0].Digest), s.columns(dims[1].Digest)
+	d0, d1 := numDims, numDims+dimNums
+	check("decision", nums, map[int]float64{
+		numOp: float64(store.OpSettleFail), numNow: 42, numJitter: 0.75, numPhase: phaseRedo,
+		numExt: extBusy, numApplied: 1, numDeadline: 99, numChallenged: 1, numDims: 2,
+		d0 + dimGen: 17, d0 + dimFields: float64(axes.IP | axes.Username), d0 + dimKind: float64(store.KindMember),
+		d0 + dimColumns: float64(c0[0]), d0 + dimColumns + 1: float64(c0[1]), d0 + dimColumns + 2: float64(c0[2]), d0 + dimColumns + 3: float64(c0[3]),
+		d1 + dimGen: 1 << 31, d1 + dimFields: float64(axes.UserAgent), d1 + dimKind: 0,
+		d1 + dimColumns: float64(c1[0]), d1 + dimColumns + 3: float64(c1[3]),
+	}, numDims+2*dimNums)
+	str := func(v any) string {
+		if b, ok := v.([]byte); ok {
+			return string(b)
+		}
+		return v.(string)
 	}
-	c := s.columns(d.Digest)
-	dwant := map[int]any{dimGen: uint32(17), dimFields: int(axes.IP | axes.Username), dimIPIndex: 0,
-		dimUserIndex: 0, dimIPKey: d.IPKey.String(), dimUserKey: d.UserKey.String(),
-		dimKind: int(store.KindMember), dimColumns: c[0], dimColumns + 1: c[1], dimColumns + 2: c[2], dimColumns + 3: c[3]}
-	for off, w := range dwant {
-		if g := args[off]; g != w {
-			t.Errorf("dimension argument %d = %v (%T), want %v (%T)", off, g, g, w, w)
+	for pos, w := range map[int]string{argIdentityIP: "", argIdentityUser: "user", argIdentityUA: "agent", argToken: "tok",
+		argDimKeys: dims[0].IPKey.String(), argDimKeys + 1: dims[0].UserKey.String(),
+		argDimKeys + dimKeys: "", argDimKeys + dimKeys + 1: ""} {
+		if g := str(args[pos-1]); g != w {
+			t.Errorf("argument %d = %q, want %q", pos, g, w)
 		}
 	}
-	_, keys = s.dimArgs(nil, []string{"b", "bz", "s", "d"}, &d, true)
-	if len(keys) != 6 {
-		t.Errorf("dimArgs with index sets gave keys %v", keys)
+	// Every decision under the rule carries the same rule argument.
+	if again := s.args(req, dims[:1], 43, phaseApply, "", extNone, false, 0); again[argRule-1] != args[argRule-1] {
+		t.Errorf("the rule's argument was packed again")
 	}
 }
 

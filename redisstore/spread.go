@@ -50,9 +50,9 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	info := make([]dimInfo, n)
 	call := func(pipe redis.Pipeliner, i int, phase, ext int, applied bool, now int64) *redis.Cmd {
 		d := &req.Dims[i]
-		args := s.header(req, now, 1, phase, token, ext, applied, s.deadline(ctx))
+		args := s.args(req, req.Dims[i:i+1], now, phase, token, ext, applied, s.deadline(ctx))
 		bk := s.budgetKeys(d.Digest)
-		args, keys := s.dimArgs(args, []string{bk[0], bk[1], bk[2], s.key(d.Digest)}, d, false)
+		keys := []string{bk[0], bk[1], bk[2], s.key(d.Digest)}
 		return applyScript.EvalSha(ctx, pipe, keys, append([]any{one, len(keys), len(args)}, args...)...)
 	}
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {

@@ -458,15 +458,12 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	bk := s.budgetKeys(req.Dims[0].Digest)
-	keys := make([]string, keyDims-1+n, keyDims-1+3*n)
+	keys := make([]string, keyDims-1+n)
 	copy(keys, bk[:])
 	for i := range req.Dims {
 		keys[keyDims-1+i] = s.key(req.Dims[i].Digest)
 	}
-	args := s.header(req, s.now(req), n, phaseApply, "", extNone, false, s.deadline(ctx))
-	for i := range req.Dims {
-		args, keys = s.dimArgs(args, keys, &req.Dims[i], !s.o.SpreadSlots)
-	}
+	args := s.args(req, req.Dims, s.now(req), phaseApply, "", extNone, false, s.deadline(ctx))
 	cmd := make([]any, 3, 6+len(keys)+len(args))
 	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, len(keys)
 	for i, k := range keys {
