@@ -90,7 +90,7 @@ func TestScriptConstants(t *testing.T) {
 		"NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
 		"NUM_CHALLENGED": numChallenged, "NUM_DIMS": numDims,
 		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
-		"DIM_NUMS": dimNums,
+		"DIM_NUMS":    dimNums,
 		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
 
 		"KEY_SKETCH": keySketch, "KEY_DIMS": keyDims,
