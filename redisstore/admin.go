@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -76,13 +75,11 @@ func (s *Store) scan(ctx context.Context, pattern string, fn func(ctx context.Co
 }
 
 // ResetField implements store.Store. It scans every dimension key (SCAN,
-// COUNT 1000, on every master), reads the field digest each records (one
-// pipelined HGET per key) and deletes, with a script that checks the digest
-// again, those that record k: a cost in proportion to all the keys, as the
-// memory store's. (No index is kept per IP or username: it would cost
-// every first failure two more writes.) In the one-slot layout it also
-// deletes the keys listed in the field's index set, which earlier versions
-// kept. The local fallback store forgets them too.
+// COUNT 1000, on every master), reads each (pipelined GETs) and deletes,
+// with a script that checks again, those that record k as their IP or
+// username digest: a cost in proportion to all the keys, as the memory
+// store's. (No index is kept per IP or username: it would cost every first
+// failure two more writes.) The local fallback store forgets them too.
 func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (int, error) {
 	s.forgetOutage(func(ol *outageLock) bool {
 		d := &ol.dim
@@ -96,48 +93,42 @@ func (s *Store) ResetField(ctx context.Context, f axes.Fields, k axes.Digest) (i
 	}
 	ctx, cancel := s.adminContext(ctx)
 	defer cancel()
-	total := 0
-	var err error
-	if !s.o.SpreadSlots {
-		bk := s.budgetKeys(k)
-		total, err = resetIndexScript.Run(ctx, s.c, []string{bk[0], bk[1], s.indexKey(f, k)}, budgetGrain, ms(s.o.MaxTTL)).Int()
-	}
 	field := "uk"
 	if f == axes.IP {
 		field = "ik"
 	}
-	hexd := k.String()
-	if err == nil {
-		err = s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
-			pipe := c.Pipeline()
-			got := make([]*redis.StringCmd, len(keys))
-			for i, key := range keys {
-				got[i] = pipe.HGet(ctx, key, field)
+	want := digestBytes(k)
+	total := 0
+	err := s.scan(ctx, globEscape(s.tag)+"*", func(ctx context.Context, c redis.Cmdable, keys []string) error {
+		pipe := c.Pipeline()
+		got := make([]*redis.StringCmd, len(keys))
+		for i, key := range keys {
+			got[i] = pipe.Get(ctx, key)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		var cmds []*redis.Cmd
+		for i, key := range keys {
+			kv, ok := decodeValue(got[i].Val())
+			if !ok || (f == axes.IP && kv.ipKey != want) || (f == axes.Username && kv.userKey != want) {
+				continue
 			}
-			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-				return err
-			}
-			var cmds []*redis.Cmd
-			for i, key := range keys {
-				if got[i].Val() != hexd {
-					continue
-				}
-				bk := s.budgetKeys(parseDigest(key[len(s.tag):]))
-				cmds = append(cmds, resetIfScript.Eval(ctx, pipe, []string{bk[0], bk[1], key}, budgetGrain, ms(s.o.MaxTTL), field, hexd))
-			}
-			if len(cmds) == 0 {
-				return nil
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return err
-			}
-			for _, c := range cmds {
-				n, _ := c.Int()
-				total += n
-			}
+			bk := s.budgetKeys(parseDigest(key[len(s.tag):]))
+			cmds = append(cmds, resetIfScript.Eval(ctx, pipe, []string{bk[0], bk[1], key}, budgetGrain, ms(s.o.MaxTTL), field, want))
+		}
+		if len(cmds) == 0 {
 			return nil
-		})
-	}
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return err
+		}
+		for _, c := range cmds {
+			n, _ := c.Int()
+			total += n
+		}
+		return nil
+	})
 	if err == nil {
 		err = s.publishReset(ctx, fieldMessage(f, k))
 	}
@@ -207,32 +198,27 @@ func (s *Store) Lockouts(ctx context.Context, now time.Time) ([]axes.Lockout, er
 			nowMS = t.UnixMilli()
 		}
 		pipe := c.Pipeline()
-		cmds := make([]*redis.SliceCmd, len(keys))
+		cmds := make([]*redis.StringCmd, len(keys))
 		for i, key := range keys {
-			cmds[i] = pipe.HMGet(ctx, key, "le", "f", "fd", "ip", "un", "ua")
+			cmds[i] = pipe.Get(ctx, key)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 			return err
 		}
 		for i, cmd := range cmds {
-			v := cmd.Val()
-			if len(v) != 6 {
-				continue
-			}
-			str := func(j int) string { x, _ := v[j].(string); return x }
-			le, err := strconv.ParseInt(str(0), 10, 64)
-			if err != nil || le == 0 || (le > 0 && le <= nowMS) {
+			kv, ok := decodeValue(cmd.Val())
+			le := kv.lockEnd
+			if !ok || le == 0 || (le > 0 && le <= nowMS) {
 				continue
 			}
 			lo := axes.Lockout{
-				Username:  str(4),
-				UserAgent: str(5),
+				Username:  kv.username,
+				UserAgent: kv.userAgent,
 				Digest:    parseDigest(keys[i][len(s.tag):]),
+				Failures:  kv.failures,
+				By:        kv.fields,
 			}
-			lo.Failures, _ = strconv.Atoi(str(1))
-			fd, _ := strconv.Atoi(str(2))
-			lo.By = axes.Fields(fd)
-			if p, err := netip.ParsePrefix(str(3)); err == nil {
+			if p, err := netip.ParsePrefix(kv.ip); err == nil {
 				lo.IP = p
 			}
 			if le > 0 {

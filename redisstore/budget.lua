@@ -65,13 +65,11 @@ local function account(e, k)
   if bud.count ~= nil then bud.count = bud.count + k end
 end
 
--- forget deletes key, an index set if set, and its units.
-local function forget(key, set)
+-- forget deletes key and its unit.
+local function forget(key)
   local e = expiry(key)
-  local k = 1
-  if set and e then k = k + redis.call('SCARD', key) end
   local d = redis.call('DEL', key)
-  account(e, -k)
+  account(e, -d)
   return d
 end
 

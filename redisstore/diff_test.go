@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -272,37 +273,28 @@ func toMS(d time.Duration) int64 {
 // storedStates reads the states the script keeps for keys, in one round
 // trip.
 func storedStates(ctx context.Context, c redis.UniversalClient, keys []string) ([]map[string]int64, error) {
-	cmds := make([]*redis.SliceCmd, len(keys))
+	cmds := make([]*redis.StringCmd, len(keys))
 	_, err := c.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, k := range keys {
-			cmds[i] = pipe.HMGet(ctx, k, "f", "p", "l", "g", "lf", "lb", "le")
+			cmds[i] = pipe.Get(ctx, k)
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	out := make([]map[string]int64, len(keys))
 	for i, k := range keys {
-		if out[i], err = parseState(k, cmds[i].Val()); err != nil {
-			return nil, err
+		m := map[string]int64{"f": 0, "p": 0, "l": 0, "g": 0, "lf": 0, "lb": 0, "le": 0}
+		if v := cmds[i].Val(); v != "" {
+			kv, ok := decodeValue(v)
+			if !ok {
+				return nil, fmt.Errorf("key %s holds %q, not a dimension value", k, v)
+			}
+			m = map[string]int64{"f": int64(kv.failures), "p": int64(kv.pending), "l": int64(kv.level),
+				"g": kv.gen, "lf": kv.lastFail, "lb": kv.lastBegin, "le": kv.lockEnd}
 		}
-	}
-	return out, nil
-}
-
-func parseState(key string, v []any) (map[string]int64, error) {
-	out := map[string]int64{}
-	for i, name := range []string{"f", "p", "l", "g", "lf", "lb", "le"} {
-		if v[i] == nil {
-			out[name] = 0
-			continue
-		}
-		n, err := strconv.ParseInt(v[i].(string), 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("field %s of %s: %v", name, key, err)
-		}
-		out[name] = n
+		out[i] = m
 	}
 	return out, nil
 }
@@ -365,9 +357,9 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 				continue
 			}
 			st := d.state
-			err := s.c.HSet(ctx, s.key(d.dim.Digest), "f", st.Failures, "p", st.Pending, "l", st.Level,
-				"g", st.Gen, "lf", toMS(st.LastFail), "lb", toMS(st.LastBegin), "le", toMS(st.LockEnd),
-				"fd", int(d.dim.Fields)).Err()
+			err := s.c.Set(ctx, s.key(d.dim.Digest), encodeValue(keyValue{failures: st.Failures, pending: st.Pending,
+				level: st.Level, gen: int64(st.Gen), lastFail: toMS(st.LastFail), lastBegin: toMS(st.LastBegin),
+				lockEnd: toMS(st.LockEnd), fields: d.dim.Fields}), 0).Err()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -193,35 +194,50 @@ func (s *Store) exec(batch []*call) {
 const maxMerge = 32
 
 // merge returns one script call that runs the decisions of calls in
-// order. Each call is EVALSHA, the hash, its number of keys, its keys,
-// then the framing of one decision (1, its numbers of keys and of
-// arguments) and its arguments; the merged call has all the keys, the
-// framing of every decision, then all the arguments (ARG_BATCH in
-// script.lua).
+// order. Each call is EVALSHA, the hash, its number of keys, its keys (the
+// budget keys, the same for every call in the one-slot layout, then its
+// dimension keys), its number of rules (one), its rule and its decision;
+// the merged call has the budget keys once, every call's dimension keys,
+// the distinct rules, then every decision, renumbered to its rule's
+// position (see Protocol in script.go).
 func merge(ctx context.Context, calls []*call) *redis.Cmd {
-	nk, na := 0, 0
+	nk := keyDims - 1
 	for _, c := range calls {
-		a := c.cmd.Args()
-		k := a[2].(int)
-		nk += k
-		na += len(a) - 6 - k
+		nk += c.cmd.Args()[2].(int) - (keyDims - 1)
 	}
-	args := make([]any, 0, 4+nk+2*len(calls)+na)
+	first := calls[0].cmd.Args()
+	args := make([]any, 0, 4+nk+2*len(calls))
 	args = append(args, "evalsha", applyHashArg, nk)
+	args = append(args, first[3:3+keyDims-1]...)
 	for _, c := range calls {
 		a := c.cmd.Args()
-		args = append(args, a[3:3+a[2].(int)]...)
+		args = append(args, a[3+keyDims-1:3+a[2].(int)]...)
 	}
-	args = append(args, len(calls))
-	for _, c := range calls {
+	var rules [4]any
+	seen := rules[:0]
+	at := len(args)
+	args = append(args, 0)
+	decisions := make([]any, len(calls))
+	for i, c := range calls {
 		a := c.cmd.Args()
 		k := a[2].(int)
-		args = append(args, a[4+k], a[5+k])
+		rule, d := a[4+k], a[5+k].([]byte)
+		j := slices.Index(seen, rule)
+		if j < 0 {
+			j = len(seen)
+			seen = append(seen, rule)
+		}
+		if j > 0 {
+			// The call keeps its own argument (numbered 1), for a resend
+			// of its own.
+			d = slices.Clone(d)
+			putNum(d, numRule, float64(j+1))
+		}
+		decisions[i] = d
 	}
-	for _, c := range calls {
-		a := c.cmd.Args()
-		args = append(args, a[6+a[2].(int):]...)
-	}
+	args[at] = len(seen)
+	args = append(args, seen...)
+	args = append(args, decisions...)
 	return redis.NewCmd(ctx, args...)
 }
 

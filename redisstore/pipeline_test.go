@@ -190,10 +190,9 @@ func TestBatchMergedDecisions(t *testing.T) {
 			Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: 42, Lo: 7}}}}
 		args := s.applyCommand(ctx, reqs[i])
 		if i == 2 {
-			// The deadline, in the decision's packed numbers: the
-			// arguments follow the keys and the framing of one decision.
-			nums := args[6+args[2].(int)+argNums-1].([]byte)
-			putNum(nums, numDeadline, 1)
+			// The deadline, in the decision's packed argument (the
+			// call's last).
+			putNum(args[len(args)-1].([]byte), numDeadline, 1)
 		}
 		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, args...)}
 	}

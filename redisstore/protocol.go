@@ -92,15 +92,6 @@ func (s *Store) columns(d axes.Digest) [4]uint64 {
 	}
 }
 
-// indexKey returns the index set of field f with digest d (one-slot
-// layout only).
-func (s *Store) indexKey(f axes.Fields, d axes.Digest) string {
-	if f == axes.IP {
-		return digestKey(s.root+"i:", d)
-	}
-	return digestKey(s.root+"u:", d)
-}
-
 // ms converts a duration to whole milliseconds, rounding up; Indefinite
 // becomes -1 and huge values saturate.
 func ms(d time.Duration) int64 {
@@ -211,39 +202,49 @@ func (s *Store) ruleArgs(r *store.Rule) *ruleArgs {
 	return ra
 }
 
-// args returns the script's arguments of a decision on dims: the packed
-// rule, the packed numbers of the decision and of each dimension, the
-// identity and token, then each dimension's field digests, all the
-// decision's own bytes in one allocation.
-func (s *Store) args(req *store.Request, dims []store.Dim, now int64, phase int, token string, ext int, applied bool, deadline int64) []any {
+// decision returns the packed argument of a decision on dims under the
+// call's first rule (merge renumbers it): its numbers, its dimensions'
+// numbers, then its identity, its token and its dimensions' field
+// digests (16 bytes each), in one allocation.
+func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase int, token string, ext int, applied bool, deadline int64) []byte {
 	r := req.Rule
 	n := len(dims)
+	id := req.Identity
+	var ipb [64]byte
+	ip := ipb[:0]
+	if id.IP.IsValid() {
+		ip = id.IP.AppendTo(ip)
+	}
 	nn := 8 * (numDims + dimNums*n)
-	buf := make([]byte, nn+64*n)
-	b := buf[:nn]
+	size := nn + len(ip) + len(id.Username) + len(id.UserAgent) + len(token)
+	for i := range dims {
+		if dims[i].Fields&axes.IP != 0 && !dims[i].IPKey.IsZero() {
+			size += 16
+		}
+		if dims[i].Fields&axes.Username != 0 && !dims[i].UserKey.IsZero() {
+			size += 16
+		}
+	}
+	b := make([]byte, nn, size)
 	set := func(pos int, v float64) { putNum(b, pos, v) }
+	set(numRule, 1)
 	set(numOp, float64(req.Op))
 	set(numNow, float64(now))
 	set(numJitter, r.JitterScale)
-	set(numDims, float64(n))
 	set(numPhase, float64(phase))
 	set(numExt, float64(ext))
 	set(numApplied, num(applied))
 	set(numDeadline, float64(deadline))
 	set(numChallenged, num(r.Challenged))
-	args := make([]any, argDimKeys-1, argDimKeys-1+dimKeys*n)
-	id := req.Identity
-	var ip any = ""
-	if id.IP.IsValid() {
-		ip = id.IP.String()
-	}
-	args[argRule-1] = s.ruleArgs(r).arg
-	args[argNums-1] = b
-	args[argIdentityIP-1] = ip
-	args[argIdentityUser-1] = id.Username
-	args[argIdentityUA-1] = id.UserAgent
-	args[argToken-1] = token
-	hex := buf[nn:]
+	set(numIP, float64(len(ip)))
+	set(numUser, float64(len(id.Username)))
+	set(numUA, float64(len(id.UserAgent)))
+	set(numToken, float64(len(token)))
+	set(numDims, float64(n))
+	b = append(b, ip...)
+	b = append(b, id.Username...)
+	b = append(b, id.UserAgent...)
+	b = append(b, token...)
 	for i := range dims {
 		d := &dims[i]
 		at := numDims + dimNums*i
@@ -254,26 +255,23 @@ func (s *Store) args(req *store.Request, dims []store.Dim, now int64, phase int,
 		for r := range c {
 			set(at+dimColumns+r, float64(c[r]))
 		}
-		var ik, uk any = "", ""
 		if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
-			ik = putHex(hex[64*i:], d.IPKey)
+			b = appendDigest(b, d.IPKey)
+			set(at+dimIPKey, 16)
 		}
 		if d.Fields&axes.Username != 0 && !d.UserKey.IsZero() {
-			uk = putHex(hex[64*i+32:], d.UserKey)
+			b = appendDigest(b, d.UserKey)
+			set(at+dimUserKey, 16)
 		}
-		args = append(args, ik, uk)
 	}
-	return args
+	return b
 }
 
-// putHex writes the 32 hexadecimal digits of d (as Digest.String) at the
-// start of b and returns them.
-func putHex(b []byte, d axes.Digest) []byte {
-	var h [16]byte
-	binary.BigEndian.PutUint64(h[:8], d.Hi)
-	binary.BigEndian.PutUint64(h[8:], d.Lo)
-	hex.Encode(b[:32], h[:])
-	return b[:32:32]
+// appendDigest appends the 16 bytes of d (big-endian Hi, then Lo), as a
+// dimension key records its field digests.
+func appendDigest(b []byte, d axes.Digest) []byte {
+	b = binary.BigEndian.AppendUint64(b, d.Hi)
+	return binary.BigEndian.AppendUint64(b, d.Lo)
 }
 
 func (s *Store) now(req *store.Request) int64 {
@@ -300,20 +298,16 @@ func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, err
 		}
 		v = w[0]
 	}
-	a, ok := v.([]any)
-	if !ok || len(a) != replyHead+replyDim*len(dims) {
-		return false, fmt.Errorf("redisstore: unexpected script reply %T of length %d", v, len(a))
+	a, ok := v.(string)
+	if !ok || len(a) != 8*(replyHead+replyDim*len(dims)) {
+		return false, fmt.Errorf("redisstore: unexpected script reply %T of %d bytes for %d dimensions", v, len(a), len(dims))
 	}
-	for _, x := range a {
-		if _, ok := x.(int64); !ok {
-			return false, fmt.Errorf("redisstore: unexpected script reply element %T", x)
-		}
-	}
-	iv := func(i int) int64 { return a[i].(int64) }
+	// The numbers are integers below 2^53 (TestScriptConstants).
+	iv := func(i int) int64 { return int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(a[8*i : 8*i+8])))) }
 	refused := iv(replyRefused) == 1
 	for i := range dims {
 		at := replyHead + replyDim*i
-		r := func(j int) int64 { return a[at+j].(int64) }
+		r := func(j int) int64 { return iv(at + j) }
 		o := &dims[i].Outcome
 		*o = store.Outcome{
 			Failures:  int(r(replyFailures)),

@@ -47,24 +47,28 @@ import (
 // that starts later does nothing and fails, so a call the store gave up on
 // never takes effect when a stalled server wakes.
 //
-// Batches. A call carries one or more decisions (argBatch), run in order
-// in the one script call, so that concurrent decisions pay the call's
-// fixed cost (the call itself, the script's setup, the footprint count's
-// reads and writes) once; each decision is still atomic, and answered
-// with its own reply.
+// Batches. A call carries one or more decisions, run in order in the
+// one script call, so that concurrent decisions pay the call's fixed cost
+// (the call itself, the script's setup, the footprint count's reads and
+// writes) once; each decision is still atomic, and answered with its own
+// reply.
 //
-// KEYS of a decision: the budget hash, the budget minutes, the sketch,
-// then the n dimension keys.
-//
-// ARGV of a decision: the arg* positions below. Numbers travel packed
-// (rule*, num*, dim*): a few arguments instead of one per number, each
-// read by one struct.unpack, so that Redis receives, copies and converts
-// little per decision; the rule's argument is the same string for every
-// decision of a limiter, unpacked once per call. The reply: replyHead
-// values at the reply* positions, then replyDim values per dimension at
-// the reply* offsets. script.lua declares the same numbers;
+// Protocol. Every item Redis receives costs it a parse, a copy and a Lua
+// string, and every reply element a conversion: a decision travels as one
+// packed argument and its dimension keys, and is answered by one packed
+// reply, all numbers little-endian float64s (struct.unpack's "<d"), exact
+// for every value sent (integers below 2^53, the rule's factor and the
+// attempt's jitter as Go has them). A call's KEYS are the budget hash, the
+// budget minutes and the sketch (up to keySketch), then the dimension keys
+// of each decision in order (from keyDims); its ARGV are the number r of
+// distinct rules (argRules), the r rules, each packed (rule*), then one
+// argument per decision: its numbers (num*), dimNums numbers per dimension
+// (dim*), then the bytes of the identity, the token and the dimensions'
+// field digests, in that order, of the lengths the numbers give. The reply
+// is the list of the decisions' replies, each the packed numbers
+// (reply*) or an error (AXESLATE). script.lua declares the same numbers;
 // TestScriptConstants compares them.
-var applySrc = budgetLua + scriptLua
+var applySrc = budgetLua + valueLua + scriptLua
 
 //go:embed script.lua
 var scriptLua string
@@ -72,32 +76,44 @@ var scriptLua string
 //go:embed budget.lua
 var budgetLua string
 
-// argBatch is the position of the number of decisions m a call carries,
-// followed by m pairs (the decision's number of keys, its number of
-// arguments); each decision's keys and arguments follow the previous
-// one's. The reply is the list of the decisions' replies, each a reply
-// below or an error (AXESLATE).
-const argBatch = 1
+//go:embed value.lua
+var valueLua string
 
-// one is the number of decisions of a call of one, boxed once.
+// argRules is the position of the number of distinct rules of a call.
+const argRules = 1
+
+// one is 1 boxed once: the number of rules of a call of one decision.
 var one any = 1
 
-// The script's ARGV positions of a decision (1-based, from its first
-// argument).
+// A decision's numbers (1-based).
 const (
-	argRule         = 1 // the rule's numbers, packed (rule*)
-	argNums         = 2 // the decision's numbers (num*), then dimNums per dimension (dim*), packed
-	argIdentityIP   = 3 // the identity of the attempt, kept with locks
-	argIdentityUser = 4
-	argIdentityUA   = 5
-	argToken        = 6 // SpreadSlots undo token; "" for none
-	argDimKeys      = 7 // per dimension, dimKeys values: its IP and username field digests ("" for none)
-	dimKeys         = 2
+	numRule       = 1  // the decision's rule, 1 to r
+	numOp         = 2  // store.Op
+	numNow        = 3  // the request's instant (ms), or -1 for the server's TIME
+	numJitter     = 4  // Rule.JitterScale
+	numPhase      = 5  // phaseApply, or phaseRedo for a spread attempt refused elsewhere
+	numExt        = 6  // refused elsewhere: extNone, extLocked, extBusy, extChallenge
+	numApplied    = 7  // phaseRedo: this dimension counted or reserved in phase 1
+	numDeadline   = 8  // server ms; 0 for none
+	numChallenged = 9  // Rule.Challenged
+	numIP         = 10 // the lengths of the attempt's identity, kept with locks:
+	numUser       = 11 // IP, username, user agent
+	numUA         = 12
+	numToken      = 13 // the length of the SpreadSlots undo token (0 for none)
+	numDims       = 14 // the number of dimensions n
 )
 
-// Packed numbers are little-endian float64s (struct.unpack's "<d"), exact
-// for every value sent: integers below 2^53, and the rule's factor and
-// the attempt's jitter as Go has them.
+// The offsets of a dimension's numbers, after the decision's and the
+// previous dimensions'.
+const (
+	dimGen     = 1 // Dim.Gen
+	dimFields  = 2 // Dim.Fields
+	dimKind    = 3 // Dim.Kind
+	dimColumns = 4 // the sketch column in each of the 4 rows
+	dimIPKey   = 8 // the lengths of its IP and username field digests (0 for none)
+	dimUserKey = 9
+	dimNums    = 9
+)
 
 // The rule's numbers (1-based).
 const (
@@ -120,29 +136,6 @@ const (
 	ruleSprayWindow    = 17 // (ms)
 	ruleSprayCooloff   = 18 // (ms)
 	ruleTiers          = 19 // the number of tiers t, followed by t pairs (failures, cooloff ms)
-)
-
-// The decision's numbers (1-based), then dimNums per dimension at the dim*
-// offsets.
-const (
-	numOp         = 1 // store.Op
-	numNow        = 2 // the request's instant (ms), or -1 for the server's TIME
-	numJitter     = 3 // Rule.JitterScale
-	numPhase      = 4 // phaseApply, or phaseRedo for a spread attempt refused elsewhere
-	numExt        = 5 // refused elsewhere: extNone, extLocked, extBusy, extChallenge
-	numApplied    = 6 // phaseRedo: this dimension counted or reserved in phase 1
-	numDeadline   = 7 // server ms; 0 for none
-	numChallenged = 8 // Rule.Challenged
-	numDims       = 9 // the number of dimensions n
-)
-
-// The offsets of a dimension's numbers.
-const (
-	dimGen     = 1 // Dim.Gen
-	dimFields  = 2 // Dim.Fields
-	dimKind    = 3 // Dim.Kind
-	dimColumns = 4 // the sketch column in each of the 4 rows
-	dimNums    = 7
 )
 
 // The KEYS positions (1-based) of the sketch and the first dimension key.
@@ -190,27 +183,18 @@ const (
 	maxLevel     = 255     // the back-off level saturates there
 )
 
-// resetIndexSrc forgets the dimension keys listed in the index set
-// KEYS[3] (all in its slot) and the set itself, returning how many
-// dimension keys existed. KEYS[1..2] and ARGV[1] are the budget.
-var resetIndexSrc = budgetLua + `
-G = tonumber(ARGV[1])
-local n = 0
-for _, k in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  n = n + forget(k, false)
-end
-forget(KEYS[3], true)
-budgetDone(tonumber(ARGV[2]))
-return n
-`
-
-// resetIfSrc deletes KEYS[3] when its hash field ARGV[3] equals ARGV[4].
-// KEYS[1..2] and ARGV[1..2] are the budget.
-var resetIfSrc = budgetLua + `
+// resetIfSrc deletes the dimension key KEYS[3] when it records the field
+// digest ARGV[4] (16 bytes) for its IP (ARGV[3] "ik") or its username
+// ("uk"). KEYS[1..2] and ARGV[1..2] are the budget.
+var resetIfSrc = budgetLua + valueLua + `
 G = tonumber(ARGV[1])
 local d = 0
-if redis.call('HGET', KEYS[3], ARGV[3]) == ARGV[4] then
-  d = forget(KEYS[3], false)
+local v = redis.call('GET', KEYS[3])
+if v then
+  local _, _, _, _, _, _, _, _, _, _, nik, nuk = struct.unpack(VAL_FMT, v)
+  local at, n = VAL_LEN + 1, nik
+  if ARGV[3] == 'uk' then at, n = at + nik, nuk end
+  if n > 0 and string.sub(v, at, at + n - 1) == ARGV[4] then d = forget(KEYS[3]) end
 end
 budgetDone(tonumber(ARGV[2]))
 return d
@@ -221,14 +205,13 @@ return d
 var deleteSrc = budgetLua + `
 G = tonumber(ARGV[1])
 local d = 0
-for i = 3, #KEYS do d = d + forget(KEYS[i], false) end
+for i = 3, #KEYS do d = d + forget(KEYS[i]) end
 budgetDone(tonumber(ARGV[2]))
 return d
 `
 
 var (
 	applyScript      = redis.NewScript(applySrc)
-	resetIndexScript = redis.NewScript(resetIndexSrc)
 	resetIfScript    = redis.NewScript(resetIfSrc)
 	deleteScript     = redis.NewScript(deleteSrc)
 

@@ -55,22 +55,12 @@ local EXT_LOCKED = 1
 local EXT_BUSY = 2
 local EXT_CHALLENGE = 3
 
--- A call carries m decisions, run in order: ARGV[ARG_BATCH] is m, then
--- m pairs (the number of KEYS, the number of ARGV) of the decisions,
--- whose KEYS and ARGV follow, each decision's after the previous one's.
-local ARG_BATCH = 1
--- ARGV positions of a decision (1-based, from its first argument).
-local ARG_RULE = 1
-local ARG_NUMS = 2
-local ARG_ID_IP = 3
-local ARG_ID_USER = 4
-local ARG_ID_UA = 5
-local ARG_TOKEN = 6
--- Per dimension, DIM_KEYS values from ARG_DIM_KEYS: its IP and username
--- field digests.
-local ARG_DIM_KEYS = 7
-local DIM_KEYS = 2
--- The rule's packed numbers (1-based; little-endian doubles).
+-- A call (see Protocol in script.go): KEYS are the budget keys and the
+-- sketch, then every decision's dimension keys; ARGV[ARG_RULES] is the
+-- number r of rules, the r packed rules follow, then one packed argument
+-- per decision.
+local ARG_RULES = 1
+-- The rule's numbers (1-based; little-endian doubles).
 local RULE_LIMIT = 1
 local RULE_WINDOW = 2
 local RULE_COOLOFF = 3
@@ -90,22 +80,29 @@ local RULE_SPRAY_LIMIT = 16
 local RULE_SPRAY_WINDOW = 17
 local RULE_SPRAY_COOLOFF = 18
 local RULE_TIERS = 19
--- The decision's packed numbers, then DIM_NUMS per dimension at the DIM_
--- offsets.
-local NUM_OP = 1
-local NUM_NOW = 2
-local NUM_JITTER = 3
-local NUM_PHASE = 4
-local NUM_EXT = 5
-local NUM_APPLIED = 6
-local NUM_DEADLINE = 7
-local NUM_CHALLENGED = 8
-local NUM_DIMS = 9
+-- A decision's numbers, then DIM_NUMS per dimension at the DIM_ offsets,
+-- then the bytes of the identity, the token and the field digests.
+local NUM_RULE = 1
+local NUM_OP = 2
+local NUM_NOW = 3
+local NUM_JITTER = 4
+local NUM_PHASE = 5
+local NUM_EXT = 6
+local NUM_APPLIED = 7
+local NUM_DEADLINE = 8
+local NUM_CHALLENGED = 9
+local NUM_IP = 10
+local NUM_USER = 11
+local NUM_UA = 12
+local NUM_TOKEN = 13
+local NUM_DIMS = 14
 local DIM_GEN = 1
 local DIM_FIELDS = 2
 local DIM_KIND = 3
 local DIM_COLUMNS = 4
-local DIM_NUMS = 7
+local DIM_IP_KEY = 8
+local DIM_USER_KEY = 9
+local DIM_NUMS = 9
 
 -- Kinds of dimension (store.Kind) other than store.KindCount, which
 -- every other value means.
@@ -140,25 +137,36 @@ local REPLY_DIM = 13
 
 -- Arguments -----------------------------------------------------------------
 
--- The decision being run: AB and KB, the positions before its first
--- argument and key; then its arguments (the decision loop at the end of
--- the script sets them).
+-- The decision being run: AB, the position of its argument, and KB, the
+-- number of dimension keys of the decisions before it; then its arguments
+-- (the decision loop at the end of the script sets them).
 local AB, KB = 0, 0
 local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
-local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n, idIP, idUser, idUA
-local phase, token, ext, applied1, MAXU, W, nt, tiers, SK
+local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n
+local phase, token, ext, applied1, MAXU, W, nt, tiers
+local SK = KEYS[KEY_SKETCH]
 
--- The dimensions' arguments, by dimension (D.gen[i], ...): their packed
--- numbers, D.col[4*(i-1) + r] the sketch column in row r, and D.ik, D.uk
--- the field digests. The tables are reused by every decision of the call.
-local D = {gen = {}, fields = {}, kind = {}, col = {}, ik = {}, uk = {}}
+-- The decision's argument and what it carries beyond its numbers: D.arg,
+-- the argument; D.id, the position of its identity, of lengths D.idn; by
+-- dimension (D.gen[i], ...) the dimension's numbers, D.col[4*(i-1) + r]
+-- its sketch column in row r, D.ik[i] and D.uk[i] the positions of its
+-- field digests, of lengths D.ikn[i] and D.ukn[i]; what load read of its
+-- key: D.ex[i] its expiry (nil for none), D.oid[i] the identity kept with
+-- its lock (the lengths of IP, username and user agent, then the bytes).
+-- The tables are reused by every decision of the call.
+local D = {gen = {}, fields = {}, kind = {}, col = {}, ik = {}, uk = {}, ikn = {}, ukn = {},
+  idn = {}, ex = {}, oid = {}}
 
--- RULES caches the rule arguments of the call unpacked, by their string:
--- the decisions of a call share one or a few.
-local RULES = {}
+-- sub returns the n bytes of the decision's argument from position at.
+local function sub(at, len)
+  if len == 0 then return '' end
+  return string.sub(D.arg, at, at + len - 1)
+end
+
+-- unpackRule returns the packed rule x as a table.
 local function unpackRule(x)
-  local r = RULES[x]
-  if r == nil then
+  do
+    local r
     local v = {struct.unpack('<' .. string.rep('d', #x / 8), x)}
     local t = {}
     for i = 1, v[RULE_TIERS] do t[i] = {v[RULE_TIERS + 2*i - 1], v[RULE_TIERS + 2*i]} end
@@ -168,9 +176,8 @@ local function unpackRule(x)
       maxttl = v[RULE_MAX_TTL], budget = v[RULE_BUDGET], width = v[RULE_WIDTH], grain = v[RULE_GRAIN],
       chat = v[RULE_CHALLENGE_AT], sprayLimit = v[RULE_SPRAY_LIMIT], sprayWin = v[RULE_SPRAY_WINDOW],
       sprayCool = v[RULE_SPRAY_COOLOFF], nt = v[RULE_TIERS], tiers = t}
-    RULES[x] = r
+    return r
   end
-  return r
 end
 
 -- The formats of the decision's numbers and of one dimension's.
@@ -184,7 +191,7 @@ local DIM_FMT = '<' .. string.rep('d', DIM_NUMS)
 -- the rule's own numbers; SPR.fresh reports that the attempt's username
 -- is new to its IP: its member remembers no failure (a reservation there
 -- does not count, since its attempt may be cancelled).
-local SPR = {kind = {}, fresh = true}
+local SPR = {kind = {}, fresh = true, B = {}}
 
 -- use makes the rule's numbers those of Rule.ForKind(k): the rule itself
 -- for store.KindCount; for spray detection a fixed lock of SPR.cool at
@@ -339,20 +346,13 @@ end
 
 -- Storage: the dimension keys -----------------------------------------------------
 
--- A dimension key is a hash of the state's fields under these names, plus
--- fd (the dimension's Fields), ik and uk (its field digests: ResetField
--- scans for them), id, ip, un, ua (the identity of a current lock), ut, u
--- (the undo token and snapshot of a SpreadSlots attempt). No index is
--- written beside it: a first failure creates its keys and nothing else.
-local FIELDS = {'f', 'p', 'l', 'g', 'lf', 'lb', 'le'}
--- What HMGET reads of the fields of a key that does not exist.
-local NONE = {false, false, false, false, false, false, false, false, false, false}
-
-local function parse(v)
-  return {f = tonumber(v[1]) or 0, p = tonumber(v[2]) or 0, l = tonumber(v[3]) or 0,
-    g = tonumber(v[4]) or 0, lf = tonumber(v[5]) or 0, lb = tonumber(v[6]) or 0,
-    le = tonumber(v[7]) or 0}
-end
+-- A dimension key holds its state and what goes with it in one string
+-- (value.lua), written whole with its TTL by one SET; no index is written
+-- beside it: a first failure creates its keys and nothing else.
+-- The state of a key that does not exist, never written to.
+local ZERO = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
+-- The microseconds of the server's TIME, for the generations of new keys.
+local TM_US = tonumber(tm[2])
 
 local function same(a, b)
   return a.f == b.f and a.p == b.p and a.l == b.l and a.g == b.g and a.lf == b.lf and
@@ -362,10 +362,6 @@ end
 -- State.IsZero.
 local function iszero(s)
   return s.f == 0 and s.p == 0 and s.l == 0 and s.le == 0
-end
-
-local function snapshot(s)
-  return string.format('%d,%d,%d,%d,%d,%d,%d', s.f, s.p, s.l, s.g, s.lf, s.lb, s.le)
 end
 
 local function copy(s)
@@ -533,11 +529,24 @@ end
 -- that does not exist, read from the sketch's estimate, 's' a reservation
 -- held in the sketch, 'k' phase 2 of a failure or reservation that phase 1
 -- kept in the sketch.
-local st, orig, raw, exists, ident, gens, out
-local raced, hadToken, mode, rows, match
-local isSettle, redo, lockedBefore, applied
+-- The tables by dimension are the call's, reused by each decision: a
+-- decision sets every entry it reads.
+local st, orig, raw, exists, ident, gens, out = {}, {}, {}, {}, {}, {}, {}
+local raced, hadToken, mode, rows, match = {}, {}, {}, {}, {}
+local isSettle, redo
+local lockedBefore, applied = {}, {}
 
 -- Rule.Apply ------------------------------------------------------------------------
+
+-- clearOut resets out[i], the outcome of dimension i.
+local function clearOut(i)
+  local o = out[i]
+  if o == nil then
+    o = {}
+    out[i] = o
+  end
+  o.started, o.counted, o.busy, o.challenge, o.timedOut = false, false, false, false, 0
+end
 
 local rule
 do
@@ -559,7 +568,6 @@ do
   -- whether the attempt is refused.
   rule = function()
     local refused = false
-    lockedBefore, applied = {nil, nil}, {nil, nil}
     if redo and (raced[1] == 1 or mode[1] == 's' or mode[1] == 'k') then
       -- Not Apply: phase 2 of a SpreadSlots attempt whose dimension was
       -- written by another attempt since phase 1, or is held in the sketch.
@@ -568,7 +576,7 @@ do
       for i = 1, n do
         SPR.use(SPR.kind[i])
         local s = st[i]
-        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        clearOut(i)
         if mode[i] == 'x' then
           out[i].started, out[i].timedOut = refresh(s, now, GEN_SKETCH)
           out[i].counted = out[i].timedOut > 0
@@ -586,7 +594,7 @@ do
       -- Refresh every dimension (the sketch's cells were refreshed as read).
       for i = 1, n do
         SPR.use(SPR.kind[i])
-        out[i] = {started = false, counted = false, busy = false, challenge = false, timedOut = 0}
+        clearOut(i)
         if mode[i] == 'x' then
           out[i].started, out[i].timedOut = refresh(st[i], now, GEN_SKETCH)
           out[i].counted = out[i].timedOut > 0
@@ -704,69 +712,51 @@ end
 local finish
 do
   -- put writes the state s of dimension i back to its exact key: deleted
-  -- when zero, else with the fields that changed, the lock's identity, the
-  -- undo snapshot, its index sets and a TTL that covers its horizon.
+  -- when zero, else whole (value.lua), with the lock's identity, the undo
+  -- snapshot and a TTL that covers its horizon, when anything changed.
   -- locked reports whether s is locked now; o is the dimension's outcome.
   local function put(i, s, o, locked)
-    local key = KEYS[KB + KEY_DIMS - 1 + i]
+    local key = KEYS[KEY_DIMS - 1 + KB + i]
     if iszero(s) then
       if exists[i] then
-        local e0 = expiry(key)
         redis.call('DEL', key)
-        account(e0, -1)
+        account(D.ex[i], -1)
       end
-    else
-      local setId = locked and (o.started or not ident[i])
-      local delId = (not locked) and ident[i]
-      local spreadUndo = token ~= '' and applied[i]
-      if exists[i] == false or not same(s, orig[i]) or setId or delId or spreadUndo then
-        local e0 = nil
-        if exists[i] then e0 = expiry(key) end
-        local h = horizon(s)
-        local ttl = MAXTTL
-        if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-        -- One HSET: the fields of the state that changed (a field the key
-        -- lacks reads as 0, and a key that exists keeps one of f, p, l, le:
-        -- its state is not zero), then what else the key keeps.
-        -- (Sized for a new key's fields; c counts the values set.)
-        local hs = {'HSET', key, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-        local c = 2
-        local r0 = raw[i]
-        for q = 1, 7 do
-          local k = FIELDS[q]
-          if s[k] ~= r0[k] then hs[c + 1] = k; hs[c + 2] = int(s[k]); c = c + 2 end
-        end
-        if not exists[i] then
-          -- A new key: its dimension's fields and field digests, which
-          -- ResetField and Lockouts read.
-          hs[c + 1] = 'fd'; hs[c + 2] = int(D.fields[i]); c = c + 2
-          if D.ik[i] ~= '' then hs[c + 1] = 'ik'; hs[c + 2] = D.ik[i]; c = c + 2 end
-          if D.uk[i] ~= '' then hs[c + 1] = 'uk'; hs[c + 2] = D.uk[i]; c = c + 2 end
-        end
-        if spreadUndo then
-          hs[c + 1] = 'ut'; hs[c + 2] = token
-          hs[c + 3] = 'u'; hs[c + 4] = snapshot(raw[i])
-          c = c + 4
-        end
-        if setId then
-          hs[c + 1] = 'id'; hs[c + 2] = '1'; hs[c + 3] = 'ip'; hs[c + 4] = idIP
-          hs[c + 5] = 'un'; hs[c + 6] = idUser; hs[c + 7] = 'ua'; hs[c + 8] = idUA
-          c = c + 8
-        end
-        if c > 2 then redis.call(unpack(hs, 1, c)) end
-        -- Any other write voids the snapshot (an undo must not restore over
-        -- it), and a key no longer locked forgets the lock's identity.
-        local hd = {'HDEL', key}
-        if hadToken[i] and not spreadUndo then hd[3] = 'ut'; hd[4] = 'u' end
-        if delId then
-          hd[#hd + 1] = 'id'; hd[#hd + 1] = 'ip'; hd[#hd + 1] = 'un'; hd[#hd + 1] = 'ua'
-        end
-        if #hd > 2 then redis.call(unpack(hd)) end
-        redis.call('PEXPIRE', key, int(ttl))
-        account(e0, -1)
-        account(snow + ttl, 1)
-      end
+      return
     end
+    local setId = locked and (o.started or not ident[i])
+    local delId = (not locked) and ident[i]
+    local spreadUndo = token ~= '' and applied[i]
+    if exists[i] and same(s, orig[i]) and not (setId or delId or spreadUndo) then return end
+    local h = horizon(s)
+    local ttl = MAXTTL
+    if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+    local ex = snow + ttl
+    local ik, uk = sub(D.ik[i], D.ikn[i]), sub(D.uk[i], D.ukn[i])
+    -- The identity: the attempt's when a lock starts or has none, the one
+    -- kept while the lock lasts, none once it ended.
+    local idf, ids, nip, nun, nua = 0, '', 0, 0, 0
+    if setId then
+      local idn = D.idn
+      idf, nip, nun, nua = 1, idn[1], idn[2], idn[3]
+      ids = sub(D.id, nip + nun + nua)
+    elseif ident[i] and not delId then
+      local k = D.oid[i]
+      idf, nip, nun, nua, ids = 1, k[1], k[2], k[3], k[4]
+    end
+    -- Any write but this attempt's voids the snapshot: an undo must not
+    -- restore over it.
+    local ut, u = '', ''
+    if spreadUndo then
+      local r = raw[i]
+      ut, u = token, struct.pack(SNAP_FMT, r.f, r.p, r.l, r.g, r.lf, r.lb, r.le)
+    end
+    local v = struct.pack(VAL_FMT, s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex, D.fields[i], idf,
+      #ik, #uk, nip, nun, nua, #ut, #u)
+    if #ik + #uk + #ids + #ut > 0 then v = v .. ik .. uk .. ids .. ut .. u end
+    redis.call('SET', key, v, 'PX', int(ttl))
+    account(D.ex[i], -1)
+    account(ex, 1)
   end
 
   -- finish writes dimension i's outcome: its state back (put), or into the
@@ -830,11 +820,20 @@ end
 -- late reports whether the j-th decision of the call starts past its
 -- deadline: the first at the call's start, a later one (which starts after
 -- the earlier ones ran) on the clock again.
+local LATE_SLACK = 25
+local clock = {at = nil}
 local function late(j)
   if DEADLINE <= 0 then return false end
   if snow > DEADLINE or j == 1 then return snow > DEADLINE end
+  -- A later decision reads the clock again only when its deadline is
+  -- near the last reading: far longer than a call runs (under 4 ms for
+  -- its 32 decisions), LATE_SLACK cannot pass between two readings.
+  local at = clock.at or snow
+  if DEADLINE - at > LATE_SLACK then return false end
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > DEADLINE
+  at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  clock.at = at
+  return at > DEADLINE
 end
 
 -- Each decision is one Rule.Apply, in the order of the call, answered by
@@ -845,32 +844,41 @@ end
 -- own: the script's main function is near Lua's limit of 200 locals.)
 -- setArgs sets the rest of the decision's arguments from R, its rule,
 -- and nums, its packed numbers.
-local function setArgs(R, nums, c1)
+local function setArgs(R, c1, lTok)
   if now < 0 then now = snow end
   CHALLENGED = c1 == 1
   applied1 = applied1 == 1
   LIMIT, WIN, COOL, FACTOR, MAXC, DECAY = R.limit, R.win, R.cool, R.factor, R.maxc, R.decay
   EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
   MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
-  idIP, idUser, idUA = ARGV[AB + ARG_ID_IP], ARGV[AB + ARG_ID_USER], ARGV[AB + ARG_ID_UA]
-  token = ARGV[AB + ARG_TOKEN]
-  SK = KEYS[KB + KEY_SKETCH]
+  local x = D.arg
+  local at = 1 + 8 * (NUM_DIMS + DIM_NUMS * n)
+  local idn = D.idn
+  D.id = at
+  at = at + idn[1] + idn[2] + idn[3]
+  token = sub(at, lTok)
+  at = at + lTok
+  local col = D.col
   for i = 1, n do
-    local g, f, k, a, b, c, d = struct.unpack(DIM_FMT, nums, 1 + 8 * (NUM_DIMS + DIM_NUMS * (i - 1)))
+    local g, f, k, a, b, c, d, ikn, ukn = struct.unpack(DIM_FMT, x, 1 + 8 * (NUM_DIMS + DIM_NUMS * (i - 1)))
     D.gen[i], D.fields[i], D.kind[i] = g, f, k
-    local col = D.col
     col[4*i - 3], col[4*i - 2], col[4*i - 1], col[4*i] = a, b, c, d
-    D.ik[i], D.uk[i] = ARGV[AB + ARG_DIM_KEYS + DIM_KEYS*(i-1)], ARGV[AB + ARG_DIM_KEYS + DIM_KEYS*(i-1) + 1]
+    D.ik[i], D.ikn[i] = at, ikn
+    at = at + ikn
+    D.uk[i], D.ukn[i] = at, ukn
+    at = at + ukn
   end
 
-  SPR.kind, SPR.fresh = {}, true
+  SPR.fresh = true
   SPR.limit, SPR.win, SPR.cool = R.sprayLimit, R.sprayWin, R.sprayCool
   for i = 1, n do
     local k = D.kind[i]
     if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
     SPR.kind[i] = k
   end
-  SPR.B = {LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt}
+  local B = SPR.B
+  B[1], B[2], B[3], B[4], B[5], B[6], B[7], B[8], B[9], B[10] =
+    LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY, OBS, ROS, nt
   SPR.cur = 0
 end
 
@@ -878,23 +886,31 @@ end
 local function load()
   -- Loading the states.
   -- (Sized for two dimensions, the common case.)
-  st, orig, raw, exists, ident, gens, out = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
-  raced, hadToken, mode, rows, match = {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}, {nil, nil}
   isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
   redo = phase == PHASE_REDO and applied1
   for i = 1, n do
     SPR.use(SPR.kind[i])
-    local key = KEYS[KB + KEY_DIMS - 1 + i]
+    local key = KEYS[KEY_DIMS - 1 + KB + i]
     gens[i] = D.gen[i]
-    -- (A key that does not exist reads as HMGET would read it.)
-    local v = NONE
-    if redis.call('EXISTS', key) == 1 then
-      v = redis.call('HMGET', key, 'f', 'p', 'l', 'g', 'lf', 'lb', 'le', 'id', 'ut', 'u')
+    orig[i], rows[i], match[i] = nil, nil, nil
+    local v = redis.call('GET', key)
+    local ut, u = '', ''
+    if v then
+      local f, p, l, g, lf, lb, le, ex, _, id, nik, nuk, nip, nun, nua, nut, nu = struct.unpack(VAL_FMT, v)
+      -- (An expiry of 0: none known, as for a key that has no TTL.)
+      if ex <= 0 then ex = nil end
+      exists[i], ident[i], hadToken[i], D.ex[i] = true, id == 1, nut > 0, ex
+      raw[i] = {f = f, p = p, l = l, g = g, lf = lf, lb = lb, le = le}
+      local at = VAL_LEN + 1 + nik + nuk
+      if id == 1 then D.oid[i] = {nip, nun, nua, string.sub(v, at, at + nip + nun + nua - 1)} end
+      if nut > 0 then
+        at = at + nip + nun + nua
+        ut, u = string.sub(v, at, at + nut - 1), string.sub(v, at + nut, at + nut + nu - 1)
+      end
+    else
+      exists[i], ident[i], hadToken[i], D.ex[i] = false, false, false, nil
+      raw[i] = ZERO
     end
-    exists[i] = v[1] ~= false or v[2] ~= false or v[3] ~= false or v[7] ~= false
-    ident[i] = v[8] == '1'
-    hadToken[i] = v[9] ~= false
-    raw[i] = parse(v)
     raced[i] = 0
     if gens[i] >= GEN_SKETCH and (isSettle or redo) then
       -- A reservation held in the sketch: settle it there.
@@ -913,18 +929,17 @@ local function load()
     elseif exists[i] then
       mode[i] = 'x'
       if redo then
-        if v[9] == token and v[10] then
-          local u = {}
-          for x in string.gmatch(v[10], '[^,]+') do u[#u + 1] = x end
-          st[i] = parse(u)
+        if ut == token and u ~= '' then
+          local f, p, l, g, lf, lb, le = struct.unpack(SNAP_FMT, u)
+          st[i] = {f = f, p = p, l = l, g = g, lf = lf, lb = lb, le = le}
         else
           raced[i] = 1
-          st[i] = parse(v)
+          st[i] = copy(raw[i])
         end
       else
-        st[i] = parse(v)
+        st[i] = copy(raw[i])
       end
-      orig[i] = parse(v)
+      orig[i] = copy(raw[i])
     else
       if SPR.kind[i] == KIND_MEMBER then
         -- A spray member is not read from the sketch: one it holds by
@@ -956,7 +971,7 @@ local function load()
           -- memory store's start at a random one), so that a settle that
           -- arrives after its key was forgotten and made anew almost never
           -- matches a new reservation.
-          st[i].g = (tonumber(tm[2]) + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
+          st[i].g = (TM_US + 61 * i + AB) % 256 -- below 256: GEN_START in the tests
         end
       end
     end
@@ -964,17 +979,24 @@ local function load()
   end
 end
 
+local RULES = {}
+-- The formats of the replies, by their number of values.
+local REPLY_FMT = {}
+
 local function decide(j)
   -- Arguments of the decision.
-  local R = unpackRule(ARGV[AB + ARG_RULE])
-  local nums = ARGV[AB + ARG_NUMS]
+  local x = ARGV[AB]
+  D.arg = x
+  local ri, c1, lTok
+  local idn = D.idn
+  ri, op, now, JS, phase, ext, applied1, DEADLINE, c1, idn[1], idn[2], idn[3], lTok, n =
+    struct.unpack(NUMS_FMT, x)
+  local R = RULES[ri]
   G = R.grain
-  local c1
-  op, now, JS, phase, ext, applied1, DEADLINE, c1, n = struct.unpack(NUMS_FMT, nums)
   if late(j) then
     return redis.error_reply('AXESLATE the caller has given up on this call')
   end
-  setArgs(R, nums, c1)
+  setArgs(R, c1, lTok)
   load()
 
   -- Rule.Apply.
@@ -988,15 +1010,22 @@ local function decide(j)
   reply[1 + REPLY_REFUSED] = refused and 1 or 0
   reply[1 + REPLY_SERVER] = snow
   for i = 1, n do finish(i, reply) end
-  return reply
+  local m = REPLY_HEAD + REPLY_DIM * n
+  local f = REPLY_FMT[m]
+  if f == nil then
+    f = '<' .. string.rep('d', m)
+    REPLY_FMT[m] = f
+  end
+  return struct.pack(f, unpack(reply, 1, m))
 end
 
 local replies = {}
-local nd = tonumber(ARGV[ARG_BATCH])
-AB = ARG_BATCH + 2 * nd
-for j = 1, nd do
+local nr = tonumber(ARGV[ARG_RULES])
+for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end
+for j = 1, #ARGV - ARG_RULES - nr do
+  AB = ARG_RULES + nr + j
   replies[j] = decide(j)
-  AB, KB = AB + tonumber(ARGV[ARG_BATCH + 2 * j]), KB + tonumber(ARGV[ARG_BATCH + 2 * j - 1])
+  KB = KB + n
 end
 if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
 budgetDone(MAXTTL)

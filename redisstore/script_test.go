@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"net/netip"
 	"math/big"
 	"math/rand/v2"
 	"regexp"
@@ -74,9 +75,7 @@ func TestScriptConstants(t *testing.T) {
 		"PHASE_APPLY": phaseApply, "PHASE_REDO": phaseRedo,
 		"EXT_NONE": extNone, "EXT_LOCKED": extLocked, "EXT_BUSY": extBusy, "EXT_CHALLENGE": extChallenge,
 
-		"ARG_BATCH": argBatch, "ARG_RULE": argRule, "ARG_NUMS": argNums,
-		"ARG_ID_IP": argIdentityIP, "ARG_ID_USER": argIdentityUser, "ARG_ID_UA": argIdentityUA,
-		"ARG_TOKEN": argToken, "ARG_DIM_KEYS": argDimKeys, "DIM_KEYS": dimKeys,
+		"ARG_RULES": argRules,
 
 		"RULE_LIMIT": ruleLimit, "RULE_WINDOW": ruleWindow, "RULE_COOLOFF": ruleCooloff,
 		"RULE_FACTOR": ruleFactor, "RULE_MAX_COOLOFF": ruleMaxCooloff, "RULE_DECAY": ruleDecay,
@@ -86,11 +85,12 @@ func TestScriptConstants(t *testing.T) {
 		"RULE_SPRAY_LIMIT": ruleSprayLimit, "RULE_SPRAY_WINDOW": ruleSprayWindow,
 		"RULE_SPRAY_COOLOFF": ruleSprayCooloff, "RULE_TIERS": ruleTiers,
 
-		"NUM_OP": numOp, "NUM_NOW": numNow, "NUM_JITTER": numJitter, "NUM_PHASE": numPhase,
-		"NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
-		"NUM_CHALLENGED": numChallenged, "NUM_DIMS": numDims,
+		"NUM_RULE": numRule, "NUM_OP": numOp, "NUM_NOW": numNow, "NUM_JITTER": numJitter,
+		"NUM_PHASE": numPhase, "NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
+		"NUM_CHALLENGED": numChallenged, "NUM_IP": numIP, "NUM_USER": numUser, "NUM_UA": numUA,
+		"NUM_TOKEN": numToken, "NUM_DIMS": numDims,
 		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
-		"DIM_NUMS":    dimNums,
+		"DIM_IP_KEY": dimIPKey, "DIM_USER_KEY": dimUserKey, "DIM_NUMS": dimNums,
 		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
 
 		"KEY_SKETCH": keySketch, "KEY_DIMS": keyDims,
@@ -146,74 +146,55 @@ func TestScriptArguments(t *testing.T) {
 			IPKey: axes.Digest{Hi: 1, Lo: 2}, UserKey: axes.Digest{Hi: 3, Lo: 4}, Digest: axes.Digest{Hi: 5, Lo: 6}},
 		{Fields: axes.UserAgent, Gen: 1 << 31, Digest: axes.Digest{Hi: 7, Lo: 8}},
 	}
-	args := s.args(req, dims, 42, phaseRedo, "tok", extBusy, true, 99)
-	if len(args) != argDimKeys-1+dimKeys*len(dims) {
-		t.Fatalf("args has %d arguments, want %d", len(args), argDimKeys-1+dimKeys*len(dims))
-	}
-	unpack := func(v any) []float64 {
-		var b []byte
-		switch x := v.(type) {
-		case string:
-			b = []byte(x)
-		case []byte:
-			b = x
-		default:
-			t.Fatalf("packed argument of type %T", v)
+	req.Identity.IP = netip.MustParsePrefix("192.0.2.7/32")
+	rule := s.ruleArgs(&r).arg
+	arg := s.decision(req, dims, 42, phaseRedo, "tok", extBusy, true, 99)
+	unpack := func(b []byte, n int) []float64 {
+		t.Helper()
+		if len(b) < 8*n {
+			t.Fatalf("packed argument of %d bytes, want at least %d numbers", len(b), n)
 		}
-		if len(b)%8 != 0 {
-			t.Fatalf("packed argument of %d bytes", len(b))
-		}
-		f := make([]float64, len(b)/8)
+		f := make([]float64, n)
 		for i := range f {
 			f[i] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*i:]))
 		}
 		return f
 	}
-	check := func(what string, got []float64, want map[int]float64, n int) {
+	check := func(what string, got []float64, want map[int]float64) {
 		t.Helper()
-		if len(got) != n {
-			t.Fatalf("%s: %d numbers, want %d", what, len(got), n)
-		}
 		for pos, w := range want {
 			if g := got[pos-1]; g != w {
 				t.Errorf("%s number %d = %v, want %v", what, pos, g, w)
 			}
 		}
 	}
-	check("rule", unpack(args[argRule-1]), map[int]float64{
+	rb := []byte(rule.(string))
+	if len(rb) != 8*(ruleTiers+4) {
+		t.Errorf("rule of %d bytes, want %d numbers", len(rb), ruleTiers+4)
+	}
+	check("rule", unpack(rb, ruleTiers+4), map[int]float64{
 		ruleLimit: 4, ruleWindow: 5000, ruleCooloff: 6000, ruleFactor: 1.5, ruleMaxCooloff: 8000,
 		ruleDecay: 9000, ruleExtend: 1, ruleObserve: 0, ruleResetOnSuccess: 1, ruleReserveTimeout: 13000,
 		ruleMaxTTL: 7 * 3600 * 1000, ruleBudget: 1234, ruleWidth: 77, ruleGrain: budgetGrain,
 		ruleChallengeAt: 3, ruleSprayLimit: 7, ruleSprayWindow: 10000, ruleSprayCooloff: 11000,
 		ruleTiers: 2, ruleTiers + 1: 2, ruleTiers + 2: 1000, ruleTiers + 3: 5, ruleTiers + 4: msIndefinite,
-	}, ruleTiers+4)
-	nums := unpack(args[argNums-1])
+	})
+	nn := numDims + 2*dimNums
 	c0, c1 := s.columns(dims[0].Digest), s.columns(dims[1].Digest)
 	d0, d1 := numDims, numDims+dimNums
-	check("decision", nums, map[int]float64{
-		numOp: float64(store.OpSettleFail), numNow: 42, numJitter: 0.75, numPhase: phaseRedo,
-		numExt: extBusy, numApplied: 1, numDeadline: 99, numChallenged: 1, numDims: 2,
+	check("decision", unpack(arg, nn), map[int]float64{
+		numRule: 1, numOp: float64(store.OpSettleFail), numNow: 42, numJitter: 0.75, numPhase: phaseRedo,
+		numExt: extBusy, numApplied: 1, numDeadline: 99, numChallenged: 1, numIP: 12, numUser: 4, numUA: 5,
+		numToken: 3, numDims: 2,
 		d0 + dimGen: 17, d0 + dimFields: float64(axes.IP | axes.Username), d0 + dimKind: float64(store.KindMember),
 		d0 + dimColumns: float64(c0[0]), d0 + dimColumns + 1: float64(c0[1]), d0 + dimColumns + 2: float64(c0[2]), d0 + dimColumns + 3: float64(c0[3]),
+		d0 + dimIPKey: 16, d0 + dimUserKey: 16,
 		d1 + dimGen: 1 << 31, d1 + dimFields: float64(axes.UserAgent), d1 + dimKind: 0,
-		d1 + dimColumns: float64(c1[0]), d1 + dimColumns + 3: float64(c1[3]),
-	}, numDims+2*dimNums)
-	str := func(v any) string {
-		if b, ok := v.([]byte); ok {
-			return string(b)
-		}
-		return v.(string)
-	}
-	for pos, w := range map[int]string{argIdentityIP: "", argIdentityUser: "user", argIdentityUA: "agent", argToken: "tok",
-		argDimKeys: dims[0].IPKey.String(), argDimKeys + 1: dims[0].UserKey.String(),
-		argDimKeys + dimKeys: "", argDimKeys + dimKeys + 1: ""} {
-		if g := str(args[pos-1]); g != w {
-			t.Errorf("argument %d = %q, want %q", pos, g, w)
-		}
-	}
-	// Every decision under the rule carries the same rule argument.
-	if again := s.args(req, dims[:1], 43, phaseApply, "", extNone, false, 0); again[argRule-1] != args[argRule-1] {
-		t.Errorf("the rule's argument was packed again")
+		d1 + dimColumns: float64(c1[0]), d1 + dimColumns + 3: float64(c1[3]), d1 + dimIPKey: 0, d1 + dimUserKey: 0,
+	})
+	want := "192.0.2.7/32" + "user" + "agent" + "tok" + digestBytes(dims[0].IPKey) + digestBytes(dims[0].UserKey)
+	if g := string(arg[8*nn:]); g != want {
+		t.Errorf("decision bytes %q, want %q", g, want)
 	}
 }
 
@@ -247,10 +228,12 @@ func TestStaleSettleAfterForget(t *testing.T) {
 		do(store.OpBegin, 3*time.Minute, &d) // another client's reservation
 		d.Gen = stale
 		do(store.OpSettleSuccess, 3*time.Minute, &d) // the hung handler settles
-		p, err := s.c.HGet(ctx, s.key(d.Digest), "p").Int()
+		v, err := s.c.Get(ctx, s.key(d.Digest)).Result()
 		if err != nil && !errors.Is(err, redis.Nil) { // gone: nothing pending
 			t.Fatal(err)
 		}
+		kv, _ := decodeValue(v)
+		p := kv.pending
 		if p != 1 {
 			collisions++
 		}

@@ -50,10 +50,10 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 	info := make([]dimInfo, n)
 	call := func(pipe redis.Pipeliner, i int, phase, ext int, applied bool, now int64) *redis.Cmd {
 		d := &req.Dims[i]
-		args := s.args(req, req.Dims[i:i+1], now, phase, token, ext, applied, s.deadline(ctx))
 		bk := s.budgetKeys(d.Digest)
 		keys := []string{bk[0], bk[1], bk[2], s.key(d.Digest)}
-		return applyScript.EvalSha(ctx, pipe, keys, append([]any{one, len(keys), len(args)}, args...)...)
+		return applyScript.EvalSha(ctx, pipe, keys, one, s.ruleArgs(req.Rule).arg,
+			s.decision(req, req.Dims[i:i+1], now, phase, token, ext, applied, s.deadline(ctx)))
 	}
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, n)

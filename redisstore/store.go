@@ -47,7 +47,7 @@ import (
 type Store struct {
 	c      redis.UniversalClient
 	o      Options
-	tag    string                     // key part before the digest, such as "axes:{axes}d:"
+	tag    string                     // key part before the digest, such as "axes:{axes}k:"
 	bk     [3]string                  // the budget keys of the one-slot layout
 	bkArgs [3]any                     // and as arguments, boxed once
 	root   string                     // prefix and hash tag, such as "axes:{axes}"
@@ -185,10 +185,10 @@ func New(c redis.UniversalClient, o Options) (*Store, error) {
 	}
 	if o.SpreadSlots {
 		s.root = o.Prefix
-		s.tag = o.Prefix + "d:"
+		s.tag = o.Prefix + "k:"
 	} else {
 		s.root = o.Prefix + "{" + o.HashTag + "}"
-		s.tag = s.root + "d:"
+		s.tag = s.root + "k:"
 		s.bk = [3]string{s.root + "b", s.root + "bz", s.root + "s"}
 		s.bkArgs = [3]any{s.bk[0], s.bk[1], s.bk[2]}
 	}
@@ -453,28 +453,23 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 
 // applyCommand returns the script call of req in the one-slot layout (or
 // of a single dimension under SpreadSlots): EVALSHA, the script's hash,
-// the number of keys, the keys, the framing of one decision (argBatch)
-// and the arguments.
+// the number of keys, the keys (the budget keys, then the dimension
+// keys), the number of rules (one), the rule and the decision.
 func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
-	bk := s.budgetKeys(req.Dims[0].Digest)
-	keys := make([]string, keyDims-1+n)
-	copy(keys, bk[:])
+	cmd := make([]any, 3, 3+keyDims-1+n+3)
+	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, keyDims-1+n
+	if s.o.SpreadSlots {
+		bk := s.budgetKeys(req.Dims[0].Digest)
+		cmd = append(cmd, bk[0], bk[1], bk[2])
+	} else {
+		cmd = append(cmd, s.bkArgs[:]...)
+	}
 	for i := range req.Dims {
-		keys[keyDims-1+i] = s.key(req.Dims[i].Digest)
+		cmd = append(cmd, s.key(req.Dims[i].Digest))
 	}
-	args := s.args(req, req.Dims, s.now(req), phaseApply, "", extNone, false, s.deadline(ctx))
-	cmd := make([]any, 3, 6+len(keys)+len(args))
-	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, len(keys)
-	for i, k := range keys {
-		if i < len(s.bkArgs) && s.bkArgs[i] != nil {
-			cmd = append(cmd, s.bkArgs[i])
-			continue
-		}
-		cmd = append(cmd, k)
-	}
-	cmd = append(cmd, one, len(keys), len(args))
-	return append(cmd, args...)
+	return append(cmd, one, s.ruleArgs(req.Rule).arg,
+		s.decision(req, req.Dims, s.now(req), phaseApply, "", extNone, false, s.deadline(ctx)))
 }
 
 // noteReply takes the clock offset from the server's TIME in a reply
