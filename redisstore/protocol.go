@@ -303,7 +303,9 @@ func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, err
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of %d bytes for %d dimensions", v, len(a), len(dims))
 	}
 	// The numbers are integers below 2^53 (TestScriptConstants).
-	iv := func(i int) int64 { return int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(a[8*i : 8*i+8])))) }
+	iv := func(i int) int64 {
+		return int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(a[8*i : 8*i+8]))))
+	}
 	refused := iv(replyRefused) == 1
 	for i := range dims {
 		at := replyHead + replyDim*i

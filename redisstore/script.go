@@ -211,9 +211,9 @@ return d
 `
 
 var (
-	applyScript      = redis.NewScript(applySrc)
-	resetIfScript    = redis.NewScript(resetIfSrc)
-	deleteScript     = redis.NewScript(deleteSrc)
+	applyScript   = redis.NewScript(applySrc)
+	resetIfScript = redis.NewScript(resetIfSrc)
+	deleteScript  = redis.NewScript(deleteSrc)
 
 	applyHash = applyScript.Hash() // the SHA1 that EVALSHA names applyScript by
 

@@ -12,14 +12,14 @@ import (
 // script writes it.
 type keyValue struct {
 	failures, pending, level int
-	gen, lastFail, lastBegin  int64 // instants in ms
-	lockEnd                   int64 // ms, -1 for an indefinite lock
-	expiry                    int64 // the key's expiry on the server's clock (ms)
-	fields                    axes.Fields
-	identity                  bool // the identity of the current lock follows
-	ipKey, userKey            string
-	ip, username, userAgent   string
-	token, snapshot           string
+	gen, lastFail, lastBegin int64 // instants in ms
+	lockEnd                  int64 // ms, -1 for an indefinite lock
+	expiry                   int64 // the key's expiry on the server's clock (ms)
+	fields                   axes.Fields
+	identity                 bool // the identity of the current lock follows
+	ipKey, userKey           string
+	ip, username, userAgent  string
+	token, snapshot          string
 }
 
 // valueLen is the length of a value's numbers (VAL_LEN in value.lua):
