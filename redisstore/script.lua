@@ -147,15 +147,19 @@ local phase, token, ext, applied1, MAXU, W, nt, tiers
 local SK = KEYS[KEY_SKETCH]
 
 -- The decision's argument and what it carries beyond its numbers: D.arg,
--- the argument; D.id, the position of its identity, of lengths D.idn; by
--- dimension (D.gen[i], ...) the dimension's numbers, D.col[4*(i-1) + r]
--- its sketch column in row r, D.ik[i] and D.uk[i] the positions of its
--- field digests, of lengths D.ikn[i] and D.ukn[i]; what load read of its
--- key: D.ex[i] its expiry (nil for none), D.oid[i] the identity kept with
--- its lock (the lengths of IP, username and user agent, then the bytes).
--- The tables are reused by every decision of the call.
-local D = {gen = {}, fields = {}, kind = {}, col = {}, ik = {}, uk = {}, ikn = {}, ukn = {},
-  idn = {}, ex = {}, oid = {}}
+-- the argument; D.id, the position of its identity, of lengths D.idn;
+-- D.n, its dimensions' numbers (dimension i's number k at
+-- DIM_NUMS*(i-1) + k); D.ik[i], the position of dimension i's field
+-- digests (adjacent); what load read of its key: D.ex[i] its expiry (nil
+-- for none), D.oid[i] the identity kept with its lock (the lengths of IP,
+-- username and user agent, then the bytes). The tables are reused by every
+-- decision of the call.
+local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}}
+
+-- dn returns the number k of dimension i.
+local function dn(i, k)
+  return D.n[DIM_NUMS * (i - 1) + k]
+end
 
 -- sub returns the n bytes of the decision's argument from position at.
 local function sub(at, len)
@@ -176,6 +180,8 @@ local function unpackRule(x)
       maxttl = v[RULE_MAX_TTL], budget = v[RULE_BUDGET], width = v[RULE_WIDTH], grain = v[RULE_GRAIN],
       chat = v[RULE_CHALLENGE_AT], sprayLimit = v[RULE_SPRAY_LIMIT], sprayWin = v[RULE_SPRAY_WINDOW],
       sprayCool = v[RULE_SPRAY_COOLOFF], nt = v[RULE_TIERS], tiers = t}
+    -- Failures under it may take the fast path.
+    r.fast = r.sprayLimit <= 0 and r.chat <= 0
     return r
   end
 end
@@ -405,7 +411,7 @@ local sketchTouched = false
 local readRows, writeRows
 do
   local function cellOff(r, i)
-    return ((r - 1) * W + D.col[4*(i-1) + r]) * 192
+    return ((r - 1) * W + dn(i, DIM_COLUMNS + r - 1)) * 192
   end
 
   -- readRows returns the 4 cells of dimension i, refreshed at now; with
@@ -709,6 +715,32 @@ end
 
 -- Outcome (the end of Rule.Apply), written back --------------------------------------
 
+-- writeKey writes the state s of the decision's dimension i to key, whole
+-- (value.lua), with a TTL that covers its horizon: with the attempt's
+-- identity when oid is true, the identity oid (D.oid) when it is a table,
+-- none when false; the undo token ut and snapshot u; ex0 is the key's
+-- expiry before (nil for none), whose unit moves to the new expiry.
+local function writeKey(key, i, s, oid, ut, u, ex0)
+  local h = horizon(s)
+  local ttl = MAXTTL
+  if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
+  local ex = snow + ttl
+  local idf, nip, nun, nua, ids = 0, 0, 0, 0, ''
+  if oid == true then
+    local idn = D.idn
+    idf, nip, nun, nua = 1, idn[1], idn[2], idn[3]
+    ids = sub(D.id, nip + nun + nua)
+  elseif oid then
+    idf, nip, nun, nua, ids = 1, oid[1], oid[2], oid[3], oid[4]
+  end
+  local ikn, ukn = dn(i, DIM_IP_KEY), dn(i, DIM_USER_KEY)
+  local iu = sub(D.ik[i], ikn + ukn)
+  redis.call('SET', key, struct.pack(VAL_FMT .. 'c0c0c0c0', s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex,
+    dn(i, DIM_FIELDS), idf, ikn, ukn, nip, nun, nua, #ut, #u, iu, ids, ut, u), 'PX', int(ttl))
+  account(ex0, -1)
+  account(ex, 1)
+end
+
 local finish
 do
   -- put writes the state s of dimension i back to its exact key: deleted
@@ -728,35 +760,18 @@ do
     local delId = (not locked) and ident[i]
     local spreadUndo = token ~= '' and applied[i]
     if exists[i] and same(s, orig[i]) and not (setId or delId or spreadUndo) then return end
-    local h = horizon(s)
-    local ttl = MAXTTL
-    if h ~= INDEFINITE then ttl = math.min(MAXTTL, math.max(h - now, 0) + 1000) end
-    local ex = snow + ttl
-    local ik, uk = sub(D.ik[i], D.ikn[i]), sub(D.uk[i], D.ukn[i])
     -- The identity: the attempt's when a lock starts or has none, the one
     -- kept while the lock lasts, none once it ended.
-    local idf, ids, nip, nun, nua = 0, '', 0, 0, 0
-    if setId then
-      local idn = D.idn
-      idf, nip, nun, nua = 1, idn[1], idn[2], idn[3]
-      ids = sub(D.id, nip + nun + nua)
-    elseif ident[i] and not delId then
-      local k = D.oid[i]
-      idf, nip, nun, nua, ids = 1, k[1], k[2], k[3], k[4]
-    end
+    local oid = false
+    if setId then oid = true elseif ident[i] and not delId then oid = D.oid[i] end
     -- Any write but this attempt's voids the snapshot: an undo must not
     -- restore over it.
-    local ut, u = '', ''
+    local u = ''
     if spreadUndo then
       local r = raw[i]
-      ut, u = token, struct.pack(SNAP_FMT, r.f, r.p, r.l, r.g, r.lf, r.lb, r.le)
+      u = struct.pack(SNAP_FMT, r.f, r.p, r.l, r.g, r.lf, r.lb, r.le)
     end
-    local v = struct.pack(VAL_FMT, s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex, D.fields[i], idf,
-      #ik, #uk, nip, nun, nua, #ut, #u)
-    if #ik + #uk + #ids + #ut > 0 then v = v .. ik .. uk .. ids .. ut .. u end
-    redis.call('SET', key, v, 'PX', int(ttl))
-    account(D.ex[i], -1)
-    account(ex, 1)
+    writeKey(key, i, s, oid, spreadUndo and token or '', u, D.ex[i])
   end
 
   -- finish writes dimension i's outcome: its state back (put), or into the
@@ -820,16 +835,15 @@ end
 -- late reports whether the j-th decision of the call starts past its
 -- deadline: the first at the call's start, a later one (which starts after
 -- the earlier ones ran) on the clock again.
-local LATE_SLACK = 25
-local clock = {at = nil}
+local clock = {at = nil, slack = 25}
 local function late(j)
   if DEADLINE <= 0 then return false end
   if snow > DEADLINE or j == 1 then return snow > DEADLINE end
   -- A later decision reads the clock again only when its deadline is
   -- near the last reading: far longer than a call runs (under 4 ms for
-  -- its 32 decisions), LATE_SLACK cannot pass between two readings.
+  -- its 32 decisions), clock.slack cannot pass between two readings.
   local at = clock.at or snow
-  if DEADLINE - at > LATE_SLACK then return false end
+  if DEADLINE - at > clock.slack then return false end
   local t = redis.call('TIME')
   at = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   clock.at = at
@@ -852,27 +866,31 @@ local function setArgs(R, c1, lTok)
   EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
   MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
   local x = D.arg
-  local at = 1 + 8 * (NUM_DIMS + DIM_NUMS * n)
+  local at = 1 + 8 * NUM_DIMS
+  local f = D.fmt[n]
+  if f == nil then
+    f = '<' .. string.rep('d', DIM_NUMS * n)
+    D.fmt[n] = f
+  end
+  D.n = {struct.unpack(f, x, at)}
+  at = at + 8 * DIM_NUMS * n
   local idn = D.idn
   D.id = at
   at = at + idn[1] + idn[2] + idn[3]
   token = sub(at, lTok)
   at = at + lTok
-  local col = D.col
   for i = 1, n do
-    local g, f, k, a, b, c, d, ikn, ukn = struct.unpack(DIM_FMT, x, 1 + 8 * (NUM_DIMS + DIM_NUMS * (i - 1)))
-    D.gen[i], D.fields[i], D.kind[i] = g, f, k
-    col[4*i - 3], col[4*i - 2], col[4*i - 1], col[4*i] = a, b, c, d
-    D.ik[i], D.ikn[i] = at, ikn
-    at = at + ikn
-    D.uk[i], D.ukn[i] = at, ukn
-    at = at + ukn
+    D.ik[i] = at
+    at = at + dn(i, DIM_IP_KEY) + dn(i, DIM_USER_KEY)
   end
+end
 
+-- setSpray sets the spray detection of the decision's rule R (SPR).
+local function setSpray(R)
   SPR.fresh = true
   SPR.limit, SPR.win, SPR.cool = R.sprayLimit, R.sprayWin, R.sprayCool
   for i = 1, n do
-    local k = D.kind[i]
+    local k = dn(i, DIM_KIND)
     if SPR.limit <= 0 or (k ~= KIND_MEMBER and k ~= KIND_SPRAY) then k = 0 end
     SPR.kind[i] = k
   end
@@ -891,7 +909,7 @@ local function load()
   for i = 1, n do
     SPR.use(SPR.kind[i])
     local key = KEYS[KEY_DIMS - 1 + KB + i]
-    gens[i] = D.gen[i]
+    gens[i] = dn(i, DIM_GEN)
     orig[i], rows[i], match[i] = nil, nil, nil
     local v = redis.call('GET', key)
     local ut, u = '', ''
@@ -980,8 +998,118 @@ local function load()
 end
 
 local RULES = {}
--- The formats of the replies, by their number of values.
-local REPLY_FMT = {}
+-- The reply being built (reused) and the formats of the replies, by their
+-- number of values.
+local REPLY = {fmt = {}}
+
+-- packReply returns the decision's reply, packed.
+local function packReply()
+  local m = REPLY_HEAD + REPLY_DIM * n
+  local f = REPLY.fmt[m]
+  if f == nil then
+    f = '<' .. string.rep('d', m)
+    REPLY.fmt[m] = f
+  end
+  return struct.pack(f, unpack(REPLY, 1, m))
+end
+
+-- fast is Rule.Apply and its outcome for a failure in the common case, as
+-- the general path (load, rule, finish) computes them, with less work:
+-- the rule has no spray detection and no challenge, the attempt no token,
+-- every key exists without reservations or is new with room for it in the
+-- budget and an empty sketch, and a refused attempt does not extend its
+-- lock. It returns the reply, or nil, having written nothing, when the
+-- decision is not such a case.
+-- F holds fast's tables by dimension: the states (s), as read (o), whether
+-- the key exists (x), whether it was locked before (l).
+local F = {s = {}, o = {}, x = {}, l = {}}
+local function fast()
+  local locked, added = false, 0
+  for i = 1, n do
+    local s, o = F.s[i], F.o[i]
+    if s == nil then
+      s, o = {}, {}
+      F.s[i], F.o[i] = s, o
+    end
+    local v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i])
+    if v then
+      local f, p, l, g, lf, lb, le, ex, _, id, nik, nuk, nip, nun, nua = struct.unpack(VAL_FMT, v)
+      if p > 0 then return nil end
+      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = f, p, l, g, lf, lb, le
+      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = f, p, l, g, lf, lb, le
+      if ex <= 0 then ex = nil end
+      D.ex[i], F.x[i] = ex, true
+      if id == 1 then
+        local at = VAL_LEN + 1 + nik + nuk
+        D.oid[i] = {nip, nun, nua, string.sub(v, at, at + nip + nun + nua - 1)}
+      else
+        D.oid[i] = false
+      end
+      -- Rule.Refresh, without reservations.
+      if f > 0 and now >= satadd(lf, WIN) then s.f = 0 end
+      if l > 0 and not lockedAt(s, now) and now >= satadd(le, DECAY) then s.l = 0 end
+      if s.le ~= 0 and s.le ~= INDEFINITE and s.l == 0 and now >= s.le then s.le = 0 end
+    else
+      if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+      if sketchOn then return nil end
+      -- As load: a new key's generation is drawn from the clock.
+      local g = (TM_US + 61 * i + AB) % 256
+      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
+      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = 0, 0, 0, g, 0, 0, 0
+      D.ex[i], D.oid[i], F.x[i] = nil, false, false
+      added = added + 1
+    end
+    F.l[i] = lockedAt(s, now)
+    if F.l[i] then locked = true end
+  end
+  if locked then
+    if EXTEND then return nil end
+  elseif added > 0 and units() + added > MAXU then
+    return nil
+  end
+  REPLY[1 + REPLY_NOW], REPLY[1 + REPLY_REFUSED], REPLY[1 + REPLY_SERVER] = now, locked and 1 or 0, snow
+  for i = 1, n do
+    local s = F.s[i]
+    local started = false
+    if not locked then
+      count(s, now)
+      if not OBS and s.f >= LIMIT then
+        startLock(s, now)
+        started = true
+      end
+    end
+    local lk = lockedAt(s, now)
+    local remaining = 0
+    if lk then
+      if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
+    else
+      started = false
+    end
+    -- put, for a key that exists or one that changed.
+    local key = KEYS[KEY_DIMS - 1 + KB + i]
+    local oid = D.oid[i]
+    if iszero(s) then
+      if F.x[i] then
+        redis.call('DEL', key)
+        account(D.ex[i], -1)
+      end
+    elseif F.x[i] or not same(s, F.o[i]) then
+      local setId = lk and (started or not oid)
+      local delId = (not lk) and oid
+      if not F.x[i] or not same(s, F.o[i]) or setId or delId then
+        if setId then oid = true elseif delId then oid = false end
+        writeKey(key, i, s, oid, '', '', D.ex[i])
+      end
+    end
+    local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+    REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_LOCKED], REPLY[r + REPLY_STARTED] = s.f, lk and 1 or 0, started and 1 or 0
+    REPLY[r + REPLY_COUNTED], REPLY[r + REPLY_BUSY], REPLY[r + REPLY_REMAINING] = locked and 0 or 1, 0, remaining
+    REPLY[r + REPLY_GEN], REPLY[r + REPLY_LOCKED_BEFORE] = dn(i, DIM_GEN), F.l[i] and 1 or 0
+    REPLY[r + REPLY_APPLIED], REPLY[r + REPLY_RACED], REPLY[r + REPLY_SKETCHED] = locked and 0 or 1, 0, 0
+    REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_CHALLENGE] = 0, 0
+  end
+  return packReply()
+end
 
 local function decide(j)
   -- Arguments of the decision.
@@ -997,26 +1125,22 @@ local function decide(j)
     return redis.error_reply('AXESLATE the caller has given up on this call')
   end
   setArgs(R, c1, lTok)
+  if R.fast and op == OP_FAIL and phase == PHASE_APPLY and token == '' then
+    local r = fast()
+    if r then return r end
+  end
+  setSpray(R)
   load()
 
   -- Rule.Apply.
   local refused = rule()
 
   -- The outcome.
-  -- (Sized for two dimensions.)
-  local reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
-    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-  reply[1 + REPLY_NOW] = now
-  reply[1 + REPLY_REFUSED] = refused and 1 or 0
-  reply[1 + REPLY_SERVER] = snow
-  for i = 1, n do finish(i, reply) end
-  local m = REPLY_HEAD + REPLY_DIM * n
-  local f = REPLY_FMT[m]
-  if f == nil then
-    f = '<' .. string.rep('d', m)
-    REPLY_FMT[m] = f
-  end
-  return struct.pack(f, unpack(reply, 1, m))
+  REPLY[1 + REPLY_NOW] = now
+  REPLY[1 + REPLY_REFUSED] = refused and 1 or 0
+  REPLY[1 + REPLY_SERVER] = snow
+  for i = 1, n do finish(i, REPLY) end
+  return packReply()
 end
 
 local replies = {}
