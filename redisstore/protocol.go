@@ -310,25 +310,26 @@ func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, err
 	for i := range dims {
 		at := replyHead + replyDim*i
 		r := func(j int) int64 { return iv(at + j) }
+		f := r(replyFlags)
 		o := &dims[i].Outcome
 		*o = store.Outcome{
 			Failures:  int(r(replyFailures)),
-			Locked:    r(replyLocked) == 1,
-			Started:   r(replyStarted) == 1,
-			Counted:   r(replyCounted) == 1,
-			Busy:      r(replyBusy) == 1,
+			Locked:    f&flagLocked != 0,
+			Started:   f&flagStarted != 0,
+			Counted:   f&flagCounted != 0,
+			Busy:      f&flagBusy != 0,
 			Refused:   refused,
-			Challenge: r(replyChallenge) == 1,
+			Challenge: f&flagChallenge != 0,
 			TimedOut:  int(r(replyTimedOut)),
-			Reserved:  op == store.OpBegin && r(replyApplied) == 1,
+			Reserved:  op == store.OpBegin && f&flagApplied != 0,
 		}
 		if o.Locked {
 			o.Remaining = fromMS(r(replyRemaining))
 		}
 		dims[i].Gen = uint32(r(replyGen))
 		if info != nil {
-			info[i] = dimInfo{lockedBefore: r(replyLockedBefore) == 1, applied: r(replyApplied) == 1,
-				raced: r(replyRaced) == 1, sketched: r(replySketched) == 1,
+			info[i] = dimInfo{lockedBefore: f&flagLockedBefore != 0, applied: f&flagApplied != 0,
+				raced: f&flagRaced != 0, sketched: f&flagSketched != 0,
 				now: iv(replyNow), server: iv(replyServer)}
 		}
 	}

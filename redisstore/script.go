@@ -156,24 +156,29 @@ const (
 
 // The reply's positions (0-based): the head, then per dimension.
 const (
-	replyNow          = 0 // the script's instant (ms)
-	replyRefused      = 1
-	replyServer       = 2 // the server's TIME (ms)
-	replyHead         = 3
-	replyFailures     = 0
-	replyLocked       = 1
-	replyStarted      = 2
-	replyCounted      = 3
-	replyBusy         = 4
-	replyRemaining    = 5 // ms, -1 for Indefinite
-	replyGen          = 6
-	replyLockedBefore = 7 // locked before the operation
-	replyApplied      = 8 // counted or reserved by this call
-	replyRaced        = 9 // phaseRedo found the dimension written since phase 1
-	replySketched     = 10
-	replyTimedOut     = 11 // Outcome.TimedOut
-	replyChallenge    = 12 // Outcome.Challenge
-	replyDim          = 13
+	replyNow       = 0 // the script's instant (ms)
+	replyRefused   = 1
+	replyServer    = 2 // the server's TIME (ms)
+	replyHead      = 3
+	replyFailures  = 0
+	replyRemaining = 1 // ms, -1 for Indefinite
+	replyGen       = 2
+	replyTimedOut  = 3 // Outcome.TimedOut
+	replyFlags     = 4 // the flag* bits
+	replyDim       = 5
+)
+
+// A dimension's flags in a reply (the order of flags in script.lua).
+const (
+	flagLocked       = 1 << iota
+	flagStarted      // a lock started
+	flagCounted      // a failure counted
+	flagBusy         // Outcome.Busy
+	flagLockedBefore // locked before the operation
+	flagApplied      // counted or reserved by this call
+	flagRaced        // phaseRedo found the dimension written since phase 1
+	flagSketched     // kept in the sketch
+	flagChallenge    // Outcome.Challenge
 )
 
 // Numbers of the script that Go does not use but pins.

@@ -115,25 +115,17 @@ local KEY_SKETCH = 3
 local KEY_DIMS = 4
 
 -- Reply: REPLY_HEAD values, then REPLY_DIM values per dimension, at these
--- 0-based offsets.
+-- 0-based offsets; a dimension's flags are one number (see flags).
 local REPLY_NOW = 0
 local REPLY_REFUSED = 1
 local REPLY_SERVER = 2
 local REPLY_HEAD = 3
 local REPLY_FAILURES = 0
-local REPLY_LOCKED = 1
-local REPLY_STARTED = 2
-local REPLY_COUNTED = 3
-local REPLY_BUSY = 4
-local REPLY_REMAINING = 5
-local REPLY_GEN = 6
-local REPLY_LOCKED_BEFORE = 7
-local REPLY_APPLIED = 8
-local REPLY_RACED = 9
-local REPLY_SKETCHED = 10
-local REPLY_TIMED_OUT = 11
-local REPLY_CHALLENGE = 12
-local REPLY_DIM = 13
+local REPLY_REMAINING = 1
+local REPLY_GEN = 2
+local REPLY_TIMED_OUT = 3
+local REPLY_FLAGS = 4
+local REPLY_DIM = 5
 
 -- Arguments -----------------------------------------------------------------
 
@@ -154,7 +146,7 @@ local SK = KEYS[KEY_SKETCH]
 -- for none), D.oid[i] the identity kept with its lock (the lengths of IP,
 -- username and user agent, then the bytes). The tables are reused by every
 -- decision of the call.
-local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}}
+local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}, wfmt = VAL_FMT .. 'c0c0c0c0'}
 
 -- dn returns the number k of dimension i.
 local function dn(i, k)
@@ -735,10 +727,18 @@ local function writeKey(key, i, s, oid, ut, u, ex0)
   end
   local ikn, ukn = dn(i, DIM_IP_KEY), dn(i, DIM_USER_KEY)
   local iu = sub(D.ik[i], ikn + ukn)
-  redis.call('SET', key, struct.pack(VAL_FMT .. 'c0c0c0c0', s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex,
+  redis.call('SET', key, struct.pack(D.wfmt, s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex,
     dn(i, DIM_FIELDS), idf, ikn, ukn, nip, nun, nua, #ut, #u, iu, ids, ut, u), 'PX', int(ttl))
   account(ex0, -1)
   account(ex, 1)
+end
+
+-- flags returns a dimension's flags as one number, in the order Go reads
+-- them (flag* in script.go): bit 0 locked, 1 started, 2 counted, 3 busy,
+-- 4 locked before, 5 applied, 6 raced, 7 sketched, 8 challenge.
+local function flags(a, b, c, d, e, f, g, h, k)
+  return (a and 1 or 0) + (b and 2 or 0) + (c and 4 or 0) + (d and 8 or 0) + (e and 16 or 0) +
+    (f and 32 or 0) + (g and 64 or 0) + (h and 128 or 0) + (k and 256 or 0)
 end
 
 local finish
@@ -815,18 +815,11 @@ do
     if m == 'x' then put(i, s, o, locked) end
     local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
     reply[r + REPLY_FAILURES] = s.f
-    reply[r + REPLY_LOCKED] = locked and 1 or 0
-    reply[r + REPLY_STARTED] = o.started and 1 or 0
-    reply[r + REPLY_COUNTED] = o.counted and 1 or 0
-    reply[r + REPLY_BUSY] = o.busy and 1 or 0
     reply[r + REPLY_REMAINING] = remaining
     reply[r + REPLY_GEN] = gens[i]
-    reply[r + REPLY_LOCKED_BEFORE] = lockedBefore[i] and 1 or 0
-    reply[r + REPLY_APPLIED] = applied[i] and 1 or 0
-    reply[r + REPLY_RACED] = raced[i]
-    reply[r + REPLY_SKETCHED] = sketched and 1 or 0
     reply[r + REPLY_TIMED_OUT] = o.timedOut
-    reply[r + REPLY_CHALLENGE] = o.challenge and 1 or 0
+    reply[r + REPLY_FLAGS] = flags(locked, o.started, o.counted, o.busy, lockedBefore[i], applied[i],
+      raced[i] == 1, sketched, o.challenge)
   end
 end
 
@@ -1102,11 +1095,9 @@ local function fast()
       end
     end
     local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-    REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_LOCKED], REPLY[r + REPLY_STARTED] = s.f, lk and 1 or 0, started and 1 or 0
-    REPLY[r + REPLY_COUNTED], REPLY[r + REPLY_BUSY], REPLY[r + REPLY_REMAINING] = locked and 0 or 1, 0, remaining
-    REPLY[r + REPLY_GEN], REPLY[r + REPLY_LOCKED_BEFORE] = dn(i, DIM_GEN), F.l[i] and 1 or 0
-    REPLY[r + REPLY_APPLIED], REPLY[r + REPLY_RACED], REPLY[r + REPLY_SKETCHED] = locked and 0 or 1, 0, 0
-    REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_CHALLENGE] = 0, 0
+    REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = s.f, remaining, dn(i, DIM_GEN)
+    REPLY[r + REPLY_TIMED_OUT] = 0
+    REPLY[r + REPLY_FLAGS] = flags(lk, started, not locked, false, F.l[i], not locked, false, false, false)
   end
   return packReply()
 end

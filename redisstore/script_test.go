@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -96,12 +97,8 @@ func TestScriptConstants(t *testing.T) {
 		"KEY_SKETCH": keySketch, "KEY_DIMS": keyDims,
 
 		"REPLY_NOW": replyNow, "REPLY_REFUSED": replyRefused, "REPLY_SERVER": replyServer,
-		"REPLY_HEAD": replyHead, "REPLY_FAILURES": replyFailures, "REPLY_LOCKED": replyLocked,
-		"REPLY_STARTED": replyStarted, "REPLY_COUNTED": replyCounted, "REPLY_BUSY": replyBusy,
-		"REPLY_REMAINING": replyRemaining, "REPLY_GEN": replyGen,
-		"REPLY_LOCKED_BEFORE": replyLockedBefore, "REPLY_APPLIED": replyApplied,
-		"REPLY_RACED": replyRaced, "REPLY_SKETCHED": replySketched,
-		"REPLY_TIMED_OUT": replyTimedOut, "REPLY_CHALLENGE": replyChallenge, "REPLY_DIM": replyDim,
+		"REPLY_HEAD": replyHead, "REPLY_FAILURES": replyFailures, "REPLY_REMAINING": replyRemaining,
+		"REPLY_GEN": replyGen, "REPLY_TIMED_OUT": replyTimedOut, "REPLY_FLAGS": replyFlags, "REPLY_DIM": replyDim,
 	}
 	got := scriptConstants(t)
 	for k, w := range want {
@@ -294,5 +291,33 @@ func TestCeilMS(t *testing.T) {
 		if got[k] != want[k] {
 			t.Errorf("ceilms(%s) = %d, want %d", args[k], got[k], want[k])
 		}
+	}
+}
+
+// TestReplyFlags runs the script's flags with each argument set in turn
+// and checks the bit that parseReply reads for it.
+func TestReplyFlags(t *testing.T) {
+	c := newClient(t)
+	i := strings.Index(scriptLua, "local function flags(")
+	j := strings.Index(scriptLua[i:], "\nend\n")
+	if i < 0 || j < 0 {
+		t.Fatal("script.lua lacks flags")
+	}
+	src := scriptLua[i:i+j+5] + `
+local out = {}
+for k = 1, 9 do
+  local a = {}
+  for m = 1, 9 do a[m] = m == k end
+  out[k] = flags(a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9])
+end
+return out
+`
+	got, err := c.Eval(context.Background(), src, nil).Int64Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []int64{flagLocked, flagStarted, flagCounted, flagBusy, flagLockedBefore, flagApplied, flagRaced, flagSketched, flagChallenge}
+	if !slices.Equal(got, want) {
+		t.Errorf("flags, one argument at a time: %v, want %v", got, want)
 	}
 }
