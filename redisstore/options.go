@@ -80,8 +80,7 @@ type Options struct {
 	// itself: when one dimension of an attempt refuses it (locked or busy)
 	// while another has already counted or reserved it, a second round
 	// trip undoes that in the other dimensions, unless another attempt
-	// wrote them in between (counted in Stats.UndoRaces). ResetIP,
-	// ResetUsername and Lockouts then scan every key. SpreadSlots does not
+	// wrote them in between (counted in Stats.UndoRaces). SpreadSlots does not
 	// take axes.Policy.Spray, whose count of an IP must read the IP's
 	// username entries atomically: every decision under such a policy
 	// fails with ErrSpraySpread (the limiter refuses the attempt as
@@ -118,9 +117,8 @@ type Options struct {
 	// accepted.
 	RefuseEvictingPolicy bool
 
-	// MaxKeys is the footprint budget: how many keys and index set members
-	// the store may hold in Redis (each dimension key counts one; with the
-	// default layout each index set counts one plus one per member). A
+	// MaxKeys is the footprint budget: how many dimension keys the store
+	// may hold in Redis. A
 	// dimension seen for the first time while the budget is spent is kept
 	// in the sketch instead (see SketchWidth), so that a spray of new keys
 	// cannot exhaust Redis's memory; keys already held stay exact. Units

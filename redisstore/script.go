@@ -24,10 +24,10 @@ import (
 // 256), so that a settle that arrives after its key was forgotten and made
 // anew almost never matches a new reservation.
 //
-// Footprint. The keys and index set members the script creates are
-// counted in the budget hash (KEYS[1]) by the minute in which they expire
-// on the server's clock, and the minutes already past are dropped from the
-// count (the sorted set KEYS[2] orders them). A dimension key that does
+// Footprint. The keys the script creates are counted in the budget hash
+// (KEYS[1]) by the minute in which they expire on the server's clock, and
+// the minutes already past are dropped from the count (the sorted set
+// KEYS[2] orders them). A dimension key that does
 // not exist and cannot be created within the budget falls into the sketch
 // (KEYS[3]): a count-min sketch of 4 rows of cells, each cell holding
 // failures, reservations, back-off level, reservation generation (7 bits),

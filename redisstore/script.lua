@@ -843,21 +843,20 @@ local function late(j)
   return at > DEADLINE
 end
 
--- Each decision is one Rule.Apply, in the order of the call, answered by
--- its own reply (or its own AXESLATE error); the call is one script, so
--- each decision is atomic as before.
--- decide runs the j-th decision of the call, whose arguments and keys
--- follow positions AB and KB, and returns its reply. (A function of its
--- own: the script's main function is near Lua's limit of 200 locals.)
--- setArgs sets the rest of the decision's arguments from R, its rule,
--- and nums, its packed numbers.
+-- setArgs sets the rest of the decision's arguments: from R, its rule, c1
+-- its challenge flag, lTok the length of its token, and D.arg.
 local function setArgs(R, c1, lTok)
   if now < 0 then now = snow end
   CHALLENGED = c1 == 1
   applied1 = applied1 == 1
-  LIMIT, WIN, COOL, FACTOR, MAXC, DECAY = R.limit, R.win, R.cool, R.factor, R.maxc, R.decay
-  EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
-  MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
+  -- The rule's numbers, unless the decision before had the same rule and
+  -- nothing since changed them (SPR.use, under spray detection).
+  if R ~= D.rule or SPR.cur ~= 0 then
+    LIMIT, WIN, COOL, FACTOR, MAXC, DECAY = R.limit, R.win, R.cool, R.factor, R.maxc, R.decay
+    EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
+    MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
+    D.rule = R
+  end
   local x = D.arg
   local at = 1 + 8 * NUM_DIMS
   local f = D.fmt[n]
@@ -895,8 +894,6 @@ end
 
 -- load reads the states of the decision's dimensions.
 local function load()
-  -- Loading the states.
-  -- (Sized for two dimensions, the common case.)
   isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
   redo = phase == PHASE_REDO and applied1
   for i = 1, n do
@@ -1006,13 +1003,13 @@ local function packReply()
   return struct.pack(f, unpack(REPLY, 1, m))
 end
 
--- fast is Rule.Apply and its outcome for a failure in the common case, as
--- the general path (load, rule, finish) computes them, with less work:
--- the rule has no spray detection and no challenge, the attempt no token,
--- every key exists without reservations or is new with room for it in the
--- budget and an empty sketch, and a refused attempt does not extend its
--- lock. It returns the reply, or nil, having written nothing, when the
--- decision is not such a case.
+-- fast is Rule.Apply and its outcome for a failure or a success in the
+-- common case, as the general path (load, rule, finish) computes them,
+-- with less work: the rule has no spray detection and no challenge, the
+-- attempt no token, every key exists without reservations or is new with
+-- an empty sketch (and, for a failure, room for it in the budget), and a
+-- refused failure does not extend its lock. It returns the reply, or nil,
+-- having written nothing, when the decision is not such a case.
 -- F holds fast's tables by dimension: the states (s), as read (o), whether
 -- the key exists (x), whether it was locked before (l).
 local F = {s = {}, o = {}, x = {}, l = {}}
@@ -1055,7 +1052,11 @@ local function fast()
     F.l[i] = lockedAt(s, now)
     if F.l[i] then locked = true end
   end
-  if locked then
+  local fail = op == OP_FAIL
+  if not fail then
+    -- A success is never refused, and creates no key.
+    locked = false
+  elseif locked then
     if EXTEND then return nil end
   elseif added > 0 and units() + added > MAXU then
     return nil
@@ -1064,7 +1065,9 @@ local function fast()
   for i = 1, n do
     local s = F.s[i]
     local started = false
-    if not locked then
+    if not fail then
+      if ROS and not lockedAt(s, now) then s.f, s.l, s.le = 0, 0, 0 end
+    elseif not locked then
       count(s, now)
       if not OBS and s.f >= LIMIT then
         startLock(s, now)
@@ -1097,11 +1100,18 @@ local function fast()
     local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
     REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = s.f, remaining, dn(i, DIM_GEN)
     REPLY[r + REPLY_TIMED_OUT] = 0
-    REPLY[r + REPLY_FLAGS] = flags(lk, started, not locked, false, F.l[i], not locked, false, false, false)
+    local counted = fail and not locked
+    REPLY[r + REPLY_FLAGS] = flags(lk, started, counted, false, F.l[i], counted, false, false, false)
   end
   return packReply()
 end
 
+-- decide runs the j-th decision of the call, whose argument is at AB and
+-- whose keys follow the KB keys of the decisions before it, and returns its
+-- reply: one Rule.Apply, in the order of the call, answered by its own
+-- reply (or its own AXESLATE error); the call is one script, so each
+-- decision is atomic as alone. (A function of its own: the script's main
+-- function is near Lua's limits of 200 locals and 60 upvalues.)
 local function decide(j)
   -- Arguments of the decision.
   local x = ARGV[AB]
@@ -1116,7 +1126,7 @@ local function decide(j)
     return redis.error_reply('AXESLATE the caller has given up on this call')
   end
   setArgs(R, c1, lTok)
-  if R.fast and op == OP_FAIL and phase == PHASE_APPLY and token == '' then
+  if R.fast and (op == OP_FAIL or op == OP_SUCCESS) and phase == PHASE_APPLY and token == '' then
     local r = fast()
     if r then return r end
   end
