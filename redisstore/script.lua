@@ -189,7 +189,7 @@ local DIM_FMT = '<' .. string.rep('d', DIM_NUMS)
 -- the rule's own numbers; SPR.fresh reports that the attempt's username
 -- is new to its IP: its member remembers no failure (a reservation there
 -- does not count, since its attempt may be cancelled).
-local SPR = {kind = {}, fresh = true, B = {}}
+local SPR = {kind = {}, fresh = true, B = {}, cur = 0}
 
 -- use makes the rule's numbers those of Rule.ForKind(k): the rule itself
 -- for store.KindCount; for spray detection a fixed lock of SPR.cool at
