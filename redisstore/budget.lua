@@ -1,19 +1,29 @@
 -- The footprint count the scripts share: KEYS[1] is a hash of unit
 -- counts by the minute (G ms) in which they expire, plus their total n;
 -- KEYS[2] orders the minutes, so that minutes past are dropped from the
--- total. snow is the server's TIME in milliseconds. The script that
--- includes this prelude sets G from its arguments before any call.
-local G
-local BK, BZ = KEYS[1], KEYS[2]
-local tm = redis.call('TIME')
-local snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+-- total. snow is the server's TIME in milliseconds. A call starts with
+-- begin; the script then sets G from its arguments before any other call.
+--
+-- KEYS and ARGV are the call's (the prelude before this file declares
+-- them): the code is loaded once as a function library, or run whole by
+-- EVAL, and every per-call value is set by begin, never at load.
+local G, BK, BZ, tm, snow
 -- The budget's state in this call (one table: the apply script's main
 -- function is near Lua's limit of 200 locals): touched, whether the
 -- budget keys were written; count, the units counted (nil until read);
 -- pend, the changes not yet written, units by minute (numeric keys) and
 -- their sum n; ends, the budget keys' end (field x) once read; ints, the
 -- integers formatted by int.
-local bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, ints = {}}
+local bud
+
+-- begin starts a call with its keys and arguments.
+local function begin(keys, args)
+  KEYS, ARGV = keys, args
+  BK, BZ = KEYS[1], KEYS[2]
+  tm = redis.call('TIME')
+  snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
+  bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, ints = {}}
+end
 
 -- int returns the integer x as a command's argument: a number passed to
 -- redis.call is formatted with %.17g, several times slower. The decisions

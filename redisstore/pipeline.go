@@ -144,7 +144,7 @@ func (s *Store) exec(batch []*call) {
 		c := live[0]
 		s.n.trips.Add(1)
 		_ = s.c.Process(c.ctx, c.cmd)
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := c.cmd.Err(); err != nil && missingScript(err) {
 			s.reload(c.ctx, live)
 		}
 		unwrap(c.cmd)
@@ -171,7 +171,7 @@ func (s *Store) exec(batch []*call) {
 	_, _ = pipe.Exec(ctx)
 	var again []*call
 	for _, c := range sent {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := c.cmd.Err(); err != nil && missingScript(err) {
 			again = append(again, c)
 		}
 	}
@@ -207,7 +207,7 @@ func merge(ctx context.Context, calls []*call) *redis.Cmd {
 	}
 	first := calls[0].cmd.Args()
 	args := make([]any, 0, 4+nk+2*len(calls))
-	args = append(args, "evalsha", applyHashArg, nk)
+	args = append(args, first[0], first[1], nk)
 	args = append(args, first[3:3+keyDims-1]...)
 	for _, c := range calls {
 		a := c.cmd.Args()
@@ -284,37 +284,55 @@ func unwrap(cmd *redis.Cmd) {
 }
 
 // reload runs again the calls that found the script missing (they did
-// not run): the first with EVAL, which loads the script on its node, the
-// others then with EVALSHA in one pipeline, so that the script's source
-// (tens of kilobytes) crosses the network once rather than once per call
-// and a batch reloaded after a failover or a SCRIPT FLUSH stays about as
-// quick as any other. Calls that still find no script (another node, under
-// SpreadSlots) run with EVAL.
+// not run). As a function, the library is loaded on every node and the
+// calls run again in one pipeline. By EVALSHA (or when FUNCTION LOAD now
+// fails, from then on), the first runs with EVAL, which loads the script on
+// its node, the others then with EVALSHA in one pipeline, so that the
+// script's source (tens of kilobytes) crosses the network once rather than
+// once per call and a batch reloaded after a failover or a SCRIPT FLUSH
+// stays about as quick as any other. Calls that still find no script
+// (another node, under SpreadSlots) run with EVAL.
 func (s *Store) reload(ctx context.Context, calls []*call) {
+	if s.fn.Load() {
+		s.n.trips.Add(1)
+		if err := s.loadFunction(ctx); err == nil {
+			s.rerun(ctx, calls)
+			return
+		}
+		s.evalMode()
+	}
+	for _, c := range calls {
+		s.retarget(c.cmd.Args())
+	}
 	s.eval(ctx, calls[:1])
-	rest := calls[1:]
-	if len(rest) == 0 {
-		return
+	if again := s.rerun(ctx, calls[1:]); len(again) > 0 {
+		s.eval(ctx, again)
+	}
+}
+
+// rerun runs calls again in one pipeline and returns those that still
+// find no script, their replies unset.
+func (s *Store) rerun(ctx context.Context, calls []*call) []*call {
+	if len(calls) == 0 {
+		return nil
 	}
 	s.n.trips.Add(1)
 	pipe := s.c.Pipeline()
-	cmds := make([]*redis.Cmd, len(rest))
-	for i, c := range rest {
+	cmds := make([]*redis.Cmd, len(calls))
+	for i, c := range calls {
 		cmds[i] = pipe.Do(ctx, c.cmd.Args()...)
 	}
 	_, _ = pipe.Exec(ctx)
 	var again []*call
-	for i, c := range rest {
-		if err := cmds[i].Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+	for i, c := range calls {
+		if err := cmds[i].Err(); err != nil && missingScript(err) && !s.fn.Load() {
 			again = append(again, c)
 			continue
 		}
 		c.cmd.SetErr(cmds[i].Err())
 		c.cmd.SetVal(cmds[i].Val())
 	}
-	if len(again) > 0 {
-		s.eval(ctx, again)
-	}
+	return again
 }
 
 // eval runs calls with EVAL and the script's source, in one pipeline.

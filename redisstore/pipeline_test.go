@@ -127,49 +127,71 @@ func TestBatchCallerGivesUp(t *testing.T) {
 }
 
 // TestBatchReloadsScript sends a batch to a server that lost its scripts:
-// the batch's decisions, merged into one script call, run once, with EVAL
-// (which loads the script).
+// the batch's decisions, merged into one script call, run once. As a
+// function, the library is loaded again, then the call runs again; by
+// EVALSHA, the call runs again with EVAL (which loads the script).
 func TestBatchReloadsScript(t *testing.T) {
-	_, c, s, _ := batchFixture(t)
-	ctx := context.Background()
-	if err := c.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	rule := &store.Rule{Limit: 100, Window: time.Hour, Cooloff: time.Minute, ReserveTimeout: time.Minute}
-	reqs := make([]*store.Request, 5)
-	batch := make([]*call, len(reqs))
-	for i := range reqs {
-		reqs[i] = &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule,
-			Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(i) + 1, Lo: 7}}}}
-		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, reqs[i])...)}
-	}
-	if err := c.ConfigResetStat(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	trips := s.Stats().RoundTrips
-	s.exec(batch)
-	if got := s.Stats().RoundTrips - trips; got != 2 {
-		t.Errorf("%d round trips, want 2 (the batch, then the batch with the script)", got)
-	}
-	// The script's source crossed the network once, not once per call: a
-	// batch reloaded after a failover must not carry 256 copies of it.
-	info, err := c.Info(ctx, "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(info, "cmdstat_eval:calls=1,") || !strings.Contains(info, "cmdstat_evalsha:calls=1,") {
-		t.Errorf("the batch ran other than as one EVALSHA, then one EVAL:\n%s", info)
-	}
-	for i, b := range batch {
-		if err := b.cmd.Err(); err != nil {
-			t.Fatalf("call %d: %v", i, err)
-		}
-		if _, err := parseReply(reqs[i].Op, b.cmd.Val(), reqs[i].Dims, nil); err != nil {
-			t.Fatal(err)
-		}
-		if f := reqs[i].Dims[0].Outcome.Failures; f != 1 {
-			t.Errorf("call %d: %d failures, want 1", i, f)
-		}
+	for _, fn := range []bool{true, false} {
+		t.Run(map[bool]string{true: "function", false: "evalsha"}[fn], func(t *testing.T) {
+			_, c, s, _ := batchFixture(t)
+			ctx := context.Background()
+			if !s.fn.Load() {
+				t.Fatal("the store does not run its script as a function on Redis 7")
+			}
+			s.fn.Store(fn)
+			var err error
+			if fn {
+				err = c.FunctionFlush(ctx).Err()
+			} else {
+				err = c.ScriptFlush(ctx).Err()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rule := &store.Rule{Limit: 100, Window: time.Hour, Cooloff: time.Minute, ReserveTimeout: time.Minute}
+			reqs := make([]*store.Request, 5)
+			batch := make([]*call, len(reqs))
+			for i := range reqs {
+				reqs[i] = &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule,
+					Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: uint64(i) + 1, Lo: 7}}}}
+				batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, reqs[i])...)}
+			}
+			if err := c.ConfigResetStat(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			trips := s.Stats().RoundTrips
+			s.exec(batch)
+			want, stats := uint64(2), []string{"cmdstat_eval:calls=1,", "cmdstat_evalsha:calls=1,"}
+			if fn {
+				want, stats = 3, []string{"cmdstat_function|load:calls=1,", "cmdstat_fcall:calls=2,"}
+			}
+			if got := s.Stats().RoundTrips - trips; got != want {
+				t.Errorf("%d round trips, want %d (the batch, the load, the batch again)", got, want)
+			}
+			// The script's source crossed the network once, not once per
+			// call: a batch reloaded after a failover must not carry 256
+			// copies of it.
+			info, err := c.Info(ctx, "commandstats").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range stats {
+				if !strings.Contains(info, st) {
+					t.Errorf("commandstats lack %s:\n%s", st, info)
+				}
+			}
+			for i, b := range batch {
+				if err := b.cmd.Err(); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				if _, err := parseReply(reqs[i].Op, b.cmd.Val(), reqs[i].Dims, nil); err != nil {
+					t.Fatal(err)
+				}
+				if f := reqs[i].Dims[0].Outcome.Failures; f != 1 {
+					t.Errorf("call %d: %d failures, want 1", i, f)
+				}
+			}
+		})
 	}
 }
 
@@ -204,8 +226,8 @@ func TestBatchMergedDecisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(info, "cmdstat_evalsha:calls=1,") {
-		t.Errorf("the batch ran other than as one script call:\n%s", info)
+	if !strings.Contains(info, "cmdstat_fcall:calls=1,") {
+		t.Errorf("the batch ran other than as one function call:\n%s", info)
 	}
 	want := []struct {
 		failures int

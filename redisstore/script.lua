@@ -136,7 +136,7 @@ local AB, KB = 0, 0
 local DEADLINE, op, now, LIMIT, WIN, COOL, FACTOR, MAXC, JS, DECAY
 local EXTEND, OBS, ROS, RT, MAXTTL, CHAT, CHALLENGED, n
 local phase, token, ext, applied1, MAXU, W, nt, tiers
-local SK = KEYS[KEY_SKETCH]
+local SK
 
 -- The decision's argument and what it carries beyond its numbers: D.arg,
 -- the argument; D.id, the position of its identity, of lengths D.idn;
@@ -178,9 +178,8 @@ local function unpackRule(x)
   end
 end
 
--- The formats of the decision's numbers and of one dimension's.
-local NUMS_FMT = '<' .. string.rep('d', NUM_DIMS)
-local DIM_FMT = '<' .. string.rep('d', DIM_NUMS)
+-- The format of the decision's numbers: NUM_DIMS doubles (TestScriptConstants).
+local NUMS_FMT = '<dddddddddddddd'
 
 -- Spray detection (Rule.applySpray), in one table: the script's main
 -- function is near Lua's limit of 200 locals. SPR.kind[i] is the kind of
@@ -350,7 +349,7 @@ end
 -- The state of a key that does not exist, never written to.
 local ZERO = {f = 0, p = 0, l = 0, g = 0, lf = 0, lb = 0, le = 0}
 -- The microseconds of the server's TIME, for the generations of new keys.
-local TM_US = tonumber(tm[2])
+local TM_US
 
 local function same(a, b)
   return a.f == b.f and a.p == b.p and a.l == b.l and a.g == b.g and a.lf == b.lf and
@@ -397,8 +396,7 @@ end
 local T48 = 281474976710655
 local CELL = {{'u16', 0, 'f'}, {'u16', 16, 'p'}, {'u8', 32, 'l'}, {'u7', 40, 'g'},
   {'u48', 48, 'lf'}, {'u48', 96, 'lb'}, {'u48', 144, 'le'}}
-local sketchOn = nil
-local sketchTouched = false
+local sketchOn, sketchTouched
 
 local readRows, writeRows
 do
@@ -1144,14 +1142,22 @@ local function decide(j)
   return packReply()
 end
 
-local replies = {}
-local nr = tonumber(ARGV[ARG_RULES])
-for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end
-for j = 1, #ARGV - ARG_RULES - nr do
-  AB = ARG_RULES + nr + j
-  replies[j] = decide(j)
-  KB = KB + n
+-- run is the call: every decision in order, and the footprint count
+-- written once.
+local function run(keys, args)
+  begin(keys, args)
+  SK, TM_US = KEYS[KEY_SKETCH], tonumber(tm[2])
+  sketchOn, sketchTouched = nil, false
+  AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
+  local replies = {}
+  local nr = tonumber(ARGV[ARG_RULES])
+  for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end
+  for j = 1, #ARGV - ARG_RULES - nr do
+    AB = ARG_RULES + nr + j
+    replies[j] = decide(j)
+    KB = KB + n
+  end
+  if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
+  budgetDone(MAXTTL)
+  return replies
 end
-if sketchTouched then redis.call('PEXPIRE', SK, MAXTTL) end
-budgetDone(MAXTTL)
-return replies

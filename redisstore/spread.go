@@ -52,8 +52,17 @@ func (s *Store) applySpread(ctx context.Context, req *store.Request) error {
 		d := &req.Dims[i]
 		bk := s.budgetKeys(d.Digest)
 		keys := []string{bk[0], bk[1], bk[2], s.key(d.Digest)}
-		return applyScript.EvalSha(ctx, pipe, keys, one, s.ruleArgs(req.Rule).arg,
+		args := make([]any, 3, 3+len(keys)+3)
+		args[2] = len(keys)
+		s.retarget(args)
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		args = append(args, one, s.ruleArgs(req.Rule).arg,
 			s.decision(req, req.Dims[i:i+1], now, phase, token, ext, applied, s.deadline(ctx)))
+		cmd := redis.NewCmd(ctx, args...)
+		_ = pipe.Process(ctx, cmd)
+		return cmd
 	}
 	cmds, err := s.pipeline(ctx, func(pipe redis.Pipeliner) []*redis.Cmd {
 		cmds := make([]*redis.Cmd, n)

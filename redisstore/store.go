@@ -77,6 +77,7 @@ type Store struct {
 	maxKeys, width int // per shard
 
 	rules atomic.Pointer[ruleArgs] // the boxed arguments of the last rule
+	fn    atomic.Bool              // the apply script runs as a function (FCALL), not by EVALSHA
 	batch batcher                  // the decisions waiting for a round trip
 
 	near   *nearCache                   // local locks; nil under NoLocalLocks
@@ -276,6 +277,11 @@ func (s *Store) startChecks() error {
 	if err := s.ping(ctx); err != nil {
 		return err
 	}
+	if err := s.loadFunction(ctx); err != nil {
+		s.log.Info("redisstore: the apply script runs by EVALSHA: FUNCTION LOAD failed (Redis before 7.0, or an ACL without it)", "err", err)
+	} else {
+		s.fn.Store(true)
+	}
 	if s.o.Secret == nil {
 		return nil
 	}
@@ -458,7 +464,8 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	cmd := make([]any, 3, 3+keyDims-1+n+3)
-	cmd[0], cmd[1], cmd[2] = "evalsha", applyHashArg, keyDims-1+n
+	cmd[2] = keyDims - 1 + n
+	s.retarget(cmd)
 	if s.o.SpreadSlots {
 		bk := s.budgetKeys(req.Dims[0].Digest)
 		cmd = append(cmd, bk[0], bk[1], bk[2])
@@ -499,7 +506,7 @@ func (s *Store) pipeline(ctx context.Context, fill func(redis.Pipeliner) []*redi
 	noscript := false
 	for _, c := range cmds {
 		if e := c.Err(); e != nil {
-			if !redis.HasErrorPrefix(e, "NOSCRIPT") {
+			if !missingScript(e) {
 				return nil, e
 			}
 			noscript = true
@@ -509,17 +516,18 @@ func (s *Store) pipeline(ctx context.Context, fill func(redis.Pipeliner) []*redi
 		return nil, err
 	}
 	s.n.trips.Add(1)
-	if err := applyScript.Load(ctx, s.c).Err(); err != nil {
+	if err := s.loadApply(ctx); err != nil {
 		return nil, err
 	}
 	// The commands that ran have taken effect: run again only those that
 	// found no script, or a spread attempt would count twice in the
 	// dimensions whose node had it.
 	for _, c := range cmds {
-		if e := c.Err(); e == nil || !redis.HasErrorPrefix(e, "NOSCRIPT") {
+		if e := c.Err(); e == nil || !missingScript(e) {
 			continue
 		}
 		s.n.trips.Add(1)
+		s.retarget(c.Args())
 		v, err := s.c.Do(ctx, c.Args()...).Result()
 		if err != nil {
 			return nil, err

@@ -78,12 +78,13 @@ func (s *Store) runWait(ctx context.Context, cmd []any) (any, error) {
 		w := pipe.Do(ctx, "wait", s.o.WaitReplicas, s.waitTimeout(ctx).Milliseconds())
 		_, _ = pipe.Exec(ctx)
 		if err := ev.Err(); err != nil {
-			if !loaded && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			if !loaded && missingScript(err) {
 				loaded = true
 				s.n.trips.Add(1)
-				if err := applyScript.Load(ctx, c).Err(); err != nil {
+				if err := s.loadApply(ctx); err != nil {
 					return nil, err
 				}
+				s.retarget(cmd)
 				continue
 			}
 			if cc, ok := s.c.(*redis.ClusterClient); ok && !moved && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") || redis.HasErrorPrefix(err, "READONLY")) {
