@@ -239,9 +239,9 @@ var (
 // again on every call (about 280,000 instructions, as much as a first
 // failure); loaded once as a library, a call (FCALL) only runs them.
 var (
-	fnName          = "axes_apply_" + applyHash[:16]
-	fnNameArg   any = fnName
-	fnLibrary       = "#!lua name=axes_" + applyHash[:16] + "\nlocal KEYS, ARGV\n" + budgetLua + valueLua + scriptLua +
+	fnName        = "axes_apply_" + applyHash[:16]
+	fnNameArg any = fnName
+	fnLibrary     = "#!lua name=axes_" + applyHash[:16] + "\nlocal KEYS, ARGV\n" + budgetLua + valueLua + scriptLua +
 		"redis.register_function('" + fnName + "', function(keys, args) return run(keys, args) end)\n"
 )
 
