@@ -203,7 +203,8 @@ G = tonumber(ARGV[1])
 local d = 0
 local v = redis.call('GET', KEYS[3])
 if v then
-  local _, _, _, _, _, _, _, _, _, _, nik, nuk = struct.unpack(VAL_FMT, v)
+  local _, _, _, _, _, _, meta = struct.unpack(VAL_FMT, v)
+  local _, nik, nuk = valueMeta(meta)
   local at, n = VAL_LEN + 1, nik
   if ARGV[3] == 'uk' then at, n = at + nik, nuk end
   if n > 0 and string.sub(v, at, at + n - 1) == ARGV[4] then d = forget(KEYS[3]) end

@@ -146,7 +146,7 @@ local SK
 -- for none), D.oid[i] the identity kept with its lock (the lengths of IP,
 -- username and user agent, then the bytes). The tables are reused by every
 -- decision of the call.
-local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}, wfmt = VAL_FMT .. 'c0c0c0c0'}
+local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}, wfmt = VAL_FMT .. 'c0'}
 
 -- dn returns the number k of dimension i.
 local function dn(i, k)
@@ -724,9 +724,14 @@ local function writeKey(key, i, s, oid, ut, u, ex0)
     idf, nip, nun, nua, ids = 1, oid[1], oid[2], oid[3], oid[4]
   end
   local ikn, ukn = dn(i, DIM_IP_KEY), dn(i, DIM_USER_KEY)
-  local iu = sub(D.ik[i], ikn + ukn)
-  redis.call('SET', key, struct.pack(D.wfmt, s.f, s.p, s.l, s.g, s.lf, s.lb, s.le, ex,
-    dn(i, DIM_FIELDS), idf, ikn, ukn, nip, nun, nua, #ut, #u, iu, ids, ut, u), 'PX', int(ttl))
+  local str = sub(D.ik[i], ikn + ukn)
+  local meta = dn(i, DIM_FIELDS) + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0) + 4 * idf)
+  if idf == 1 or ut ~= '' then
+    meta = meta + 2048 * (nip + 64 * (nun + 512 * (nua + 512 * (#ut + 64 * #u))))
+    str = str .. ids .. ut .. u
+  end
+  redis.call('SET', key, struct.pack(D.wfmt, s.f + 65536 * (s.p + 65536 * s.l), s.g, s.lf, s.lb, s.le, ex,
+    meta, str), 'PX', int(ttl))
   account(ex0, -1)
   account(ex, 1)
 end
@@ -902,7 +907,15 @@ local function load()
     local v = redis.call('GET', key)
     local ut, u = '', ''
     if v then
-      local f, p, l, g, lf, lb, le, ex, _, id, nik, nuk, nip, nun, nua, nut, nu = struct.unpack(VAL_FMT, v)
+      local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
+      local f = fpl % 65536
+      local p = (fpl - f) / 65536 % 65536
+      local l = (fpl - f - 65536 * p) / 4294967296
+      local id, nik, nuk, nip, nun, nua, nut, nu = 0, 0, 0, 0, 0, 0, 0, 0
+      if meta >= META_PLAIN then
+        local _
+        _, nik, nuk, id, nip, nun, nua, nut, nu = valueMeta(meta)
+      end
       -- (An expiry of 0: none known, as for a key that has no TTL.)
       if ex <= 0 then ex = nil end
       exists[i], ident[i], hadToken[i], D.ex[i] = true, id == 1, nut > 0, ex
@@ -1021,8 +1034,15 @@ local function fast()
     end
     local v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i])
     if v then
-      local f, p, l, g, lf, lb, le, ex, _, id, nik, nuk, nip, nun, nua = struct.unpack(VAL_FMT, v)
-      if p > 0 then return nil end
+      local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
+      if fpl % 4294967296 >= 65536 then return nil end -- reservations
+      local f = fpl % 65536
+      local p, l = 0, (fpl - f) / 4294967296
+      local id, nik, nuk, nip, nun, nua = 0, 0, 0, 0, 0, 0
+      if meta >= META_PLAIN then
+        local _
+        _, nik, nuk, id, nip, nun, nua = valueMeta(meta)
+      end
       s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = f, p, l, g, lf, lb, le
       o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = f, p, l, g, lf, lb, le
       if ex <= 0 then ex = nil end

@@ -23,7 +23,7 @@ type keyValue struct {
 }
 
 // valueLen is the length of a value's numbers (VAL_LEN in value.lua):
-// VAL_FMT, "<HHBdddddBBBBBHHBB".
+// VAL_FMT, "<ddddddd".
 const valueLen = 56
 
 // decodeValue reads a dimension key's value; ok is false when v is not
@@ -32,25 +32,28 @@ func decodeValue(v string) (kv keyValue, ok bool) {
 	if len(v) < valueLen {
 		return kv, false
 	}
-	at := 0
-	u8 := func() int { at++; return int(v[at-1]) }
-	u16 := func() int { at += 2; return int(v[at-2]) | int(v[at-1])<<8 }
-	f64 := func() int64 {
-		at += 8
-		var x uint64
-		for i := 1; i <= 8; i++ {
-			x = x<<8 | uint64(v[at-i])
-		}
-		return int64(math.Float64frombits(x))
+	var n [7]int64
+	for i := range n {
+		n[i] = int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[8*i : 8*i+8]))))
 	}
-	kv.failures, kv.pending, kv.level = u16(), u16(), u8()
-	kv.gen, kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry = f64(), f64(), f64(), f64(), f64()
-	kv.fields = axes.Fields(u8())
-	kv.identity = u8() == 1
-	var n [7]int
-	n[0], n[1], n[2], n[3], n[4], n[5], n[6] = u8(), u8(), u8(), u16(), u16(), u8(), u8()
-	str := func(k int) string {
-		if at+k > len(v) {
+	fpl := n[0]
+	kv.failures, kv.pending, kv.level = int(fpl%65536), int(fpl/65536%65536), int(fpl/(1<<32))
+	kv.gen, kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry = n[1], n[2], n[3], n[4], n[5]
+	m := n[6]
+	kv.fields = axes.Fields(m % 256)
+	m /= 256
+	flags := m % 8
+	m /= 8
+	kv.identity = flags&4 != 0
+	var lens [7]int64
+	lens[0], lens[1] = 16*(flags&1), 16*(flags>>1&1)
+	for i, w := range []int64{64, 512, 512, 64, 64} {
+		lens[2+i] = m % w
+		m /= w
+	}
+	at := int64(valueLen)
+	str := func(k int64) string {
+		if at+k > int64(len(v)) {
 			ok = false
 			return ""
 		}
@@ -58,9 +61,9 @@ func decodeValue(v string) (kv keyValue, ok bool) {
 		return v[at-k : at]
 	}
 	ok = true
-	kv.ipKey, kv.userKey = str(n[0]), str(n[1])
-	kv.ip, kv.username, kv.userAgent = str(n[2]), str(n[3]), str(n[4])
-	kv.token, kv.snapshot = str(n[5]), str(n[6])
+	kv.ipKey, kv.userKey = str(lens[0]), str(lens[1])
+	kv.ip, kv.username, kv.userAgent = str(lens[2]), str(lens[3]), str(lens[4])
+	kv.token, kv.snapshot = str(lens[5]), str(lens[6])
 	return kv, ok
 }
 

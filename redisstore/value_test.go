@@ -17,20 +17,22 @@ import (
 // encodeValue is what the script writes for kv (value.lua), for the tests
 // that set a key's state directly.
 func encodeValue(kv keyValue) string {
-	b := binary.LittleEndian.AppendUint16(nil, uint16(kv.failures))
-	b = binary.LittleEndian.AppendUint16(b, uint16(kv.pending))
-	b = append(b, byte(kv.level))
-	for _, x := range []int64{kv.gen, kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry} {
-		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x)))
+	id, has := int64(0), func(s string) int64 {
+		if s != "" {
+			return 1
+		}
+		return 0
 	}
-	id := byte(0)
 	if kv.identity {
 		id = 1
 	}
-	b = append(b, byte(kv.fields), id, byte(len(kv.ipKey)), byte(len(kv.userKey)), byte(len(kv.ip)))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(kv.username)))
-	b = binary.LittleEndian.AppendUint16(b, uint16(len(kv.userAgent)))
-	b = append(b, byte(len(kv.token)), byte(len(kv.snapshot)))
+	meta := int64(kv.fields) + 256*(has(kv.ipKey)+2*has(kv.userKey)+4*id) +
+		2048*(int64(len(kv.ip))+64*(int64(len(kv.username))+512*(int64(len(kv.userAgent))+512*(int64(len(kv.token))+64*int64(len(kv.snapshot))))))
+	var b []byte
+	for _, x := range []int64{int64(kv.failures) + 65536*(int64(kv.pending)+65536*int64(kv.level)), kv.gen, kv.lastFail,
+		kv.lastBegin, kv.lockEnd, kv.expiry, meta} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x)))
+	}
 	for _, s := range []string{kv.ipKey, kv.userKey, kv.ip, kv.username, kv.userAgent, kv.token, kv.snapshot} {
 		b = append(b, s...)
 	}
@@ -45,12 +47,12 @@ func TestValueFormat(t *testing.T) {
 	if m == nil {
 		t.Fatal("value.lua lacks VAL_FMT and VAL_LEN")
 	}
-	if m[1] != "<HHBdddddBBBBBHHBB" || m[2] != strconv.Itoa(valueLen) {
-		t.Fatalf("value.lua: VAL_FMT %q, VAL_LEN %s; decodeValue reads %q, %d", m[1], m[2], "<HHBdddddBBBBBHHBB", valueLen)
+	if m[1] != "<ddddddd" || m[2] != strconv.Itoa(valueLen) {
+		t.Fatalf("value.lua: VAL_FMT %q, VAL_LEN %s; decodeValue reads %q, %d", m[1], m[2], "<ddddddd", valueLen)
 	}
 	kv := keyValue{failures: 65535, pending: 3, level: 255, gen: 1<<31 + 5, lastFail: 1 << 52, lastBegin: 7,
 		lockEnd: -1, expiry: 99, fields: axes.IP | axes.Username, identity: true, ipKey: "0123456789abcdef",
-		userKey: "fedcba9876543210", ip: "192.0.2.0/24", username: "ü", userAgent: string(make([]byte, 300)),
+		userKey: "fedcba9876543210", ip: "192.0.2.0/24", username: "ü", userAgent: string(make([]byte, 256)),
 		token: "tok", snapshot: "snap"}
 	if got, ok := decodeValue(encodeValue(kv)); !ok || got != kv {
 		t.Errorf("decodeValue(encodeValue(%+v)) = %+v, %v", kv, got, ok)
