@@ -744,6 +744,10 @@ local function flags(a, b, c, d, e, f, g, h, k)
     (f and 32 or 0) + (g and 64 or 0) + (h and 128 or 0) + (k and 256 or 0)
 end
 
+-- The flags of a failure counted in a key that was not locked and did not
+-- lock.
+D.counted = flags(false, false, true, false, false, true, false, false, false)
+
 local finish
 do
   -- put writes the state s of dimension i back to its exact key: deleted
@@ -1080,9 +1084,25 @@ local function fast()
     return nil
   end
   REPLY[1 + REPLY_NOW], REPLY[1 + REPLY_REFUSED], REPLY[1 + REPLY_SERVER] = now, locked and 1 or 0, snow
+  local fresh = fail and not locked and (OBS or LIMIT > 1)
   for i = 1, n do
     local s = F.s[i]
     local started = false
+    if fresh and not F.x[i] then
+      -- The first failure of a new key, which starts no lock: count, the
+      -- horizon, put and the reply, written out for the commonest case.
+      local d, b = D.n, DIM_NUMS * (i - 1)
+      local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
+      local ex = snow + ttl
+      local ikn, ukn = d[b + DIM_IP_KEY], d[b + DIM_USER_KEY]
+      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], struct.pack(D.wfmt, 1, s.g, now, 0, 0, ex,
+        d[b + DIM_FIELDS] + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0)), sub(D.ik[i], ikn + ukn)),
+        'PX', int(ttl))
+      account(ex, 1)
+      local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+      REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
+      REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
+    else
     if not fail then
       if ROS and not lockedAt(s, now) then s.f, s.l, s.le = 0, 0, 0 end
     elseif not locked then
@@ -1120,6 +1140,7 @@ local function fast()
     REPLY[r + REPLY_TIMED_OUT] = 0
     local counted = fail and not locked
     REPLY[r + REPLY_FLAGS] = flags(lk, started, counted, false, F.l[i], counted, false, false, false)
+    end
   end
   return packReply()
 end
