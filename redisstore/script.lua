@@ -747,6 +747,9 @@ end
 -- The flags of a failure counted in a key that was not locked and did not
 -- lock.
 D.counted = flags(false, false, true, false, false, true, false, false, false)
+-- What the first failures of new keys share, packed (fast): kept across
+-- calls, the generations' and meta numbers' pieces (at most 256 and 1,024).
+D.fresh = {g = {}, m = {}, one = nil}
 
 local finish
 do
@@ -878,9 +881,11 @@ local function setArgs(R, c1, lTok)
   at = at + idn[1] + idn[2] + idn[3]
   token = sub(at, lTok)
   at = at + lTok
+  local d, ik = D.n, D.ik
   for i = 1, n do
-    D.ik[i] = at
-    at = at + dn(i, DIM_IP_KEY) + dn(i, DIM_USER_KEY)
+    ik[i] = at
+    local b = DIM_NUMS * (i - 1)
+    at = at + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY]
   end
 end
 
@@ -1026,8 +1031,9 @@ end
 -- refused failure does not extend its lock. It returns the reply, or nil,
 -- having written nothing, when the decision is not such a case.
 -- F holds fast's tables by dimension: the states (s), as read (o), whether
--- the key exists (x), whether it was locked before (l).
-local F = {s = {}, o = {}, x = {}, l = {}}
+-- the key exists (x), whether it was locked before (l), a new key's
+-- generation (g).
+local F = {s = {}, o = {}, x = {}, l = {}, g = {}}
 local function fast()
   local locked, added = false, 0
   for i = 1, n do
@@ -1064,15 +1070,16 @@ local function fast()
     else
       if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
       if sketchOn then return nil end
-      -- As load: a new key's generation is drawn from the clock.
-      local g = (TM_US + 61 * i + AB) % 256
-      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
-      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = 0, 0, 0, g, 0, 0, 0
-      D.ex[i], D.oid[i], F.x[i] = nil, false, false
+      -- As load: a new key's generation is drawn from the clock. (Its
+      -- state, zero but for the generation, is set where it is needed.)
+      D.ex[i], D.oid[i], F.x[i], F.l[i] = nil, false, false, false
+      F.g[i] = (TM_US + 61 * i + AB) % 256
       added = added + 1
     end
-    F.l[i] = lockedAt(s, now)
-    if F.l[i] then locked = true end
+    if F.x[i] then
+      F.l[i] = lockedAt(s, now)
+      if F.l[i] then locked = true end
+    end
   end
   local fail = op == OP_FAIL
   if not fail then
@@ -1091,18 +1098,46 @@ local function fast()
     if fresh and not F.x[i] then
       -- The first failure of a new key, which starts no lock: count, the
       -- horizon, put and the reply, written out for the commonest case.
+      -- The value is pieces packed once (VAL_FMT's numbers one by one):
+      -- the state's first number (1 failure), its Gen, LastFail = now,
+      -- LastBegin and LockEnd 0 and the expiry (the same for every such
+      -- key of a call), the meta number, then the field digests.
       local d, b = D.n, DIM_NUMS * (i - 1)
-      local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
-      local ex = snow + ttl
+      local fr = D.fresh
+      if fr.now ~= now or fr.win ~= WIN or fr.max ~= MAXTTL or fr.snow ~= snow or fr.G ~= G then
+        local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
+        fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, WIN, MAXTTL, snow, G, int(ttl)
+        fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
+        fr.min = math.ceil((snow + ttl) / G)
+      end
+      local g, m = fr.g[F.g[i]], nil
+      if g == nil then
+        g = struct.pack('<d', F.g[i])
+        fr.g[F.g[i]] = g
+      end
       local ikn, ukn = d[b + DIM_IP_KEY], d[b + DIM_USER_KEY]
-      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], struct.pack(D.wfmt, 1, s.g, now, 0, 0, ex,
-        d[b + DIM_FIELDS] + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0)), sub(D.ik[i], ikn + ukn)),
-        'PX', int(ttl))
-      account(ex, 1)
+      local meta = d[b + DIM_FIELDS] + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0))
+      m = fr.m[meta]
+      if m == nil then
+        m = struct.pack('<d', meta)
+        fr.m[meta] = m
+      end
+      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], fr.one .. g .. fr.mid .. m .. sub(D.ik[i], ikn + ukn),
+        'PX', fr.ttl)
+      -- account(ex, 1)
+      local pend = bud.pend
+      pend[fr.min] = (pend[fr.min] or 0) + 1
+      pend.n = pend.n + 1
+      if bud.count ~= nil then bud.count = bud.count + 1 end
       local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
       REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
       REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
     else
+    if not F.x[i] then
+      local g, o = F.g[i], F.o[i]
+      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
+      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = 0, 0, 0, g, 0, 0, 0
+    end
     if not fail then
       if ROS and not lockedAt(s, now) then s.f, s.l, s.le = 0, 0, 0 end
     elseif not locked then
@@ -1190,6 +1225,8 @@ local function run(keys, args)
   SK, TM_US = KEYS[KEY_SKETCH], tonumber(tm[2])
   sketchOn, sketchTouched = nil, false
   AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
+  if D.fresh.one == nil then D.fresh.one = struct.pack('<d', 1) end
+  D.fresh.now = nil
   local replies = {}
   local nr = tonumber(ARGV[ARG_RULES])
   for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end
