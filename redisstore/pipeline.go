@@ -21,7 +21,7 @@ import (
 // calls of up to maxMerge decisions each, which run the decisions one after
 // the other, each atomic as alone and answered on its own; a merged call
 // pays the script's fixed cost (the call, its setup, the footprint count)
-// once for all of them. Under SpreadSlots every call stays one EVALSHA.
+// once for all of them. Under SpreadSlots every call stays a call of its own.
 // A pipeline saves the round trips, the system calls and the reply parsing
 // of the calls it groups. Each caller waits on
 // its own context: one that gives up returns at once (the script's deadline
@@ -53,7 +53,8 @@ type batcher struct {
 }
 
 // decide sends the script call of one decision, the command args
-// (EVALSHA, the script's hash, the keys and the arguments), and returns
+// (FCALL or EVALSHA, the function or the script, the keys and the
+// arguments), and returns
 // its reply. It is the one place where a decision's script call leaves
 // for Redis: alone, or in the pipeline of the decisions queued while
 // others were in flight (see exec).
@@ -194,9 +195,10 @@ func (s *Store) exec(batch []*call) {
 const maxMerge = 32
 
 // merge returns one script call that runs the decisions of calls in
-// order. Each call is EVALSHA, the hash, its number of keys, its keys (the
-// budget keys, the same for every call in the one-slot layout, then its
-// dimension keys), its number of rules (one), its rule and its decision;
+// order. Each call is FCALL or EVALSHA, the function or the script, its
+// number of keys, its keys (the budget keys, the same for every call in
+// the one-slot layout, then its dimension keys), its number of rules
+// (one), its rule and its decision;
 // the merged call has the budget keys once, every call's dimension keys,
 // the distinct rules, then every decision, renumbered to its rule's
 // position (see Protocol in script.go).

@@ -1,26 +1,3 @@
-// Package redisstore keeps the state of axes limiters in Redis, so that
-// every server behind a load balancer shares one count of failures and one
-// set of locks. It works with any redis.UniversalClient: a standalone
-// server, Sentinel or Cluster.
-//
-// Each decision is one round trip: a Lua script (loaded once, run with
-// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
-// dimension key of the attempt, on the server's clock (TIME), and writes
-// each changed key back with a TTL that covers what it must remember. By
-// default all keys share one hash tag, so the dimensions of one attempt are
-// updated atomically together, even on Cluster (where axes state then lives
-// in one slot); see Options.SpreadSlots for the other layout.
-//
-// The store budgets its own footprint (Options.MaxKeys): a dimension seen
-// for the first time once the budget is spent is kept in a count-min
-// sketch (Options.SketchWidth) that may over-count it, never under-count
-// it, so that a spray of new keys cannot exhaust Redis's memory. Use
-// maxmemory-policy noeviction: every other policy may evict lockout keys.
-//
-// Keys hold the limiter's keyed digests, never usernames or IPs (except
-// the identity of current locks, for Lockouts): every server must use the
-// same axes.WithSecret, and Options.Secret lets the store detect a server
-// configured with another one.
 package redisstore
 
 import (

@@ -3,10 +3,12 @@
 // set of locks. It works with any redis.UniversalClient: a standalone
 // server, Sentinel or Cluster.
 //
-// Each decision is one round trip: a Lua script (loaded once, run with
-// EVALSHA and reloaded on NOSCRIPT) applies store.Rule.Apply to every
-// dimension key of the attempt, on the server's clock (TIME), and writes
-// each changed key back with a TTL that covers what it must remember. By
+// Each decision is one round trip: Lua code (a function library loaded
+// once and called with FCALL on Redis 7, a script run with EVALSHA
+// otherwise; loaded again where a node lacks it) applies store.Rule.Apply
+// to every dimension key of the attempt, on the server's clock (TIME), and
+// writes each changed key back, whole, with a TTL that covers what it must
+// remember. Concurrent decisions share round trips and calls. By
 // default all keys share one hash tag, so the dimensions of one attempt are
 // updated atomically together, even on Cluster (where axes state then lives
 // in one slot); see Options.SpreadSlots for the other layout.
@@ -458,9 +460,10 @@ func (s *Store) apply(ctx context.Context, req *store.Request) error {
 }
 
 // applyCommand returns the script call of req in the one-slot layout (or
-// of a single dimension under SpreadSlots): EVALSHA, the script's hash,
-// the number of keys, the keys (the budget keys, then the dimension
-// keys), the number of rules (one), the rule and the decision.
+// of a single dimension under SpreadSlots): FCALL and the function, or
+// EVALSHA and the script's hash (retarget), the number of keys, the keys
+// (the budget keys, then the dimension keys), the number of rules (one),
+// the rule and the decision.
 func (s *Store) applyCommand(ctx context.Context, req *store.Request) []any {
 	n := len(req.Dims)
 	cmd := make([]any, 3, 3+keyDims-1+n+3)

@@ -54,7 +54,7 @@ func (s *Store) skipWait() bool {
 	return !s.waitRetry.CompareAndSwap(retry, now+waitRetryEvery)
 }
 
-// runWait sends the script call cmd (EVALSHA, hash, key count, keys,
+// runWait sends the script call cmd (FCALL or EVALSHA, key count, keys,
 // arguments) and WAIT in one pipeline to the master of the call's first
 // key: WAIT counts the replicas that acknowledged every write made before
 // it on its connection, so it must follow the script on the script's own
