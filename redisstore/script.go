@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"strings"
 
+	"github.com/axes-go/axes"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -289,4 +290,16 @@ func (s *Store) retarget(args []any) {
 	} else {
 		args[0], args[1] = "evalsha", applyHashArg
 	}
+}
+
+// emptyCall returns a call of the apply script with no decision (it
+// writes nothing), as a function (fn) or by EVALSHA: New checks with it
+// that the server lets the store call its function.
+func (s *Store) emptyCall(fn bool) []any {
+	bk := s.budgetKeys(axes.Digest{})
+	cmd := []any{"evalsha", applyHashArg, keyDims - 1, bk[0], bk[1], bk[2], 0}
+	if fn {
+		cmd[0], cmd[1] = "fcall", fnNameArg
+	}
+	return cmd
 }

@@ -321,3 +321,36 @@ return out
 		t.Errorf("flags, one argument at a time: %v, want %v", got, want)
 	}
 }
+
+// TestFunctionRefused runs the store as users whose ACL refuses FUNCTION
+// LOAD, or FCALL: it falls back to EVALSHA, and decides as before.
+func TestFunctionRefused(t *testing.T) {
+	admin := newClient(t)
+	ctx := context.Background()
+	for _, deny := range []string{"-function", "-fcall"} {
+		t.Run(deny, func(t *testing.T) {
+			user := "axes-test" + deny
+			if err := admin.Do(ctx, "ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all", deny).Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { admin.Do(context.Background(), "ACL", "DELUSER", user) })
+			c := redis.NewClient(&redis.Options{Addr: standaloneAddr(), Username: user, Password: "pw", ContextTimeoutEnabled: true})
+			t.Cleanup(func() { c.Close() })
+			s := mustNew(t, c, Options{})
+			if s.fn.Load() {
+				t.Fatal("the store runs its script as a function, which the ACL refuses")
+			}
+			r := store.Rule{Limit: 2, Window: time.Minute, Cooloff: time.Minute}
+			for i, want := range []bool{false, true} {
+				req := &store.Request{Op: store.OpFail, Now: time.Now(), Rule: &r,
+					Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: 77, Lo: uint64(len(deny))}}}}
+				if err := s.apply(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+				if got := req.Dims[0].Outcome.Locked; got != want {
+					t.Errorf("failure %d: locked %v, want %v", i+1, got, want)
+				}
+			}
+		})
+	}
+}
