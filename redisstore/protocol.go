@@ -276,6 +276,19 @@ func parseReply(op store.Op, v any, dims []store.Dim, info []dimInfo) (bool, err
 		v = w[0]
 	}
 	a, ok := v.(string)
+	if ok && len(a) == len(replyShort)+16 && a[:len(replyShort)] == replyShort {
+		// Every dimension counted its first failure, and is not locked.
+		f := func(i int) int64 {
+			return int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(a[len(replyShort)+8*i : len(replyShort)+8*i+8]))))
+		}
+		for i := range dims {
+			dims[i].Outcome = store.Outcome{Failures: 1, Counted: true}
+			if info != nil {
+				info[i] = dimInfo{applied: true, now: f(0), server: f(1)}
+			}
+		}
+		return false, nil
+	}
 	if !ok || len(a) != 8*(replyHead+replyDim*len(dims)) {
 		return false, fmt.Errorf("redisstore: unexpected script reply %T of %d bytes for %d dimensions", v, len(a), len(dims))
 	}

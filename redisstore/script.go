@@ -175,6 +175,11 @@ const (
 	replyDim       = 5
 )
 
+// replyShort starts the short reply of a decision all of whose dimensions
+// counted their first failure and are not locked (REPLY.short in
+// script.lua), followed by the script's instant and the server's TIME.
+const replyShort = "F"
+
 // A dimension's flags in a reply (the order of flags in script.lua).
 const (
 	flagLocked       = 1 << iota

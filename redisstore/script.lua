@@ -1010,7 +1010,7 @@ end
 local RULES = {}
 -- The reply being built (reused) and the formats of the replies, by their
 -- number of values.
-local REPLY = {fmt = {}}
+local REPLY = {fmt = {}, short = 'F'}
 
 -- packReply returns the decision's reply, packed.
 local function packReply()
@@ -1092,6 +1092,8 @@ local function fast()
   end
   REPLY[1 + REPLY_NOW], REPLY[1 + REPLY_REFUSED], REPLY[1 + REPLY_SERVER] = now, locked and 1 or 0, snow
   local fresh = fail and not locked and (OBS or LIMIT > 1)
+  -- Whether every dimension is a new key's first failure (the short reply).
+  local short = fresh and n > 0
   for i = 1, n do
     local s = F.s[i]
     local started = false
@@ -1107,6 +1109,7 @@ local function fast()
       if fr.now ~= now or fr.win ~= WIN or fr.max ~= MAXTTL or fr.snow ~= snow or fr.G ~= G then
         local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
         fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, WIN, MAXTTL, snow, G, int(ttl)
+        fr.short = nil
         fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
         fr.min = math.ceil((snow + ttl) / G)
       end
@@ -1133,6 +1136,7 @@ local function fast()
       REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
       REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
     else
+    short = false
     if not F.x[i] then
       local g, o = F.g[i], F.o[i]
       s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
@@ -1176,6 +1180,14 @@ local function fast()
     local counted = fail and not locked
     REPLY[r + REPLY_FLAGS] = flags(lk, started, counted, false, F.l[i], counted, false, false, false)
     end
+  end
+  if short then
+    -- The short reply (REPLY.short, then the instant and the server's
+    -- clock): every dimension counted its first failure, and is not
+    -- locked; Go keeps the generations it sent.
+    local fr = D.fresh
+    if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
+    return fr.short
   end
   return packReply()
 end
@@ -1226,7 +1238,7 @@ local function run(keys, args)
   sketchOn, sketchTouched = nil, false
   AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
   if D.fresh.one == nil then D.fresh.one = struct.pack('<d', 1) end
-  D.fresh.now = nil
+  D.fresh.now, D.fresh.short = nil, nil
   local replies = {}
   local nr = tonumber(ARGV[ARG_RULES])
   for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end

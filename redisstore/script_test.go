@@ -115,6 +115,9 @@ func TestScriptConstants(t *testing.T) {
 			t.Errorf("script.lua declares %s = %v, which no Go value pins", k, g)
 		}
 	}
+	if !strings.Contains(scriptLua, "local REPLY = {fmt = {}, short = '"+replyShort+"'}") {
+		t.Errorf("script.lua's short reply does not start with %q", replyShort)
+	}
 	// The script names every position it reads.
 	if m := regexp.MustCompile(`(ARGV|KEYS)\[[0-9]`).FindString(scriptLua); m != "" {
 		t.Errorf("script.lua indexes %s...] by a number; name the position in the constants section", m)
