@@ -1094,47 +1094,41 @@ local function fast()
   local fresh = fail and not locked and (OBS or LIMIT > 1)
   -- Whether every dimension is a new key's first failure (the short reply).
   local short = fresh and n > 0
+  -- The first failure of a new key, which starts no lock (count, the
+  -- horizon, put and the reply), written out for the commonest case: its
+  -- value is pieces packed once (VAL_FMT's numbers one by one): the
+  -- state's first number (1 failure), its Gen, LastFail = now, LastBegin
+  -- and LockEnd 0 and the expiry (the same for every such key of a call),
+  -- the meta number, then the field digests. Its footprint unit is counted
+  -- after the loop.
+  local fr, written = D.fresh, 0
+  if fresh and (fr.now ~= now or fr.win ~= WIN or fr.max ~= MAXTTL or fr.snow ~= snow or fr.G ~= G) then
+    local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
+    fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, WIN, MAXTTL, snow, G, int(ttl)
+    fr.short = nil
+    fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
+    fr.min = math.ceil((snow + ttl) / G)
+  end
+  local d, one, mid, ttl, pg, pm = D.n, fr.one, fr.mid, fr.ttl, fr.g, fr.m
   for i = 1, n do
     local s = F.s[i]
     local started = false
     if fresh and not F.x[i] then
-      -- The first failure of a new key, which starts no lock: count, the
-      -- horizon, put and the reply, written out for the commonest case.
-      -- The value is pieces packed once (VAL_FMT's numbers one by one):
-      -- the state's first number (1 failure), its Gen, LastFail = now,
-      -- LastBegin and LockEnd 0 and the expiry (the same for every such
-      -- key of a call), the meta number, then the field digests.
-      local d, b = D.n, DIM_NUMS * (i - 1)
-      local fr = D.fresh
-      if fr.now ~= now or fr.win ~= WIN or fr.max ~= MAXTTL or fr.snow ~= snow or fr.G ~= G then
-        local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
-        fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, WIN, MAXTTL, snow, G, int(ttl)
-        fr.short = nil
-        fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
-        fr.min = math.ceil((snow + ttl) / G)
-      end
-      local g, m = fr.g[F.g[i]], nil
+      local b, gen = DIM_NUMS * (i - 1), F.g[i]
+      local g = pg[gen]
       if g == nil then
-        g = struct.pack('<d', F.g[i])
-        fr.g[F.g[i]] = g
+        g = struct.pack('<d', gen)
+        pg[gen] = g
       end
       local ikn, ukn = d[b + DIM_IP_KEY], d[b + DIM_USER_KEY]
       local meta = d[b + DIM_FIELDS] + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0))
-      m = fr.m[meta]
+      local m = pm[meta]
       if m == nil then
         m = struct.pack('<d', meta)
-        fr.m[meta] = m
+        pm[meta] = m
       end
-      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], fr.one .. g .. fr.mid .. m .. sub(D.ik[i], ikn + ukn),
-        'PX', fr.ttl)
-      -- account(ex, 1)
-      local pend = bud.pend
-      pend[fr.min] = (pend[fr.min] or 0) + 1
-      pend.n = pend.n + 1
-      if bud.count ~= nil then bud.count = bud.count + 1 end
-      local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-      REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
-      REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
+      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], one .. g .. mid .. m .. sub(D.ik[i], ikn + ukn), 'PX', ttl)
+      written = written + 1 -- (its reply is filled after the loop, when needed)
     else
     short = false
     if not F.x[i] then
@@ -1181,6 +1175,13 @@ local function fast()
     REPLY[r + REPLY_FLAGS] = flags(lk, started, counted, false, F.l[i], counted, false, false, false)
     end
   end
+  if written > 0 then
+    -- account(ex, 1) for each key written above.
+    local pend = bud.pend
+    pend[fr.min] = (pend[fr.min] or 0) + written
+    pend.n = pend.n + written
+    if bud.count ~= nil then bud.count = bud.count + written end
+  end
   if short then
     -- The short reply (REPLY.short, then the instant and the server's
     -- clock): every dimension counted its first failure, and is not
@@ -1188,6 +1189,13 @@ local function fast()
     local fr = D.fresh
     if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
     return fr.short
+  end
+  for i = 1, n do
+    if fresh and not F.x[i] then
+      local r, b = 1 + REPLY_HEAD + REPLY_DIM*(i-1), DIM_NUMS * (i - 1)
+      REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
+      REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
+    end
   end
   return packReply()
 end
