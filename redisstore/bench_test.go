@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -197,6 +198,44 @@ func BenchmarkFirstFailure(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
 			report(b, trips, before, b.N)
+		})
+	}
+}
+
+// BenchmarkMergedCall: merged script calls of a fixed number of first
+// failures (two new keys each), sent one call at a time, so that the
+// Redis instructions per decision at each size can be counted (run the
+// server under callgrind; instructions / decisions), as in the README's
+// table. It reports ns/decision.
+func BenchmarkMergedCall(b *testing.B) {
+	for _, size := range []int{1, 4, 16, 32} {
+		b.Run("decisions="+strconv.Itoa(size), func(b *testing.B) {
+			c := newClient(b)
+			s := mustNew(b, c, Options{NoLocalLocks: true, Timeout: 10 * time.Second})
+			ctx := context.Background()
+			rule := &store.Rule{Limit: 5, Window: time.Hour, Cooloff: time.Minute}
+			k := uint64(time.Now().UnixNano())
+			b.ResetTimer()
+			for b.Loop() {
+				b.StopTimer()
+				calls := make([]*call, size)
+				for i := range calls {
+					k++
+					req := &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule,
+						Identity: store.Identity{IP: netip.PrefixFrom(benchIP(int(k)), 32), Username: "u"},
+						Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: k, Lo: 1}, IPKey: axes.Digest{Hi: k, Lo: 2}},
+							{Fields: axes.IP | axes.Username, Digest: axes.Digest{Hi: k, Lo: 3}, IPKey: axes.Digest{Hi: k, Lo: 2}, UserKey: axes.Digest{Hi: k, Lo: 4}}}}
+					calls[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, req)...)}
+				}
+				b.StartTimer()
+				s.exec(calls)
+				for _, c := range calls {
+					if err := c.cmd.Err(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/decision")
 		})
 	}
 }
