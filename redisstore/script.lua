@@ -2,12 +2,17 @@
 -- Rule.LockDuration, transcribed to Lua (see script.go for what it does
 -- around them: the footprint budget, the sketch, the deadline). It runs
 -- after budget.lua, which defines G, snow (the server's TIME in ms) and the
--- footprint functions.
+-- footprint functions, and value.lua, the format of a dimension key. It is
+-- loaded once as a function library (run is the function) or run whole by
+-- EVAL (which calls run): nothing here may touch Redis, KEYS, ARGV or a
+-- library such as struct or string before run starts a call.
 --
 -- The parts come in the order of the Go rule: satAdd, LockDuration and
 -- scale, Refresh, startLock, count, then the storage (keys, sketch), then
--- Apply's cases and the outcome. Each part names the Go function it
--- mirrors; a change to one must be made to the other.
+-- Apply's cases and the outcome, then fast, the same for the common
+-- failures and successes with less work, and the decisions of a call.
+-- Each part names the Go function it mirrors; a change to one must be made
+-- to the other (and to fast).
 --
 -- Every "local NAME = number" line of the constants section is shared
 -- with Go: TestScriptConstants reads them from this file and compares
