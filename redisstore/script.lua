@@ -150,7 +150,7 @@ local SK
 -- digests (adjacent); what load read of its key: D.ex[i] its expiry (nil
 -- for none), D.oid[i] the identity kept with its lock (the lengths of IP,
 -- username and user agent, then the bytes). The tables are reused by every
--- decision of the call.
+-- decision of the call. D.put is finish's put, for fast.
 local D = {n = nil, ik = {}, idn = {}, ex = {}, oid = {}, fmt = {}, wfmt = VAL_FMT .. 'c0'}
 
 -- dn returns the number k of dimension i.
@@ -791,6 +791,8 @@ do
 
   -- finish writes dimension i's outcome: its state back (put), or into the
   -- sketch, and its values into reply.
+  D.put = put
+
   finish = function(i, reply)
     SPR.use(SPR.kind[i])
     local s = st[i]
@@ -1037,8 +1039,8 @@ end
 -- having written nothing, when the decision is not such a case.
 -- F holds fast's tables by dimension: the states (s), as read (o), whether
 -- the key exists (x), whether it was locked before (l), a new key's
--- generation (g).
-local F = {s = {}, o = {}, x = {}, l = {}, g = {}}
+-- generation (g), and the outcome put reads (out).
+local F = {s = {}, o = {}, x = {}, l = {}, g = {}, out = {}}
 local function fast()
   local locked, added = false, 0
   for i = 1, n do
@@ -1068,10 +1070,7 @@ local function fast()
       else
         D.oid[i] = false
       end
-      -- Rule.Refresh, without reservations.
-      if f > 0 and now >= satadd(lf, WIN) then s.f = 0 end
-      if l > 0 and not lockedAt(s, now) and now >= satadd(le, DECAY) then s.l = 0 end
-      if s.le ~= 0 and s.le ~= INDEFINITE and s.l == 0 and now >= s.le then s.le = 0 end
+      refresh(s, now, GEN_SKETCH) -- (no reservation to time out)
     else
       if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
       if sketchOn then return nil end
@@ -1157,21 +1156,11 @@ local function fast()
     else
       started = false
     end
-    -- put, for a key that exists or one that changed.
-    local key = KEYS[KEY_DIMS - 1 + KB + i]
-    local oid = D.oid[i]
-    if iszero(s) then
-      if F.x[i] then
-        redis.call('DEL', key)
-        account(D.ex[i], -1)
-      end
-    elseif F.x[i] or not same(s, F.o[i]) then
-      local setId = lk and (started or not oid)
-      local delId = (not lk) and oid
-      if not F.x[i] or not same(s, F.o[i]) or setId or delId then
-        if setId then oid = true elseif delId then oid = false end
-        writeKey(key, i, s, oid, '', '', D.ex[i])
-      end
+    -- put, as finish calls it: for a key that exists, or a new one that
+    -- changed.
+    if F.x[i] or not same(s, F.o[i]) then
+      exists[i], orig[i], ident[i], F.out.started = F.x[i], F.o[i], D.oid[i] ~= false, started
+      D.put(i, s, F.out, lk)
     end
     local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
     REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = s.f, remaining, dn(i, DIM_GEN)
