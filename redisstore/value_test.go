@@ -94,3 +94,46 @@ func TestValueFormat(t *testing.T) {
 		t.Errorf("recorded expiry in %v, the key's TTL is %v", e, ttl)
 	}
 }
+
+// TestLockIdentityOfNewLock: a lock records the identity of the attempt
+// that started it, also on a key whose lock before had another one; and a
+// lock's identity stays while it lasts.
+func TestLockIdentityOfNewLock(t *testing.T) {
+	s := mustNew(t, newClient(t), Options{UseRequestTime: true})
+	ctx := context.Background()
+	t0 := time.UnixMilli(1_700_000_000_000)
+	r := store.Rule{Limit: 1, Window: time.Hour, Cooloff: time.Minute}
+	d := store.Dim{Fields: axes.IP, Digest: axes.Digest{Hi: 21, Lo: 22}}
+	fail := func(at time.Duration, user string) {
+		t.Helper()
+		req := &store.Request{Op: store.OpFail, Now: t0.Add(at), Rule: &r, Dims: []store.Dim{d},
+			Identity: store.Identity{IP: netip.MustParsePrefix("192.0.2.1/32"), Username: user}}
+		if err := s.apply(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user := func() string {
+		t.Helper()
+		v, err := s.c.Get(ctx, s.key(d.Digest)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, ok := decodeValue(v)
+		if !ok || !kv.identity {
+			t.Fatalf("the key keeps no identity: %+v", kv)
+		}
+		return kv.username
+	}
+	fail(0, "alice") // locks
+	if u := user(); u != "alice" {
+		t.Fatalf("first lock by %q, want alice", u)
+	}
+	fail(time.Second, "bob") // refused: the lock and its identity stay
+	if u := user(); u != "alice" {
+		t.Errorf("during the lock, identity %q, want alice", u)
+	}
+	fail(2*time.Minute, "carol") // the lock ended; this failure starts a new one
+	if u := user(); u != "carol" {
+		t.Errorf("the new lock's identity is %q, want carol", u)
+	}
+}
