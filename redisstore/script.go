@@ -297,14 +297,10 @@ func (s *Store) retarget(args []any) {
 	}
 }
 
-// emptyCall returns a call of the apply script with no decision (it
-// writes nothing), as a function (fn) or by EVALSHA: New checks with it
-// that the server lets the store call its function.
-func (s *Store) emptyCall(fn bool) []any {
+// emptyCall returns a call of the apply function with no decision (it
+// writes nothing): New checks with it that the server lets the store call
+// its function.
+func (s *Store) emptyCall() []any {
 	bk := s.budgetKeys(axes.Digest{})
-	cmd := []any{"evalsha", applyHashArg, keyDims - 1, bk[0], bk[1], bk[2], 0}
-	if fn {
-		cmd[0], cmd[1] = "fcall", fnNameArg
-	}
-	return cmd
+	return []any{"fcall", fnNameArg, keyDims - 1, bk[0], bk[1], bk[2], 0}
 }

@@ -281,7 +281,7 @@ func (s *Store) startChecks() error {
 	}
 	if err := s.loadFunction(ctx); err != nil {
 		s.log.Info("redisstore: the apply script runs by EVALSHA: FUNCTION LOAD failed (Redis before 7.0, or an ACL without it)", "err", err)
-	} else if err := s.c.Do(ctx, s.emptyCall(true)...).Err(); err != nil {
+	} else if err := s.c.Do(ctx, s.emptyCall()...).Err(); err != nil {
 		s.log.Info("redisstore: the apply script runs by EVALSHA: FCALL failed (an ACL without it?)", "err", err)
 	} else {
 		s.fn.Store(true)
