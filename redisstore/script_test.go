@@ -115,6 +115,9 @@ func TestScriptConstants(t *testing.T) {
 			t.Errorf("script.lua declares %s = %v, which no Go value pins", k, g)
 		}
 	}
+	if !strings.Contains(scriptLua, "local NUMS_FMT = '<"+strings.Repeat("d", numDims)+"'\n") {
+		t.Errorf("script.lua's NUMS_FMT does not read the %d numbers of a decision", numDims)
+	}
 	if !strings.Contains(scriptLua, "local REPLY = {fmt = {}, short = '"+replyShort+"'}") {
 		t.Errorf("script.lua's short reply does not start with %q", replyShort)
 	}
