@@ -8,6 +8,19 @@
 -- them): the code is loaded once as a function library, or run whole by
 -- EVAL, and every per-call value is set by begin, never at load.
 local G, BK, BZ, tm, snow
+
+-- The globals the scripts use, as locals (upvalues): a function library's
+-- global environment is an empty table that falls back on the real one
+-- through a metamethod, on every access. begin sets them on every call
+-- from globals(), which reads the globals (it is defined before the
+-- locals that hide them); at load time they are not the call's. (Not
+-- ipairs and pairs, rare: the main function has at most 200 locals.)
+local function globals(loading)
+  -- (Loading the library, only redis is there.)
+  if loading then return redis end
+  return redis, struct, string, math, tonumber, unpack
+end
+local redis, struct, string, math, tonumber, unpack
 -- The budget's state in this call (one table: the apply script's main
 -- function is near Lua's limit of 200 locals): touched, whether the
 -- budget keys were written; count, the units counted (nil until read);
@@ -19,6 +32,7 @@ local bud
 -- begin starts a call with its keys and arguments.
 local function begin(keys, args)
   KEYS, ARGV = keys, args
+  redis, struct, string, math, tonumber, unpack = globals()
   BK, BZ = KEYS[1], KEYS[2]
   tm = redis.call('TIME')
   snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)

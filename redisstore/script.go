@@ -115,10 +115,10 @@ const (
 const (
 	dimGen     = 1 // Dim.Gen
 	dimFields  = 2 // Dim.Fields
-	dimKind    = 3 // Dim.Kind
-	dimColumns = 4 // the sketch column in each of the 4 rows
-	dimIPKey   = 8 // the lengths of its IP and username field digests (0 for none)
-	dimUserKey = 9
+	dimIPKey   = 3 // the lengths of its IP and username field digests (0 for none)
+	dimUserKey = 4
+	dimKind    = 5 // Dim.Kind
+	dimColumns = 6 // the sketch column in each of the 4 rows
 	dimNums    = 9
 )
 
@@ -249,7 +249,7 @@ var (
 	fnName        = "axes_apply_" + applyHash[:16]
 	fnNameArg any = fnName
 	fnLibrary     = "#!lua name=axes_" + applyHash[:16] + "\nlocal KEYS, ARGV\n" + budgetLua + valueLua + scriptLua +
-		"redis.register_function('" + fnName + "', function(keys, args) return run(keys, args) end)\n"
+		"globals(true).register_function('" + fnName + "', function(keys, args) return run(keys, args) end)\n"
 )
 
 // missingScript reports whether err says that the apply script is not

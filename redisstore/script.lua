@@ -103,10 +103,10 @@ local NUM_TOKEN = 13
 local NUM_DIMS = 14
 local DIM_GEN = 1
 local DIM_FIELDS = 2
-local DIM_KIND = 3
-local DIM_COLUMNS = 4
-local DIM_IP_KEY = 8
-local DIM_USER_KEY = 9
+local DIM_IP_KEY = 3
+local DIM_USER_KEY = 4
+local DIM_KIND = 5
+local DIM_COLUMNS = 6
 local DIM_NUMS = 9
 
 -- Kinds of dimension (store.Kind) other than store.KindCount, which
@@ -741,6 +741,24 @@ local function writeKey(key, i, s, oid, ut, u, ex0)
   account(ex, 1)
 end
 
+-- The reply being built (reused) and the formats of the replies, by their
+-- number of values.
+local REPLY = {fmt = {}, short = 'F'}
+
+-- REPLY.head sets the reply's instant, refusal and server clock.
+function REPLY.head(refused)
+  REPLY[1 + REPLY_NOW], REPLY[1 + REPLY_REFUSED], REPLY[1 + REPLY_SERVER] = now, refused and 1 or 0, snow
+end
+
+-- REPLY.dim sets dimension i's values in the reply: failures, remaining
+-- lock time, generation, whether its reservation timed out, and its
+-- flags (flags).
+function REPLY.dim(i, failures, remaining, gen, timedOut, fl)
+  local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
+  REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = failures, remaining, gen
+  REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = timedOut, fl
+end
+
 -- flags returns a dimension's flags as one number, in the order Go reads
 -- them (flag* in script.go): bit 0 locked, 1 started, 2 counted, 3 busy,
 -- 4 locked before, 5 applied, 6 raced, 7 sketched, 8 challenge.
@@ -790,10 +808,10 @@ do
   end
 
   -- finish writes dimension i's outcome: its state back (put), or into the
-  -- sketch, and its values into reply.
+  -- sketch, and its values into the reply.
   D.put = put
 
-  finish = function(i, reply)
+  finish = function(i)
     SPR.use(SPR.kind[i])
     local s = st[i]
     local o = out[i]
@@ -830,13 +848,8 @@ do
       writeRows(i, rows[i])
     end
     if m == 'x' then put(i, s, o, locked) end
-    local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-    reply[r + REPLY_FAILURES] = s.f
-    reply[r + REPLY_REMAINING] = remaining
-    reply[r + REPLY_GEN] = gens[i]
-    reply[r + REPLY_TIMED_OUT] = o.timedOut
-    reply[r + REPLY_FLAGS] = flags(locked, o.started, o.counted, o.busy, lockedBefore[i], applied[i],
-      raced[i] == 1, sketched, o.challenge)
+    REPLY.dim(i, s.f, remaining, gens[i], o.timedOut, flags(locked, o.started, o.counted, o.busy,
+      lockedBefore[i], applied[i], raced[i] == 1, sketched, o.challenge))
   end
 end
 
@@ -860,20 +873,23 @@ local function late(j)
   return at > DEADLINE
 end
 
--- setArgs sets the rest of the decision's arguments: from R, its rule, c1
--- its challenge flag, lTok the length of its token, and D.arg.
-local function setArgs(R, c1, lTok)
-  if now < 0 then now = snow end
-  CHALLENGED = c1 == 1
-  applied1 = applied1 == 1
-  -- The rule's numbers, unless the decision before had the same rule and
-  -- nothing since changed them (SPR.use, under spray detection).
+-- useRule sets the numbers of the decision's rule R, unless the decision
+-- before had the same rule and nothing since changed them (SPR.use, under
+-- spray detection).
+local function useRule(R)
   if R ~= D.rule or SPR.cur ~= 0 then
     LIMIT, WIN, COOL, FACTOR, MAXC, DECAY = R.limit, R.win, R.cool, R.factor, R.maxc, R.decay
     EXTEND, OBS, ROS, RT, MAXTTL, CHAT = R.extend, R.obs, R.ros, R.rt, R.maxttl, R.chat
     MAXU, W, nt, tiers = R.budget, R.width, R.nt, R.tiers
     D.rule = R
   end
+end
+
+-- setArgs sets the rest of the decision's arguments: from R, its rule, c1
+-- its challenge flag, lTok the length of its token, and D.arg.
+local function setArgs(R, c1, lTok)
+  CHALLENGED = c1 == 1
+  applied1 = applied1 == 1
   local x = D.arg
   local at = 1 + 8 * NUM_DIMS
   local f = D.fmt[n]
@@ -911,6 +927,12 @@ local function setSpray(R)
   SPR.cur = 0
 end
 
+-- F holds fast's tables by dimension: the states (s), as read (o), whether
+-- the key exists (x), whether it was locked before (l), a new key's
+-- generation (g), and the outcome put reads (out).
+-- F.v holds the keys' values when F.read (fresh read them).
+local F = {s = {}, o = {}, x = {}, l = {}, g = {}, out = {}, v = {}, read = false}
+
 -- load reads the states of the decision's dimensions.
 local function load()
   isSettle = op == OP_SETTLE_FAIL or op == OP_SETTLE_SUCCESS
@@ -920,7 +942,8 @@ local function load()
     local key = KEYS[KEY_DIMS - 1 + KB + i]
     gens[i] = dn(i, DIM_GEN)
     orig[i], rows[i], match[i] = nil, nil, nil
-    local v = redis.call('GET', key)
+    local v = F.v[i]
+    if not F.read then v = redis.call('GET', key) end
     local ut, u = '', ''
     if v then
       local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
@@ -1015,9 +1038,6 @@ local function load()
 end
 
 local RULES = {}
--- The reply being built (reused) and the formats of the replies, by their
--- number of values.
-local REPLY = {fmt = {}, short = 'F'}
 
 -- packReply returns the decision's reply, packed.
 local function packReply()
@@ -1037,11 +1057,59 @@ end
 -- an empty sketch (and, for a failure, room for it in the budget), and a
 -- refused failure does not extend its lock. It returns the reply, or nil,
 -- having written nothing, when the decision is not such a case.
--- F holds fast's tables by dimension: the states (s), as read (o), whether
--- the key exists (x), whether it was locked before (l), a new key's
--- generation (g), and the outcome put reads (out).
-local F = {s = {}, o = {}, x = {}, l = {}, g = {}, out = {}}
-local function fast()
+local fast, fresh
+do
+-- freshPieces returns D.fresh with the pieces of a new key's first failure
+-- at now under a rule of window win and MaxTTL maxttl, packed again when
+-- they change: the value's numbers after Gen (LastFail = now, LastBegin
+-- and LockEnd 0, the expiry), the TTL, the footprint minute and the short
+-- reply (made when first needed).
+local function freshPieces(win, maxttl)
+  local fr = D.fresh
+  if fr.now ~= now or fr.win ~= win or fr.max ~= maxttl or fr.snow ~= snow or fr.G ~= G then
+    local ttl = math.min(maxttl, math.max(satadd(now, win) - now, 0) + 1000)
+    fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, win, maxttl, snow, G, int(ttl)
+    fr.short = nil
+    fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
+    fr.min = math.ceil((snow + ttl) / G)
+  end
+  return fr
+end
+
+-- freshDone counts the footprint units of k new keys written with the
+-- pieces of fr (account(ex, 1) for each), and returns the short reply
+-- (REPLY.short, then the instant and the server's clock): every
+-- dimension counted its first failure, and is not locked; Go keeps the
+-- generations it sent.
+local function freshDone(fr, k)
+  local pend = bud.pend
+  pend[fr.min] = (pend[fr.min] or 0) + k
+  pend.n = pend.n + k
+  if bud.count ~= nil then bud.count = bud.count + k end
+  if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
+  return fr.short
+end
+
+-- freshValue returns the value of the first failure of dimension i's new
+-- key, of generation gen, with fields and field digests (tail, of the
+-- lengths ikn and ukn): VAL_FMT's numbers one by one (1 failure, Gen, the
+-- pieces of fr, the meta number), then the digests.
+local function freshValue(fr, gen, fields, ikn, ukn, tail)
+  local g = fr.g[gen]
+  if g == nil then
+    g = struct.pack('<d', gen)
+    fr.g[gen] = g
+  end
+  local meta = fields + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0))
+  local m = fr.m[meta]
+  if m == nil then
+    m = struct.pack('<d', meta)
+    fr.m[meta] = m
+  end
+  return fr.one .. g .. fr.mid .. m .. tail
+end
+
+fast = function()
   local locked, added = false, 0
   for i = 1, n do
     local s, o = F.s[i], F.o[i]
@@ -1049,7 +1117,8 @@ local function fast()
       s, o = {}, {}
       F.s[i], F.o[i] = s, o
     end
-    local v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i])
+    local v = F.v[i]
+    if not F.read then v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i]) end
     if v then
       local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
       if fpl % 4294967296 >= 65536 then return nil end -- reservations
@@ -1094,7 +1163,7 @@ local function fast()
   elseif added > 0 and units() + added > MAXU then
     return nil
   end
-  REPLY[1 + REPLY_NOW], REPLY[1 + REPLY_REFUSED], REPLY[1 + REPLY_SERVER] = now, locked and 1 or 0, snow
+  REPLY.head(locked)
   local fresh = fail and not locked and (OBS or LIMIT > 1)
   -- Whether every dimension is a new key's first failure (the short reply).
   local short = fresh and n > 0
@@ -1106,32 +1175,17 @@ local function fast()
   -- the meta number, then the field digests. Its footprint unit is counted
   -- after the loop.
   local fr, written = D.fresh, 0
-  if fresh and (fr.now ~= now or fr.win ~= WIN or fr.max ~= MAXTTL or fr.snow ~= snow or fr.G ~= G) then
-    local ttl = math.min(MAXTTL, math.max(satadd(now, WIN) - now, 0) + 1000)
-    fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, WIN, MAXTTL, snow, G, int(ttl)
-    fr.short = nil
-    fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
-    fr.min = math.ceil((snow + ttl) / G)
-  end
-  local d, one, mid, ttl, pg, pm = D.n, fr.one, fr.mid, fr.ttl, fr.g, fr.m
+  if fresh then fr = freshPieces(WIN, MAXTTL) end
+  local d = D.n
   for i = 1, n do
     local s = F.s[i]
     local started = false
     if fresh and not F.x[i] then
-      local b, gen = DIM_NUMS * (i - 1), F.g[i]
-      local g = pg[gen]
-      if g == nil then
-        g = struct.pack('<d', gen)
-        pg[gen] = g
-      end
+      local b = DIM_NUMS * (i - 1)
       local ikn, ukn = d[b + DIM_IP_KEY], d[b + DIM_USER_KEY]
-      local meta = d[b + DIM_FIELDS] + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0))
-      local m = pm[meta]
-      if m == nil then
-        m = struct.pack('<d', meta)
-        pm[meta] = m
-      end
-      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], one .. g .. mid .. m .. sub(D.ik[i], ikn + ukn), 'PX', ttl)
+      local v = freshValue(fr, F.g[i], d[b + DIM_FIELDS], ikn, ukn, sub(D.ik[i], ikn + ukn))
+      -- (GET: nil, the key being new, costs less than OK, a table.)
+      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], v, 'PX', fr.ttl, 'GET')
       written = written + 1 -- (its reply is filled after the loop, when needed)
     else
     short = false
@@ -1162,36 +1216,55 @@ local function fast()
       exists[i], orig[i], ident[i], F.out.started = F.x[i], F.o[i], D.oid[i] ~= false, started
       D.put(i, s, F.out, lk)
     end
-    local r = 1 + REPLY_HEAD + REPLY_DIM*(i-1)
-    REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = s.f, remaining, dn(i, DIM_GEN)
-    REPLY[r + REPLY_TIMED_OUT] = 0
     local counted = fail and not locked
-    REPLY[r + REPLY_FLAGS] = flags(lk, started, counted, false, F.l[i], counted, false, false, false)
+    REPLY.dim(i, s.f, remaining, dn(i, DIM_GEN), 0, flags(lk, started, counted, false, F.l[i], counted, false, false, false))
     end
   end
   if written > 0 then
-    -- account(ex, 1) for each key written above.
-    local pend = bud.pend
-    pend[fr.min] = (pend[fr.min] or 0) + written
-    pend.n = pend.n + written
-    if bud.count ~= nil then bud.count = bud.count + written end
-  end
-  if short then
-    -- The short reply (REPLY.short, then the instant and the server's
-    -- clock): every dimension counted its first failure, and is not
-    -- locked; Go keeps the generations it sent.
-    local fr = D.fresh
-    if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
-    return fr.short
+    local r = freshDone(fr, written)
+    if short then return r end
   end
   for i = 1, n do
-    if fresh and not F.x[i] then
-      local r, b = 1 + REPLY_HEAD + REPLY_DIM*(i-1), DIM_NUMS * (i - 1)
-      REPLY[r + REPLY_FAILURES], REPLY[r + REPLY_REMAINING], REPLY[r + REPLY_GEN] = 1, 0, d[b + DIM_GEN]
-      REPLY[r + REPLY_TIMED_OUT], REPLY[r + REPLY_FLAGS] = 0, D.counted
-    end
+    if fresh and not F.x[i] then REPLY.dim(i, 1, 0, d[DIM_NUMS * (i - 1) + DIM_GEN], 0, D.counted) end
   end
   return packReply()
+end
+
+-- fresh is fast for its commonest case, a failure whose every dimension
+-- is a new key (the first failure of a new client): it reads the keys,
+-- and if they all are new, the rule does not lock at one failure, the
+-- sketch is empty and the budget has room, it writes each key's first
+-- failure as fast does and returns the short reply. Otherwise it returns
+-- nil, having written nothing, and leaves the values it read in F.v for
+-- fast or load (F.read). It needs the decision's numbers, not setArgs:
+-- the rule R, op, now and the dimensions' fields and digests.
+fresh = function(R)
+  local base, vs, any = KEY_DIMS - 1 + KB, F.v, false
+  for i = 1, n do
+    local v = redis.call('GET', KEYS[base + i])
+    vs[i] = v
+    if v then any = true end
+  end
+  F.read = true
+  if any or n == 0 or op ~= OP_FAIL or not (R.obs or R.limit > 1) then return nil end
+  if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+  if sketchOn or units() + n > R.budget then return nil end
+  local fr, x, idn = freshPieces(R.win, R.maxttl), D.arg, D.idn
+  local p = 1 + 8 * (NUM_DIMS + DIM_FIELDS - 1)
+  local at = 1 + 8 * (NUM_DIMS + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
+  for i = 1, n do
+    -- (The fields and the digests' lengths are adjacent: DIM_FIELDS, DIM_IP_KEY, DIM_USER_KEY.)
+    local fields, ikn, ukn = struct.unpack('<ddd', x, p)
+    p = p + 8 * DIM_NUMS
+    local len = ikn + ukn
+    local tail = ''
+    if len > 0 then tail = string.sub(x, at, at + len - 1) end
+    at = at + len
+    local v = freshValue(fr, (TM_US + 61 * i + AB) % 256, fields, ikn, ukn, tail)
+    redis.call('SET', KEYS[base + i], v, 'PX', fr.ttl, 'GET')
+  end
+  return freshDone(fr, n)
+end
 end
 
 -- decide runs the j-th decision of the call, whose argument is at AB and
@@ -1213,8 +1286,16 @@ local function decide(j)
   if late(j) then
     return redis.error_reply('AXESLATE the caller has given up on this call')
   end
+  if now < 0 then now = snow end
+  useRule(R)
+  F.read = false
+  local quick = R.fast and (op == OP_FAIL or op == OP_SUCCESS) and phase == PHASE_APPLY and lTok == 0
+  if quick then
+    local r = fresh(R)
+    if r then return r end
+  end
   setArgs(R, c1, lTok)
-  if R.fast and (op == OP_FAIL or op == OP_SUCCESS) and phase == PHASE_APPLY and token == '' then
+  if quick then
     local r = fast()
     if r then return r end
   end
@@ -1225,10 +1306,8 @@ local function decide(j)
   local refused = rule()
 
   -- The outcome.
-  REPLY[1 + REPLY_NOW] = now
-  REPLY[1 + REPLY_REFUSED] = refused and 1 or 0
-  REPLY[1 + REPLY_SERVER] = snow
-  for i = 1, n do finish(i, REPLY) end
+  REPLY.head(refused)
+  for i = 1, n do finish(i) end
   return packReply()
 end
 
