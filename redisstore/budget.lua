@@ -26,7 +26,7 @@ local redis, struct, string, math, tonumber, unpack
 -- budget keys were written; count, the units counted (nil until read);
 -- pend, the changes not yet written, units by minute (numeric keys) and
 -- their sum n; ends, the budget keys' end (field x) once read; ints, the
--- integers formatted by int.
+-- integers formatted by int; us, the microseconds of TIME.
 local bud
 
 -- begin starts a call with its keys and arguments.
@@ -35,8 +35,9 @@ local function begin(keys, args)
   redis, struct, string, math, tonumber, unpack = globals()
   BK, BZ = KEYS[1], KEYS[2]
   tm = redis.call('TIME')
-  snow = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
-  bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, ints = {}}
+  local us = tonumber(tm[2])
+  snow = tonumber(tm[1]) * 1000 + math.floor(us / 1000)
+  bud = {touched = false, count = nil, pend = {n = 0}, ends = nil, ints = {}, us = us}
 end
 
 -- int returns the integer x as a command's argument: a number passed to
@@ -62,7 +63,7 @@ end
 -- also reads the budget keys' end.
 local function units()
   if bud.count == nil then
-    local old = redis.call('ZRANGEBYSCORE', BZ, '-inf', snow, 'LIMIT', 0, 64)
+    local old = redis.call('ZRANGEBYSCORE', BZ, '-inf', int(snow), 'LIMIT', '0', '64')
     for _, id in ipairs(old) do
       local c = tonumber(redis.call('HGET', BK, id)) or 0
       if c ~= 0 then redis.call('HINCRBY', BK, 'n', -c) end

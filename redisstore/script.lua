@@ -1037,7 +1037,10 @@ local function load()
   end
 end
 
-local RULES = {}
+-- The call's rules, by their position in ARGV (RULES[k]), and the rules
+-- seen in this and earlier calls, by their packed bytes (RULES.seen, at
+-- most 64 of them, nseen).
+local RULES = {seen = {}, nseen = 0}
 
 -- packReply returns the decision's reply, packed.
 local function packReply()
@@ -1315,14 +1318,25 @@ end
 -- written once.
 local function run(keys, args)
   begin(keys, args)
-  SK, TM_US = KEYS[KEY_SKETCH], tonumber(tm[2])
+  SK, TM_US = KEYS[KEY_SKETCH], bud.us
   sketchOn, sketchTouched = nil, false
   AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
   if D.fresh.one == nil then D.fresh.one = struct.pack('<d', 1) end
   D.fresh.now, D.fresh.short = nil, nil
   local replies = {}
   local nr = tonumber(ARGV[ARG_RULES])
-  for k = 1, nr do RULES[k] = unpackRule(ARGV[ARG_RULES + k]) end
+  for k = 1, nr do
+    -- A rule is unpacked once: the library keeps the tables of the last
+    -- 64 rules it saw (by their packed bytes) across calls.
+    local x = ARGV[ARG_RULES + k]
+    local r = RULES.seen[x]
+    if r == nil then
+      r = unpackRule(x)
+      if RULES.nseen >= 64 then RULES.seen, RULES.nseen = {}, 0 end
+      RULES.seen[x], RULES.nseen = r, RULES.nseen + 1
+    end
+    RULES[k] = r
+  end
   for j = 1, #ARGV - ARG_RULES - nr do
     AB = ARG_RULES + nr + j
     replies[j] = decide(j)
