@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -192,15 +193,19 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 	if id.IP.IsValid() {
 		ip = id.IP.AppendTo(ip)
 	}
-	nn := 8 * (numDims + dimNums*n)
-	size := nn + len(ip) + len(id.Username) + len(id.UserAgent) + len(token)
+	nn := 8 * (numShape + dimNums*n)
+	size := nn + len(ip) + len(id.Username) + len(id.UserAgent) + len(token) + 8*tailNums*n
+	shape := 0.0 // the number of field digests of each dimension, in base 4
 	for i := range dims {
+		k := 0
 		if dims[i].Fields&axes.IP != 0 && !dims[i].IPKey.IsZero() {
-			size += 16
+			k++
 		}
 		if dims[i].Fields&axes.Username != 0 && !dims[i].UserKey.IsZero() {
-			size += 16
+			k++
 		}
+		size += 16 * k
+		shape += float64(k) * math.Pow(4, float64(i))
 	}
 	b := make([]byte, nn, size)
 	set := func(pos int, v float64) { putNum(b, pos, v) }
@@ -218,13 +223,14 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 	set(numUA, float64(len(id.UserAgent)))
 	set(numToken, float64(len(token)))
 	set(numDims, float64(n))
+	set(numShape, shape)
 	b = append(b, ip...)
 	b = append(b, id.Username...)
 	b = append(b, id.UserAgent...)
 	b = append(b, token...)
 	for i := range dims {
 		d := &dims[i]
-		at := numDims + dimNums*i
+		at := numShape + dimNums*i
 		set(at+dimGen, float64(d.Gen))
 		set(at+dimFields, float64(d.Fields))
 		set(at+dimKind, float64(d.Kind))
@@ -232,11 +238,21 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 		for r := range c {
 			set(at+dimColumns+r, float64(c[r]))
 		}
-		if d.Fields&axes.IP != 0 && !d.IPKey.IsZero() {
+		// The dimension's tail: what follows a new key's first LastFail,
+		// LastBegin, LockEnd and expiry in its value (value.lua): one
+		// failure, a generation drawn at random (below 256, as the memory
+		// store's new entries), the meta number, then the field digests.
+		ik := d.Fields&axes.IP != 0 && !d.IPKey.IsZero()
+		uk := d.Fields&axes.Username != 0 && !d.UserKey.IsZero()
+		meta := float64(d.Fields) + 256*(num(ik)+2*num(uk))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(1))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(rand.Uint32()&255)))
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(meta))
+		if ik {
 			b = appendDigest(b, d.IPKey)
 			set(at+dimIPKey, 16)
 		}
-		if d.Fields&axes.Username != 0 && !d.UserKey.IsZero() {
+		if uk {
 			b = appendDigest(b, d.UserKey)
 			set(at+dimUserKey, 16)
 		}

@@ -66,8 +66,10 @@ import (
 // of each decision in order (from keyDims); its ARGV are the number r of
 // distinct rules (argRules), the r rules, each packed (rule*), then one
 // argument per decision: its numbers (num*), dimNums numbers per dimension
-// (dim*), then the bytes of the identity, the token and the dimensions'
-// field digests, in that order, of the lengths the numbers give. The reply
+// (dim*), then the bytes of the identity and the token, of the lengths the
+// numbers give, then each dimension's tail: tailNums numbers and its field
+// digests, the end of the value of its key's first failure (value.lua), so
+// that the script writes a new key as a piece of its own and this. The reply
 // is the list of the decisions' replies, each the packed numbers
 // (reply*) or an error (AXESLATE). script.lua declares the same numbers;
 // TestScriptConstants compares them.
@@ -108,6 +110,7 @@ const (
 	numUA         = 12
 	numToken      = 13 // the length of the SpreadSlots undo token (0 for none)
 	numDims       = 14 // the number of dimensions n
+	numShape      = 15 // the number of field digests of each dimension i, times 4^(i-1), summed
 )
 
 // The offsets of a dimension's numbers, after the decision's and the
@@ -120,6 +123,10 @@ const (
 	dimKind    = 5 // Dim.Kind
 	dimColumns = 6 // the sketch column in each of the 4 rows
 	dimNums    = 9
+
+	// The numbers of a dimension's tail (tailOne, a random generation and
+	// the meta number), before its field digests.
+	tailNums = 3
 )
 
 // The rule's numbers (1-based).

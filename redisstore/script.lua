@@ -101,6 +101,7 @@ local NUM_USER = 11
 local NUM_UA = 12
 local NUM_TOKEN = 13
 local NUM_DIMS = 14
+local NUM_SHAPE = 15
 local DIM_GEN = 1
 local DIM_FIELDS = 2
 local DIM_IP_KEY = 3
@@ -183,8 +184,10 @@ local function unpackRule(x)
   end
 end
 
--- The format of the decision's numbers: NUM_DIMS doubles (TestScriptConstants).
-local NUMS_FMT = '<dddddddddddddd'
+-- The format of the decision's numbers: NUM_SHAPE doubles (TestScriptConstants).
+local NUMS_FMT = '<ddddddddddddddd'
+-- The numbers of a dimension's tail, before its field digests (tailNums).
+local TAIL_LEN = 24
 
 -- Spray detection (Rule.applySpray), in one table: the script's main
 -- function is near Lua's limit of 200 locals. SPR.kind[i] is the kind of
@@ -735,7 +738,7 @@ local function writeKey(key, i, s, oid, ut, u, ex0)
     meta = meta + 2048 * (nip + 64 * (nun + 512 * (nua + 512 * (#ut + 64 * #u))))
     str = str .. ids .. ut .. u
   end
-  redis.call('SET', key, struct.pack(D.wfmt, s.f + 65536 * (s.p + 65536 * s.l), s.g, s.lf, s.lb, s.le, ex,
+  redis.call('SET', key, struct.pack(D.wfmt, s.lf, s.lb, s.le, ex, s.f + 65536 * (s.p + 65536 * s.l), s.g,
     meta, str), 'PX', int(ttl))
   account(ex0, -1)
   account(ex, 1)
@@ -770,9 +773,8 @@ end
 -- The flags of a failure counted in a key that was not locked and did not
 -- lock.
 D.counted = flags(false, false, true, false, false, true, false, false, false)
--- What the first failures of new keys share, packed (fast): kept across
--- calls, the generations' and meta numbers' pieces (at most 256 and 1,024).
-D.fresh = {g = {}, m = {}, one = nil}
+-- What the first failures of new keys of a call share (freshPieces).
+D.fresh = {}
 
 local finish
 do
@@ -891,7 +893,7 @@ local function setArgs(R, c1, lTok)
   CHALLENGED = c1 == 1
   applied1 = applied1 == 1
   local x = D.arg
-  local at = 1 + 8 * NUM_DIMS
+  local at = 1 + 8 * NUM_SHAPE
   local f = D.fmt[n]
   if f == nil then
     f = '<' .. string.rep('d', DIM_NUMS * n)
@@ -906,9 +908,9 @@ local function setArgs(R, c1, lTok)
   at = at + lTok
   local d, ik = D.n, D.ik
   for i = 1, n do
-    ik[i] = at
+    ik[i] = at + TAIL_LEN
     local b = DIM_NUMS * (i - 1)
-    at = at + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY]
+    at = at + TAIL_LEN + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY]
   end
 end
 
@@ -946,7 +948,7 @@ local function load()
     if not F.read then v = redis.call('GET', key) end
     local ut, u = '', ''
     if v then
-      local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
+      local lf, lb, le, ex, fpl, g, meta = struct.unpack(VAL_FMT, v)
       local f = fpl % 65536
       local p = (fpl - f) / 65536 % 65536
       local l = (fpl - f - 65536 * p) / 4294967296
@@ -1064,9 +1066,9 @@ local fast, fresh
 do
 -- freshPieces returns D.fresh with the pieces of a new key's first failure
 -- at now under a rule of window win and MaxTTL maxttl, packed again when
--- they change: the value's numbers after Gen (LastFail = now, LastBegin
--- and LockEnd 0, the expiry), the TTL, the footprint minute and the short
--- reply (made when first needed).
+-- they change: the value's first numbers (mid: LastFail = now, LastBegin
+-- and LockEnd 0, the expiry; the dimension's tail follows them), the TTL,
+-- the footprint minute and the short reply (made when first needed).
 local function freshPieces(win, maxttl)
   local fr = D.fresh
   if fr.now ~= now or fr.win ~= win or fr.max ~= maxttl or fr.snow ~= snow or fr.G ~= G then
@@ -1093,25 +1095,6 @@ local function freshDone(fr, k)
   return fr.short
 end
 
--- freshValue returns the value of the first failure of dimension i's new
--- key, of generation gen, with fields and field digests (tail, of the
--- lengths ikn and ukn): VAL_FMT's numbers one by one (1 failure, Gen, the
--- pieces of fr, the meta number), then the digests.
-local function freshValue(fr, gen, fields, ikn, ukn, tail)
-  local g = fr.g[gen]
-  if g == nil then
-    g = struct.pack('<d', gen)
-    fr.g[gen] = g
-  end
-  local meta = fields + 256 * ((ikn > 0 and 1 or 0) + (ukn > 0 and 2 or 0))
-  local m = fr.m[meta]
-  if m == nil then
-    m = struct.pack('<d', meta)
-    fr.m[meta] = m
-  end
-  return fr.one .. g .. fr.mid .. m .. tail
-end
-
 fast = function()
   local locked, added = false, 0
   for i = 1, n do
@@ -1123,7 +1106,7 @@ fast = function()
     local v = F.v[i]
     if not F.read then v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i]) end
     if v then
-      local fpl, g, lf, lb, le, ex, meta = struct.unpack(VAL_FMT, v)
+      local lf, lb, le, ex, fpl, g, meta = struct.unpack(VAL_FMT, v)
       if fpl % 4294967296 >= 65536 then return nil end -- reservations
       local f = fpl % 65536
       local p, l = 0, (fpl - f) / 4294967296
@@ -1172,11 +1155,10 @@ fast = function()
   local short = fresh and n > 0
   -- The first failure of a new key, which starts no lock (count, the
   -- horizon, put and the reply), written out for the commonest case: its
-  -- value is pieces packed once (VAL_FMT's numbers one by one): the
-  -- state's first number (1 failure), its Gen, LastFail = now, LastBegin
-  -- and LockEnd 0 and the expiry (the same for every such key of a call),
-  -- the meta number, then the field digests. Its footprint unit is counted
-  -- after the loop.
+  -- value is LastFail = now, LastBegin and LockEnd 0 and the expiry (the
+  -- same for every such key of a call, freshPieces), then the dimension's
+  -- tail as Go sent it (1 failure, a generation, the meta number, the
+  -- field digests). Its footprint unit is counted after the loop.
   local fr, written = D.fresh, 0
   if fresh then fr = freshPieces(WIN, MAXTTL) end
   local d = D.n
@@ -1184,10 +1166,11 @@ fast = function()
     local s = F.s[i]
     local started = false
     if fresh and not F.x[i] then
+      -- Its value: the pieces of fr, then the dimension's tail (its
+      -- generation drawn by Go). (GET: nil, the key being new, costs less
+      -- than OK, a table.)
       local b = DIM_NUMS * (i - 1)
-      local ikn, ukn = d[b + DIM_IP_KEY], d[b + DIM_USER_KEY]
-      local v = freshValue(fr, F.g[i], d[b + DIM_FIELDS], ikn, ukn, sub(D.ik[i], ikn + ukn))
-      -- (GET: nil, the key being new, costs less than OK, a table.)
+      local v = fr.mid .. sub(D.ik[i] - TAIL_LEN, TAIL_LEN + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY])
       redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], v, 'PX', fr.ttl, 'GET')
       written = written + 1 -- (its reply is filled after the loop, when needed)
     else
@@ -1252,19 +1235,17 @@ fresh = function(R)
   if any or n == 0 or op ~= OP_FAIL or not (R.obs or R.limit > 1) then return nil end
   if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
   if sketchOn or units() + n > R.budget then return nil end
-  local fr, x, idn = freshPieces(R.win, R.maxttl), D.arg, D.idn
-  local p = 1 + 8 * (NUM_DIMS + DIM_FIELDS - 1)
-  local at = 1 + 8 * (NUM_DIMS + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
+  local fr, x, idn, shape = freshPieces(R.win, R.maxttl), D.arg, D.idn, D.shape
+  local mid, ttl = fr.mid, fr.ttl
+  local at = 1 + 8 * (NUM_SHAPE + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
   for i = 1, n do
-    -- (The fields and the digests' lengths are adjacent: DIM_FIELDS, DIM_IP_KEY, DIM_USER_KEY.)
-    local fields, ikn, ukn = struct.unpack('<ddd', x, p)
-    p = p + 8 * DIM_NUMS
-    local len = ikn + ukn
-    local tail = ''
-    if len > 0 then tail = string.sub(x, at, at + len - 1) end
-    at = at + len
-    local v = freshValue(fr, (TM_US + 61 * i + AB) % 256, fields, ikn, ukn, tail)
-    redis.call('SET', KEYS[base + i], v, 'PX', fr.ttl, 'GET')
+    -- The value: the pieces of fr, then the dimension's tail, of
+    -- TAIL_LEN bytes and 0, 1 or 2 field digests (the shape's digit).
+    local k = shape % 4
+    shape = (shape - k) / 4
+    local e = at + TAIL_LEN + 16 * k
+    redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'PX', ttl, 'GET')
+    at = e
   end
   return freshDone(fr, n)
 end
@@ -1282,7 +1263,7 @@ local function decide(j)
   D.arg = x
   local ri, c1, lTok
   local idn = D.idn
-  ri, op, now, JS, phase, ext, applied1, DEADLINE, c1, idn[1], idn[2], idn[3], lTok, n =
+  ri, op, now, JS, phase, ext, applied1, DEADLINE, c1, idn[1], idn[2], idn[3], lTok, n, D.shape =
     struct.unpack(NUMS_FMT, x)
   local R = RULES[ri]
   G = R.grain
@@ -1321,7 +1302,6 @@ local function run(keys, args)
   SK, TM_US = KEYS[KEY_SKETCH], bud.us
   sketchOn, sketchTouched = nil, false
   AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
-  if D.fresh.one == nil then D.fresh.one = struct.pack('<d', 1) end
   D.fresh.now, D.fresh.short = nil, nil
   local replies = {}
   local nr = tonumber(ARGV[ARG_RULES])

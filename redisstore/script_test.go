@@ -89,7 +89,7 @@ func TestScriptConstants(t *testing.T) {
 		"NUM_RULE": numRule, "NUM_OP": numOp, "NUM_NOW": numNow, "NUM_JITTER": numJitter,
 		"NUM_PHASE": numPhase, "NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
 		"NUM_CHALLENGED": numChallenged, "NUM_IP": numIP, "NUM_USER": numUser, "NUM_UA": numUA,
-		"NUM_TOKEN": numToken, "NUM_DIMS": numDims,
+		"NUM_TOKEN": numToken, "NUM_DIMS": numDims, "NUM_SHAPE": numShape,
 		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
 		"DIM_IP_KEY": dimIPKey, "DIM_USER_KEY": dimUserKey, "DIM_NUMS": dimNums,
 		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
@@ -115,8 +115,11 @@ func TestScriptConstants(t *testing.T) {
 			t.Errorf("script.lua declares %s = %v, which no Go value pins", k, g)
 		}
 	}
-	if !strings.Contains(scriptLua, "local NUMS_FMT = '<"+strings.Repeat("d", numDims)+"'\n") {
-		t.Errorf("script.lua's NUMS_FMT does not read the %d numbers of a decision", numDims)
+	if !strings.Contains(scriptLua, "local NUMS_FMT = '<"+strings.Repeat("d", numShape)+"'\n") {
+		t.Errorf("script.lua's NUMS_FMT does not read the %d numbers of a decision", numShape)
+	}
+	if !strings.Contains(scriptLua, "local TAIL_LEN = "+strconv.Itoa(8*tailNums)+"\n") {
+		t.Errorf("script.lua's TAIL_LEN is not the length of %d numbers", tailNums)
 	}
 	if !strings.Contains(scriptLua, "local REPLY = {fmt = {}, short = '"+replyShort+"'}") {
 		t.Errorf("script.lua's short reply does not start with %q", replyShort)
@@ -182,22 +185,47 @@ func TestScriptArguments(t *testing.T) {
 		ruleChallengeAt: 3, ruleSprayLimit: 7, ruleSprayWindow: 10000, ruleSprayCooloff: 11000,
 		ruleTiers: 2, ruleTiers + 1: 2, ruleTiers + 2: 1000, ruleTiers + 3: 5, ruleTiers + 4: msIndefinite,
 	})
-	nn := numDims + 2*dimNums
+	nn := numShape + 2*dimNums
 	c0, c1 := s.columns(dims[0].Digest), s.columns(dims[1].Digest)
-	d0, d1 := numDims, numDims+dimNums
+	d0, d1 := numShape, numShape+dimNums
 	check("decision", unpack(arg, nn), map[int]float64{
 		numRule: 1, numOp: float64(store.OpSettleFail), numNow: 42, numJitter: 0.75, numPhase: phaseRedo,
 		numExt: extBusy, numApplied: 1, numDeadline: 99, numChallenged: 1, numIP: 12, numUser: 4, numUA: 5,
-		numToken: 3, numDims: 2,
+		numToken: 3, numDims: 2, numShape: 2 + 0*4,
 		d0 + dimGen: 17, d0 + dimFields: float64(axes.IP | axes.Username), d0 + dimKind: float64(store.KindMember),
 		d0 + dimColumns: float64(c0[0]), d0 + dimColumns + 1: float64(c0[1]), d0 + dimColumns + 2: float64(c0[2]), d0 + dimColumns + 3: float64(c0[3]),
 		d0 + dimIPKey: 16, d0 + dimUserKey: 16,
 		d1 + dimGen: 1 << 31, d1 + dimFields: float64(axes.UserAgent), d1 + dimKind: 0,
 		d1 + dimColumns: float64(c1[0]), d1 + dimColumns + 3: float64(c1[3]), d1 + dimIPKey: 0, d1 + dimUserKey: 0,
 	})
-	want := "192.0.2.7/32" + "user" + "agent" + "tok" + digestBytes(dims[0].IPKey) + digestBytes(dims[0].UserKey)
-	if g := string(arg[8*nn:]); g != want {
+	want := "192.0.2.7/32" + "user" + "agent" + "tok"
+	if g := string(arg[8*nn : 8*nn+len(want)]); g != want {
 		t.Errorf("decision bytes %q, want %q", g, want)
+	}
+	// Each dimension's tail: one failure, a generation below 256, the meta
+	// number of its fields and digests, then the digests.
+	tails := arg[8*nn+len(want):]
+	for i, d := range []struct {
+		meta    float64
+		digests string
+	}{
+		{float64(axes.IP|axes.Username) + 256*3, digestBytes(dims[0].IPKey) + digestBytes(dims[0].UserKey)},
+		{float64(axes.UserAgent), ""},
+	} {
+		if len(tails) < 8*tailNums+len(d.digests) {
+			t.Fatalf("dimension %d: tail of %d bytes", i, len(tails))
+		}
+		f := unpack(tails, tailNums)
+		if f[0] != 1 || f[1] < 0 || f[1] > 255 || f[1] != math.Trunc(f[1]) || f[2] != d.meta {
+			t.Errorf("dimension %d: tail numbers %v, want 1, a generation below 256, %v", i, f, d.meta)
+		}
+		if g := string(tails[8*tailNums : 8*tailNums+len(d.digests)]); g != d.digests {
+			t.Errorf("dimension %d: tail digests %q, want %q", i, g, d.digests)
+		}
+		tails = tails[8*tailNums+len(d.digests):]
+	}
+	if len(tails) != 0 {
+		t.Errorf("%d bytes after the tails", len(tails))
 	}
 }
 

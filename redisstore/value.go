@@ -36,9 +36,10 @@ func decodeValue(v string) (kv keyValue, ok bool) {
 	for i := range n {
 		n[i] = int64(math.Float64frombits(binary.LittleEndian.Uint64([]byte(v[8*i : 8*i+8]))))
 	}
-	fpl := n[0]
+	kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry = n[0], n[1], n[2], n[3]
+	fpl := n[4]
 	kv.failures, kv.pending, kv.level = int(fpl%65536), int(fpl/65536%65536), int(fpl/(1<<32))
-	kv.gen, kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry = n[1], n[2], n[3], n[4], n[5]
+	kv.gen = n[5]
 	m := n[6]
 	kv.fields = axes.Fields(m % 256)
 	m /= 256

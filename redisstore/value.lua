@@ -1,9 +1,10 @@
 -- The value of a dimension key, which the scripts share: VAL_FMT's
 -- numbers (little-endian doubles) followed by strings. The numbers: the
--- state's Failures, Pending and Level in one (f + 65536*(p + 65536*l)),
--- its Gen, LastFail, LastBegin and LockEnd (instants in ms, -1 for an
+-- state's LastFail, LastBegin and LockEnd (instants in ms, -1 for an
 -- indefinite lock end), the key's expiry on the server's clock (ms; the
--- footprint count reads it instead of asking PTTL), and the meta number
+-- footprint count reads it instead of asking PTTL), the state's Failures,
+-- Pending and Level in one (f + 65536*(p + 65536*l)), its Gen, and the
+-- meta number
 -- (valueMeta): the dimension's Fields, whether the IP and username field
 -- digests follow (16 bytes each; ResetField compares them), whether the
 -- identity of the current lock follows, and the lengths of that identity
@@ -11,7 +12,8 @@
 -- the state before) of a SpreadSlots attempt, the strings in that order.
 -- A meta number below META_PLAIN has no identity and no token. One GET
 -- reads a key, and one SET with PX writes it and its TTL. Go reads the
--- same format (value.go).
+-- same format (value.go). (The instants come first: a new key's first
+-- failure is the call's instants, then what Go sent for the dimension.)
 local VAL_FMT = '<ddddddd'
 local VAL_LEN = 56
 local SNAP_FMT = '<HHBdddd'

@@ -29,8 +29,8 @@ func encodeValue(kv keyValue) string {
 	meta := int64(kv.fields) + 256*(has(kv.ipKey)+2*has(kv.userKey)+4*id) +
 		2048*(int64(len(kv.ip))+64*(int64(len(kv.username))+512*(int64(len(kv.userAgent))+512*(int64(len(kv.token))+64*int64(len(kv.snapshot))))))
 	var b []byte
-	for _, x := range []int64{int64(kv.failures) + 65536*(int64(kv.pending)+65536*int64(kv.level)), kv.gen, kv.lastFail,
-		kv.lastBegin, kv.lockEnd, kv.expiry, meta} {
+	for _, x := range []int64{kv.lastFail, kv.lastBegin, kv.lockEnd, kv.expiry,
+		int64(kv.failures) + 65536*(int64(kv.pending)+65536*int64(kv.level)), kv.gen, meta} {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(float64(x)))
 	}
 	for _, s := range []string{kv.ipKey, kv.userKey, kv.ip, kv.username, kv.userAgent, kv.token, kv.snapshot} {
