@@ -236,7 +236,7 @@ type diffDim struct {
 	dim   store.Dim
 	state store.State
 	// delta is the store's generation less Go's, modulo 2^31: a key the
-	// store creates starts at a generation drawn from its clock, a Go
+	// store creates starts at a generation drawn at random, a Go
 	// State at 0.
 	delta uint32
 }

@@ -23,9 +23,10 @@ import (
 // jitter) are rounded up too, so that a lock never ends earlier than
 // under Rule.Apply on the same millisecond instants; instants saturate at
 // maxMS. Exact reservation generations wrap at 2^31 (the top bit marks the
-// sketch's); a new key starts at one drawn from the server's clock (below
-// 256), so that a settle that arrives after its key was forgotten and made
-// anew almost never matches a new reservation.
+// sketch's); a new key starts at one drawn at random below 256 (from the
+// server's clock, or by Go for a first failure written from the
+// dimension's tail), so that a settle that arrives after its key was
+// forgotten and made anew almost never matches a new reservation.
 //
 // Footprint. The keys the script creates are counted in the budget hash
 // (KEYS[1]) by the minute in which they expire on the server's clock, and
