@@ -56,6 +56,14 @@ func TestDifferentialStandalone(t *testing.T) {
 	differential(t, newClient(t), false)
 }
 
+// TestDifferentialEval runs the script by EVALSHA, as the store does
+// where Redis has no functions (before 7.0), and where fresh reads every
+// key before it writes.
+func TestDifferentialEval(t *testing.T) {
+	t.Parallel()
+	differentialWith(t, newClient(t), false, func(s *Store) { s.fn.Store(false) })
+}
+
 func TestDifferentialCluster(t *testing.T) {
 	t.Parallel()
 	differential(t, newCluster(t), false)
@@ -67,8 +75,15 @@ func TestDifferentialClusterSpread(t *testing.T) {
 }
 
 func differential(t *testing.T, c redis.UniversalClient, spread bool) {
+	differentialWith(t, c, spread, func(*Store) {})
+}
+
+// differentialWith runs the differential test on a store that setup
+// changes.
+func differentialWith(t *testing.T, c redis.UniversalClient, spread bool, setup func(*Store)) {
 	s := mustNew(t, c, Options{UseRequestTime: true, SpreadSlots: spread, MaxKeys: 1 << 40,
 		Timeout: 10 * time.Second})
+	setup(s)
 	seed := diffSeed(t)
 	ops := 0
 	for seq := range uint64(diffSequences) {
@@ -78,6 +93,37 @@ func differential(t *testing.T, c redis.UniversalClient, spread bool) {
 		}
 	}
 	t.Logf("%d sequences, %d operations compared (seed %d)", diffSequences, ops, seed)
+}
+
+// diffApply applies req alone, or, with warm, in one script call after
+// the first failure of a new client (two new keys): the script then knows
+// the sketch empty and the budget's count, and writes the keys of a
+// failure without reading them first (fresh), deleting them again if one
+// turns out to exist.
+func diffApply(ctx context.Context, s *Store, req *store.Request, warm bool, rng *rand.Rand) error {
+	if !warm {
+		return s.apply(ctx, req)
+	}
+	first := &store.Request{Op: store.OpFail, Now: req.Now, Rule: &store.Rule{Limit: 5, Window: time.Minute, Cooloff: time.Minute},
+		Dims: []store.Dim{{Fields: axes.IP, Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}},
+			{Fields: axes.Username, Digest: axes.Digest{Hi: rng.Uint64(), Lo: rng.Uint64()}}}}
+	calls := []*call{
+		{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, first)...)},
+		{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, req)...)},
+	}
+	s.exec(calls)
+	for i, r := range []*store.Request{first, req} {
+		if err := calls[i].cmd.Err(); err != nil {
+			return err
+		}
+		if _, err := parseReply(r.Op, calls[i].cmd.Val(), r.Dims, nil); err != nil {
+			return err
+		}
+	}
+	if !first.Dims[0].Outcome.Counted || first.Dims[0].Outcome.Failures != 1 {
+		return fmt.Errorf("the first failure before the decision: %+v", first.Dims[0].Outcome)
+	}
+	return nil
 }
 
 // diffPolicy is the random policy of a sequence: a base Rule, and how each
@@ -471,11 +517,12 @@ func diffSequence(t *testing.T, s *Store, seed, seq uint64) int {
 			d.Gen = storeGens[j]
 			req.Dims = append(req.Dims, d)
 		}
-		if err := s.apply(ctx, req); err != nil {
+		warm := !s.o.SpreadSlots && op != store.OpReset && rng.IntN(2) == 0
+		if err := diffApply(ctx, s, req, warm, rng); err != nil {
 			t.Fatalf("seed %d sequence %d step %d: %v", seed, seq, step, err)
 		}
-		history = append(history, fmt.Sprintf("%d: %v dims %v gens go %v store %v at +%v (JitterScale %v Cooloff %v Challenged %v): refused %v",
-			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, rule.Challenged, refused))
+		history = append(history, fmt.Sprintf("%d: %v dims %v gens go %v store %v at +%v (JitterScale %v Cooloff %v Challenged %v, after a first failure in the same call %v): refused %v",
+			step, op, idx, goGens, storeGens, now-time.Duration(1_700_000_000_000)*time.Millisecond, rule.JitterScale, rule.Cooloff, rule.Challenged, warm, refused))
 
 		// Compare.
 		stored, err := storedStates(ctx, s.c, keys)

@@ -257,7 +257,7 @@ var (
 	fnName        = "axes_apply_" + applyHash[:16]
 	fnNameArg any = fnName
 	fnLibrary     = "#!lua name=axes_" + applyHash[:16] + "\nlocal KEYS, ARGV\n" + budgetLua + valueLua + scriptLua +
-		"globals(true).register_function('" + fnName + "', function(keys, args) return run(keys, args) end)\n"
+		"globals(true).register_function('" + fnName + "', function(keys, args) return run(keys, args, true) end)\n"
 )
 
 // missingScript reports whether err says that the apply script is not

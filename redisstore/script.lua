@@ -932,8 +932,10 @@ end
 -- F holds fast's tables by dimension: the states (s), as read (o), whether
 -- the key exists (x), whether it was locked before (l), a new key's
 -- generation (g), and the outcome put reads (out).
--- F.v holds the keys' values when F.read (fresh read them).
-local F = {s = {}, o = {}, x = {}, l = {}, g = {}, out = {}, v = {}, read = false}
+-- F.v holds the keys' values when F.read (fresh read them); F.nx reports
+-- that SET takes NX and GET together: in the function library (Redis 7),
+-- not by EVALSHA (the fallback for Redis before 7.0).
+local F = {s = {}, o = {}, x = {}, l = {}, g = {}, out = {}, v = {}, read = false, nx = false}
 
 -- load reads the states of the decision's dimensions.
 local function load()
@@ -1217,35 +1219,78 @@ fast = function()
 end
 
 -- fresh is fast for its commonest case, a failure whose every dimension
--- is a new key (the first failure of a new client): it reads the keys,
--- and if they all are new, the rule does not lock at one failure, the
--- sketch is empty and the budget has room, it writes each key's first
--- failure as fast does and returns the short reply. Otherwise it returns
--- nil, having written nothing, and leaves the values it read in F.v for
--- fast or load (F.read). It needs the decision's numbers, not setArgs:
--- the rule R, op, now and the dimensions' fields and digests.
+-- is a new key (the first failure of a new client): if the rule does not
+-- lock at one failure, the sketch is empty, the budget has room and every
+-- key is new, it writes each key's first failure as fast does and
+-- returns the short reply. Otherwise it returns nil with every key as it
+-- was, and leaves their values in F.v for fast or load (F.read). It needs
+-- the decision's numbers, not setArgs: the rule R, op, now and the
+-- dimensions' tails.
+--
+-- It reads no key it writes: SET … NX GET writes a new key and answers
+-- nil, or answers the value of a key that exists and leaves it. The first
+-- key (the IP's, under the usual policies: the one most often known) is
+-- read first unless an earlier decision of the call already checked the
+-- sketch and the budget; a key that turns out to exist after others of
+-- the decision were written has them deleted again (they were new).
+-- Without SET … NX GET (F.nx) every key is read first.
 fresh = function(R)
-  local base, vs, any = KEY_DIMS - 1 + KB, F.v, false
-  for i = 1, n do
-    local v = redis.call('GET', KEYS[base + i])
-    vs[i] = v
-    if v then any = true end
-  end
+  if n == 0 then return nil end
+  local base, vs = KEY_DIMS - 1 + KB, F.v
   F.read = true
-  if any or n == 0 or op ~= OP_FAIL or not (R.obs or R.limit > 1) then return nil end
-  if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-  if sketchOn or units() + n > R.budget then return nil end
+  local can = op == OP_FAIL and (R.obs or R.limit > 1)
+  local from = 1 -- the first key not read
+  if not (can and F.nx and sketchOn == false and bud.count ~= nil) then
+    vs[1], from = redis.call('GET', KEYS[base + 1]), 2
+    can = can and not vs[1]
+    if can and sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+    can = can and not sketchOn
+  end
+  can = can and units() + n <= R.budget
+  if can and not F.nx then
+    for i = from, n do
+      vs[i] = redis.call('GET', KEYS[base + i])
+      if vs[i] then can = false end
+    end
+    from = n + 1
+  end
+  if not can then
+    for i = from, n do vs[i] = redis.call('GET', KEYS[base + i]) end
+    return nil
+  end
   local fr, x, idn, shape = freshPieces(R.win, R.maxttl), D.arg, D.idn, D.shape
   local mid, ttl = fr.mid, fr.ttl
   local at = 1 + 8 * (NUM_SHAPE + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
+  local at1, e1
   for i = 1, n do
     -- The value: the pieces of fr, then the dimension's tail, of
     -- TAIL_LEN bytes and 0, 1 or 2 field digests (the shape's digit).
     local k = shape % 4
     shape = (shape - k) / 4
     local e = at + TAIL_LEN + 16 * k
-    redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'PX', ttl, 'GET')
+    if i >= from then
+      local v = redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'NX', 'PX', ttl, 'GET')
+      if v then
+        -- The key exists: delete the keys written before it, read the rest.
+        vs[i] = v
+        for j = from, i - 1 do
+          redis.call('DEL', KEYS[base + j])
+          vs[j] = false
+        end
+        for j = i + 1, n do vs[j] = redis.call('GET', KEYS[base + j]) end
+        return nil
+      end
+    elseif from > n then
+      -- Every key read and new. (GET: nil costs less than OK, a table.)
+      redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'PX', ttl, 'GET')
+    else
+      at1, e1 = at, e
+    end
     at = e
+  end
+  if at1 then
+    -- The first key, read and new, once the others were.
+    redis.call('SET', KEYS[base + 1], mid .. string.sub(x, at1, e1 - 1), 'PX', ttl, 'GET')
   end
   return freshDone(fr, n)
 end
@@ -1296,10 +1341,11 @@ local function decide(j)
 end
 
 -- run is the call: every decision in order, and the footprint count
--- written once.
-local function run(keys, args)
+-- written once; library is true in the function library.
+local function run(keys, args, library)
   begin(keys, args)
   SK, TM_US = KEYS[KEY_SKETCH], bud.us
+  F.nx = library == true
   sketchOn, sketchTouched = nil, false
   AB, KB, clock.at, D.rule, SPR.cur = 0, 0, nil, nil, 0
   D.fresh.now, D.fresh.short = nil, nil
