@@ -255,3 +255,95 @@ func TestBatchMergedDecisions(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshKeyExists runs, in one script call after a first failure (which
+// checks the sketch and the budget), failures whose first key is new and
+// whose second exists: the script writes the first key unread (SET … NX),
+// meets the second, deletes the first again and decides on the general
+// path. A locked second key refuses the failure and leaves no trace of the
+// first; an unlocked one counts the failure in both, the first key created
+// once. The footprint count ends at the keys that exist.
+func TestFreshKeyExists(t *testing.T) {
+	_, c, s, _ := batchFixture(t)
+	ctx := context.Background()
+	rule := &store.Rule{Limit: 3, Window: time.Hour, Cooloff: time.Hour}
+	dim := func(hi uint64) store.Dim { return store.Dim{Fields: axes.IP, Digest: axes.Digest{Hi: hi, Lo: 99}} }
+	fail := func(dims ...store.Dim) *store.Request {
+		return &store.Request{Op: store.OpFail, Now: time.Now(), Rule: rule, Dims: dims}
+	}
+	// The existing keys: 101 locked (3 failures), 102 with one failure.
+	for range 3 {
+		if err := s.apply(ctx, fail(dim(101))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.apply(ctx, fail(dim(102))); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	units := func() int {
+		t.Helper()
+		n, err := c.HGet(ctx, s.bk[0], "n").Int()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := units()
+	reqs := []*store.Request{
+		fail(dim(1), dim(2)),   // two new keys: checks the sketch and the budget
+		fail(dim(3), dim(101)), // 3 new, 101 locked: refused
+		fail(dim(4), dim(102)), // 4 new, 102 at one failure: counted in both
+	}
+	batch := make([]*call, len(reqs))
+	for i, r := range reqs {
+		batch[i] = &call{ctx: ctx, cmd: redis.NewCmd(ctx, s.applyCommand(ctx, r)...)}
+	}
+	s.exec(batch)
+	for i, b := range batch {
+		if err := b.cmd.Err(); err != nil {
+			t.Fatalf("decision %d: %v", i, err)
+		}
+		if _, err := parseReply(reqs[i].Op, b.cmd.Val(), reqs[i].Dims, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cmdstat_fcall:calls=1,", "cmdstat_del:calls=2,"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("commandstats lack %q (the decisions in one call, each new first key deleted again):\n%s", want, info)
+		}
+	}
+	type want struct {
+		failures int
+		locked   bool
+	}
+	for i, w := range [][]want{{{1, false}, {1, false}}, {{0, false}, {3, true}}, {{1, false}, {2, false}}} {
+		for j, d := range reqs[i].Dims {
+			if o := d.Outcome; o.Failures != w[j].failures || o.Locked != w[j].locked {
+				t.Errorf("decision %d dimension %d: %d failures, locked %v; want %d, %v", i, j, o.Failures, o.Locked, w[j].failures, w[j].locked)
+			}
+		}
+	}
+	if n, err := c.Exists(ctx, s.key(dim(3).Digest)).Result(); err != nil || n != 0 {
+		t.Errorf("the refused failure's new key exists (%d, %v)", n, err)
+	}
+	for _, hi := range []uint64{1, 2, 4, 102} {
+		v, err := c.Get(ctx, s.key(dim(hi).Digest)).Result()
+		if err != nil {
+			t.Fatalf("key %d: %v", hi, err)
+		}
+		kv, ok := decodeValue(v)
+		if !ok || kv.failures != map[uint64]int{1: 1, 2: 1, 4: 1, 102: 2}[hi] {
+			t.Errorf("key %d: %+v, %v", hi, kv, ok)
+		}
+	}
+	if got := units() - before; got != 3 {
+		t.Errorf("the footprint count grew by %d, want 3 (keys 1, 2 and 4)", got)
+	}
+}
