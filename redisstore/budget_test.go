@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/axes-go/axes"
+	"github.com/axes-go/axes/store"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -311,5 +312,73 @@ func TestBudgetCount(t *testing.T) {
 	got, _ := c.HGet(ctx, bk[0], "n").Int()
 	if got != want || want < 10 {
 		t.Errorf("budget counts %d units, the keys hold %d", got, want)
+	}
+}
+
+// columns returns d's sketch column in each of the 4 rows: the bits of the
+// digest that the script reads from the key's last 32 characters (cellOff
+// in script.lua).
+func columns(d axes.Digest, width int) [4]uint64 {
+	w := uint64(width)
+	return [4]uint64{
+		(d.Lo & 0xffffffff) % w,
+		(d.Lo >> 32) % w,
+		(d.Hi & 0xffffffff) % w,
+		((d.Hi >> 32) & 0xffffff) % w,
+	}
+}
+
+// TestSketchColumns checks where the script puts a dimension in the
+// sketch: in each row, at the column its digest gives (columns), for
+// digests whose every part is non-zero, and in both layouts (under
+// SpreadSlots the key carries a shard tag before the digest).
+func TestSketchColumns(t *testing.T) {
+	for _, spread := range []bool{false, true} {
+		t.Run(map[bool]string{false: "one-slot", true: "spread"}[spread], func(t *testing.T) {
+			var c redis.UniversalClient
+			if spread {
+				c = newCluster(t)
+			} else {
+				c = newClient(t)
+			}
+			const width = 3000 // not a power of two: every bit of a column counts
+			s := mustNew(t, c, Options{MaxKeys: 1, SketchWidth: width, SpreadSlots: spread, UseRequestTime: true, Timeout: 5 * time.Second})
+			ctx := context.Background()
+			rule := &store.Rule{Limit: 5, Window: time.Hour, Cooloff: time.Hour}
+			fail := func(d axes.Digest) *store.Request {
+				return &store.Request{Op: store.OpFail, Now: time.UnixMilli(1_700_000_000_000), Rule: rule,
+					Dims: []store.Dim{{Fields: axes.IP, Digest: d}}}
+			}
+			for i, d := range []axes.Digest{{Hi: 0xfedc_ba98_7654_3210, Lo: 0x0123_4567_89ab_cdef}, {Hi: 0x00ab_cdef_0000_0fff, Lo: 0xffff_ffff_0000_0001}} {
+				// The budget takes one key (the first failure of each
+				// test's filler); d goes to the sketch.
+				if err := s.apply(ctx, fail(axes.Digest{Hi: uint64(i) + 1, Lo: 77})); err != nil {
+					t.Fatal(err)
+				}
+				req := fail(d)
+				if err := s.apply(ctx, req); err != nil {
+					t.Fatal(err)
+				}
+				if !req.Dims[0].Outcome.Counted {
+					t.Fatalf("digest %v: not counted: %+v", d, req.Dims[0].Outcome)
+				}
+				sk := s.budgetKeys(d)[2]
+				// (Under SpreadSlots each shard's sketch is SketchWidth/256 wide.)
+				col := columns(d, s.width)
+				for r := range 4 {
+					off := (r*s.width + int(col[r])) * 192
+					v, err := c.BitField(ctx, sk, "GET", "u16", off).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(v) != 1 || v[0] != 1 {
+						t.Errorf("digest %v row %d: the cell at column %d holds %v failures, want 1", d, r+1, col[r], v)
+					}
+				}
+			}
+			if st := s.Stats(); st.Sketched < 2 {
+				t.Errorf("stats %+v: want the digests in the sketch", st)
+			}
+		})
 	}
 }

@@ -59,17 +59,6 @@ func (s *Store) budgetKeys(d axes.Digest) [3]string {
 	return [3]string{r + "b", r + "bz", r + "s"}
 }
 
-// columns returns d's sketch cell in each of the 4 rows.
-func (s *Store) columns(d axes.Digest) [4]uint64 {
-	w := uint64(s.width)
-	return [4]uint64{
-		(d.Lo & 0xffffffff) % w,
-		(d.Lo >> 32) % w,
-		(d.Hi & 0xffffffff) % w,
-		((d.Hi >> 32) & 0xffffff) % w,
-	}
-}
-
 // ms converts a duration to whole milliseconds, rounding up; Indefinite
 // becomes -1 and huge values saturate.
 func ms(d time.Duration) int64 {
@@ -234,10 +223,6 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 		set(at+dimGen, float64(d.Gen))
 		set(at+dimFields, float64(d.Fields))
 		set(at+dimKind, float64(d.Kind))
-		c := s.columns(d.Digest)
-		for r := range c {
-			set(at+dimColumns+r, float64(c[r]))
-		}
 		// The dimension's tail: what follows a new key's first LastFail,
 		// LastBegin, LockEnd and expiry in its value (value.lua): one
 		// failure, a generation drawn at random (below 256, as the memory

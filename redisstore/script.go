@@ -122,8 +122,7 @@ const (
 	dimIPKey   = 3 // the lengths of its IP and username field digests (0 for none)
 	dimUserKey = 4
 	dimKind    = 5 // Dim.Kind
-	dimColumns = 6 // the sketch column in each of the 4 rows
-	dimNums    = 9
+	dimNums    = 5
 
 	// The numbers of a dimension's tail (tailOne, a random generation and
 	// the meta number), before its field digests.

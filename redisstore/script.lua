@@ -107,8 +107,7 @@ local DIM_FIELDS = 2
 local DIM_IP_KEY = 3
 local DIM_USER_KEY = 4
 local DIM_KIND = 5
-local DIM_COLUMNS = 6
-local DIM_NUMS = 9
+local DIM_NUMS = 5
 
 -- Kinds of dimension (store.Kind) other than store.KindCount, which
 -- every other value means.
@@ -408,8 +407,17 @@ local sketchOn, sketchTouched
 
 local readRows, writeRows
 do
+  -- cellOff returns the bit offset of dimension i's cell in row r. Its
+  -- column is a part of its digest, whose 32 hexadecimal digits end its
+  -- key: in rows 1 to 4, the low and high 32 bits of the digest's low
+  -- half, the low 32 bits of its high half and the 24 above them (digits
+  -- 25-32, 17-24, 9-16 and 3-8), modulo the width W.
+  local from, len = {25, 17, 9, 3}, {8, 8, 8, 6}
   local function cellOff(r, i)
-    return ((r - 1) * W + dn(i, DIM_COLUMNS + r - 1)) * 192
+    local key = KEYS[KEY_DIMS - 1 + KB + i]
+    local at = #key - 32 + from[r]
+    local col = tonumber(string.sub(key, at, at + len[r] - 1), 16) % W
+    return ((r - 1) * W + col) * 192
   end
 
   -- readRows returns the 4 cells of dimension i, refreshed at now; with

@@ -90,7 +90,7 @@ func TestScriptConstants(t *testing.T) {
 		"NUM_PHASE": numPhase, "NUM_EXT": numExt, "NUM_APPLIED": numApplied, "NUM_DEADLINE": numDeadline,
 		"NUM_CHALLENGED": numChallenged, "NUM_IP": numIP, "NUM_USER": numUser, "NUM_UA": numUA,
 		"NUM_TOKEN": numToken, "NUM_DIMS": numDims, "NUM_SHAPE": numShape,
-		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind, "DIM_COLUMNS": dimColumns,
+		"DIM_GEN": dimGen, "DIM_FIELDS": dimFields, "DIM_KIND": dimKind,
 		"DIM_IP_KEY": dimIPKey, "DIM_USER_KEY": dimUserKey, "DIM_NUMS": dimNums,
 		"KIND_MEMBER": float64(store.KindMember), "KIND_SPRAY": float64(store.KindSpray),
 
@@ -186,17 +186,15 @@ func TestScriptArguments(t *testing.T) {
 		ruleTiers: 2, ruleTiers + 1: 2, ruleTiers + 2: 1000, ruleTiers + 3: 5, ruleTiers + 4: msIndefinite,
 	})
 	nn := numShape + 2*dimNums
-	c0, c1 := s.columns(dims[0].Digest), s.columns(dims[1].Digest)
 	d0, d1 := numShape, numShape+dimNums
 	check("decision", unpack(arg, nn), map[int]float64{
 		numRule: 1, numOp: float64(store.OpSettleFail), numNow: 42, numJitter: 0.75, numPhase: phaseRedo,
 		numExt: extBusy, numApplied: 1, numDeadline: 99, numChallenged: 1, numIP: 12, numUser: 4, numUA: 5,
 		numToken: 3, numDims: 2, numShape: 2 + 0*4,
 		d0 + dimGen: 17, d0 + dimFields: float64(axes.IP | axes.Username), d0 + dimKind: float64(store.KindMember),
-		d0 + dimColumns: float64(c0[0]), d0 + dimColumns + 1: float64(c0[1]), d0 + dimColumns + 2: float64(c0[2]), d0 + dimColumns + 3: float64(c0[3]),
 		d0 + dimIPKey: 16, d0 + dimUserKey: 16,
 		d1 + dimGen: 1 << 31, d1 + dimFields: float64(axes.UserAgent), d1 + dimKind: 0,
-		d1 + dimColumns: float64(c1[0]), d1 + dimColumns + 3: float64(c1[3]), d1 + dimIPKey: 0, d1 + dimUserKey: 0,
+		d1 + dimIPKey: 0, d1 + dimUserKey: 0,
 	})
 	want := "192.0.2.7/32" + "user" + "agent" + "tok"
 	if g := string(arg[8*nn : 8*nn+len(want)]); g != want {
