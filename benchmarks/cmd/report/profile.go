@@ -32,11 +32,11 @@ var categories = []struct {
 	name     string
 	patterns []string
 }{
-	{"benchmark driver", []string{"testing.", "axes-go/axes/benchmarks."}},
-	{"clock", []string{"runtime.nanotime", "runtime.walltime", "time.Now", "time.Since", "time.Time.", "(*timeline)", "instantOf", "vdso"}},
+	{"benchmark driver", []string{"testing.", "axes-go/axes/benchmarks.", "math/rand/v2.(*Zipf)"}},
+	{"clock", []string{"runtime.nanotime", "runtime.walltime", "time.Now", "time.Since", "time.Time.", "time.runtimeNano", "(*timeline)", "instantOf", "vdso"}},
 	{"lock (shard mutex)", []string{"sync.(*Mutex)", "internal/sync.", "sync.runtime_", "runtime.procyield", "runtime.lock"}},
-	{"hash (key digests)", []string{"xxhash", "(*hasher)", "Digest", "encodeIP", "fieldsOf", "(*fieldSet)"}},
-	{"table probe and lock cache", []string{"(*shard).find", "(*shard).place", "matchH2", "matchEmpty", "matchFull", "peekLock", "mayBeLocked", "lockedFromCache", "cachedAt", "filterIndex", "lockEntryOf", "fastrange", "axes.h2"}},
+	{"hash (key digests)", []string{"xxhash", "(*hasher)", "Digest", "encodeIP", "canonicalIP", "fieldsOf", "(*fieldSet)", "axes.shortHash", "axes.mum"}},
+	{"table probe and lock cache", []string{"(*shard).find", "(*shard).place", "matchH2", "matchEmpty", "matchFull", "peekLock", "mayBeLocked", "lockedFromCache", "cachedAt", "cacheSet", "filterIndex", "lockEntryOf", "axes.lockEntry]).Load", "fastrange", "axes.h2"}},
 	{"eviction and sketch", []string{"makeRoom", "evict", "(*sketch)", "fold", "sweep", "rehash", "resize", "(*memStore).remove", "expired", "overflow", "eachFull", "lockedOrReserved", "raise"}},
 	{"runtime (GC, scheduler)", []string{"runtime."}},
 	{"policy, verdict and bookkeeping", []string{""}},

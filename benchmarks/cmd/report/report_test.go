@@ -203,3 +203,28 @@ func TestProfileBreakdown(t *testing.T) {
 		t.Errorf("markdown lacks the breakdown:\n%s", md)
 	}
 }
+
+// TestCategory places functions of real profiles: each in the category of
+// what it does, the rest in axes' policy and bookkeeping.
+func TestCategory(t *testing.T) {
+	for fn, want := range map[string]string{
+		"github.com/axes-go/axes.shortHash[go.shape.string]":                                 "hash (key digests)",
+		"github.com/axes-go/axes.mum":                                                        "hash (key digests)",
+		"github.com/axes-go/axes.canonicalIP":                                                "hash (key digests)",
+		"github.com/axes-go/axes.(*hasher).usernameDigest":                                   "hash (key digests)",
+		"time.runtimeNano":                                                                   "clock",
+		"runtime.nanotime (inline)":                                                          "clock",
+		"github.com/axes-go/axes.(*memStore).cacheSet":                                       "table probe and lock cache",
+		"sync/atomic.(*Pointer[go.shape.[]github.com/axes-go/axes.lockEntry]).Load (inline)": "table probe and lock cache",
+		"github.com/axes-go/axes.(*memStore).peekLock":                                       "table probe and lock cache",
+		"math/rand/v2.(*Zipf).Uint64":                                                        "benchmark driver",
+		"github.com/axes-go/axes/benchmarks.(*Keyset).Key":                                   "benchmark driver",
+		"github.com/axes-go/axes.(*Limiter).cached":                                          "policy, verdict and bookkeeping",
+		"github.com/axes-go/axes.(*memStore).apply":                                          "policy, verdict and bookkeeping",
+		"runtime.mallocgc":                                                                   "runtime (GC, scheduler)",
+	} {
+		if got := category(fn); got != want {
+			t.Errorf("category(%q) = %q, want %q", fn, got, want)
+		}
+	}
+}
