@@ -184,7 +184,10 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 	}
 	nn := 8 * (numShape + dimNums*n)
 	size := nn + len(ip) + len(id.Username) + len(id.UserAgent) + len(token) + 8*tailNums*n
-	shape := 0.0 // the number of field digests of each dimension, in base 4
+	// shape: the number of field digests of each dimension, in base 4;
+	// -1 (none: the script reads the lengths from the numbers) past the
+	// dimensions whose digits a float64 holds exactly.
+	shape, digit := 0.0, 1.0
 	for i := range dims {
 		k := 0
 		if dims[i].Fields&axes.IP != 0 && !dims[i].IPKey.IsZero() {
@@ -194,7 +197,11 @@ func (s *Store) decision(req *store.Request, dims []store.Dim, now int64, phase 
 			k++
 		}
 		size += 16 * k
-		shape += float64(k) * math.Pow(4, float64(i))
+		shape += float64(k) * digit
+		digit *= 4
+	}
+	if n > maxShapeDims {
+		shape = -1
 	}
 	b := make([]byte, nn, size)
 	set := func(pos int, v float64) { putNum(b, pos, v) }

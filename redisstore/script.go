@@ -111,8 +111,12 @@ const (
 	numUA         = 12
 	numToken      = 13 // the length of the SpreadSlots undo token (0 for none)
 	numDims       = 14 // the number of dimensions n
-	numShape      = 15 // the number of field digests of each dimension i, times 4^(i-1), summed
+	numShape      = 15 // the number of field digests of each dimension i, times 4^(i-1), summed; -1 past maxShapeDims
 )
+
+// maxShapeDims is the most dimensions whose digits numShape carries: 4^26
+// is 2^52, below float64's exact integers.
+const maxShapeDims = 26
 
 // The offsets of a dimension's numbers, after the decision's and the
 // previous dimensions'.

@@ -1246,7 +1246,8 @@ fresh = function(R)
   if n == 0 then return nil end
   local base, vs = KEY_DIMS - 1 + KB, F.v
   F.read = true
-  local can = op == OP_FAIL and (R.obs or R.limit > 1)
+  -- (A shape below 0: too many dimensions to write from it.)
+  local can = op == OP_FAIL and (R.obs or R.limit > 1) and D.shape >= 0
   local from = 1 -- the first key not read
   if not (can and F.nx and sketchOn == false and bud.count ~= nil) then
     vs[1], from = redis.call('GET', KEYS[base + 1]), 2

@@ -386,3 +386,50 @@ func TestFunctionRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestFreshDimensionShapes writes the first failures of new clients with
+// many dimensions of every shape (no field digest, an IP's, a username's,
+// both): each key must hold its own failure, fields and digests, also past
+// maxShapeDims dimensions, where the decision's shape number cannot carry
+// them and the script reads the lengths from the numbers.
+func TestFreshDimensionShapes(t *testing.T) {
+	s := mustNew(t, newClient(t), Options{UseRequestTime: true, Timeout: 10 * time.Second})
+	ctx := context.Background()
+	rule := &store.Rule{Limit: 5, Window: time.Hour, Cooloff: time.Hour}
+	shapes := []axes.Fields{axes.UserAgent, axes.IP, axes.Username, axes.IP | axes.Username}
+	for _, n := range []int{3, maxShapeDims, maxShapeDims + 4} {
+		req := &store.Request{Op: store.OpFail, Now: time.UnixMilli(1_700_000_000_000), Rule: rule}
+		for i := range n {
+			f := shapes[(i+n)%len(shapes)]
+			d := store.Dim{Fields: f, Digest: axes.Digest{Hi: uint64(n), Lo: uint64(i) + 1}}
+			if f&axes.IP != 0 {
+				d.IPKey = axes.Digest{Hi: uint64(n), Lo: 1000 + uint64(i)}
+			}
+			if f&axes.Username != 0 {
+				d.UserKey = axes.Digest{Hi: uint64(n), Lo: 2000 + uint64(i)}
+			}
+			req.Dims = append(req.Dims, d)
+		}
+		if err := s.apply(ctx, req); err != nil {
+			t.Fatalf("%d dimensions: %v", n, err)
+		}
+		for i, d := range req.Dims {
+			v, err := s.c.Get(ctx, s.key(d.Digest)).Result()
+			if err != nil {
+				t.Fatalf("%d dimensions, dimension %d: %v", n, i, err)
+			}
+			kv, ok := decodeValue(v)
+			want := keyValue{failures: 1, fields: d.Fields}
+			if !d.IPKey.IsZero() {
+				want.ipKey = digestBytes(d.IPKey)
+			}
+			if !d.UserKey.IsZero() {
+				want.userKey = digestBytes(d.UserKey)
+			}
+			if !ok || kv.failures != 1 || kv.fields != want.fields || kv.ipKey != want.ipKey || kv.userKey != want.userKey ||
+				kv.lastFail != 1_700_000_000_000 || kv.gen < 0 || kv.gen > 255 || len(v) != valueLen+len(want.ipKey)+len(want.userKey) {
+				t.Errorf("%d dimensions, dimension %d: %+v (%v)", n, i, kv, ok)
+			}
+		}
+	}
+}
