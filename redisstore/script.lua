@@ -1074,235 +1074,235 @@ end
 -- having written nothing, when the decision is not such a case.
 local fast, fresh
 do
--- freshPieces returns D.fresh with the pieces of a new key's first failure
--- at now under a rule of window win and MaxTTL maxttl, packed again when
--- they change: the value's first numbers (mid: LastFail = now, LastBegin
--- and LockEnd 0, the expiry; the dimension's tail follows them), the TTL,
--- the footprint minute and the short reply (made when first needed).
-local function freshPieces(win, maxttl)
-  local fr = D.fresh
-  if fr.now ~= now or fr.win ~= win or fr.max ~= maxttl or fr.snow ~= snow or fr.G ~= G then
-    local ttl = math.min(maxttl, math.max(satadd(now, win) - now, 0) + 1000)
-    fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, win, maxttl, snow, G, int(ttl)
-    fr.short = nil
-    fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
-    fr.min = math.ceil((snow + ttl) / G)
+  -- freshPieces returns D.fresh with the pieces of a new key's first failure
+  -- at now under a rule of window win and MaxTTL maxttl, packed again when
+  -- they change: the value's first numbers (mid: LastFail = now, LastBegin
+  -- and LockEnd 0, the expiry; the dimension's tail follows them), the TTL,
+  -- the footprint minute and the short reply (made when first needed).
+  local function freshPieces(win, maxttl)
+    local fr = D.fresh
+    if fr.now ~= now or fr.win ~= win or fr.max ~= maxttl or fr.snow ~= snow or fr.G ~= G then
+      local ttl = math.min(maxttl, math.max(satadd(now, win) - now, 0) + 1000)
+      fr.now, fr.win, fr.max, fr.snow, fr.G, fr.ttl = now, win, maxttl, snow, G, int(ttl)
+      fr.short = nil
+      fr.mid = struct.pack('<dddd', now, 0, 0, snow + ttl)
+      fr.min = math.ceil((snow + ttl) / G)
+    end
+    return fr
   end
-  return fr
-end
 
--- freshDone counts the footprint units of k new keys written with the
--- pieces of fr (account(ex, 1) for each), and returns the short reply
--- (REPLY.short, then the instant and the server's clock): every
--- dimension counted its first failure, and is not locked; Go keeps the
--- generations it sent.
-local function freshDone(fr, k)
-  local pend = bud.pend
-  pend[fr.min] = (pend[fr.min] or 0) + k
-  pend.n = pend.n + k
-  if bud.count ~= nil then bud.count = bud.count + k end
-  if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
-  return fr.short
-end
+  -- freshDone counts the footprint units of k new keys written with the
+  -- pieces of fr (account(ex, 1) for each), and returns the short reply
+  -- (REPLY.short, then the instant and the server's clock): every
+  -- dimension counted its first failure, and is not locked; Go keeps the
+  -- generations it sent.
+  local function freshDone(fr, k)
+    local pend = bud.pend
+    pend[fr.min] = (pend[fr.min] or 0) + k
+    pend.n = pend.n + k
+    if bud.count ~= nil then bud.count = bud.count + k end
+    if fr.short == nil then fr.short = REPLY.short .. struct.pack('<dd', now, snow) end
+    return fr.short
+  end
 
-fast = function()
-  local locked, added = false, 0
-  for i = 1, n do
-    local s, o = F.s[i], F.o[i]
-    if s == nil then
-      s, o = {}, {}
-      F.s[i], F.o[i] = s, o
-    end
-    local v = F.v[i]
-    if not F.read then v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i]) end
-    if v then
-      local lf, lb, le, ex, fpl, g, meta = struct.unpack(VAL_FMT, v)
-      if fpl % 4294967296 >= 65536 then return nil end -- reservations
-      local f = fpl % 65536
-      local p, l = 0, (fpl - f) / 4294967296
-      local id, nik, nuk, nip, nun, nua = 0, 0, 0, 0, 0, 0
-      if meta >= META_PLAIN then
-        local _
-        _, nik, nuk, id, nip, nun, nua = valueMeta(meta)
+  fast = function()
+    local locked, added = false, 0
+    for i = 1, n do
+      local s, o = F.s[i], F.o[i]
+      if s == nil then
+        s, o = {}, {}
+        F.s[i], F.o[i] = s, o
       end
-      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = f, p, l, g, lf, lb, le
-      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = f, p, l, g, lf, lb, le
-      if ex <= 0 then ex = nil end
-      D.ex[i], F.x[i] = ex, true
-      if id == 1 then
-        local at = VAL_LEN + 1 + nik + nuk
-        D.oid[i] = {nip, nun, nua, string.sub(v, at, at + nip + nun + nua - 1)}
-      else
-        D.oid[i] = false
-      end
-      refresh(s, now, GEN_SKETCH) -- (no reservation to time out)
-    else
-      if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-      if sketchOn then return nil end
-      -- As load: a new key's generation is drawn from the clock. (Its
-      -- state, zero but for the generation, is set where it is needed.)
-      D.ex[i], D.oid[i], F.x[i], F.l[i] = nil, false, false, false
-      F.g[i] = (TM_US + 61 * i + AB) % 256
-      added = added + 1
-    end
-    if F.x[i] then
-      F.l[i] = lockedAt(s, now)
-      if F.l[i] then locked = true end
-    end
-  end
-  local fail = op == OP_FAIL
-  if not fail then
-    -- A success is never refused, and creates no key.
-    locked = false
-  elseif locked then
-    if EXTEND then return nil end
-  elseif added > 0 and units() + added > MAXU then
-    return nil
-  end
-  REPLY.head(locked)
-  local fresh = fail and not locked and (OBS or LIMIT > 1)
-  -- Whether every dimension is a new key's first failure (the short reply).
-  local short = fresh and n > 0
-  -- The first failure of a new key, which starts no lock (count, the
-  -- horizon, put and the reply), written out for the commonest case: its
-  -- value is LastFail = now, LastBegin and LockEnd 0 and the expiry (the
-  -- same for every such key of a call, freshPieces), then the dimension's
-  -- tail as Go sent it (1 failure, a generation, the meta number, the
-  -- field digests). Its footprint unit is counted after the loop.
-  local fr, written = D.fresh, 0
-  if fresh then fr = freshPieces(WIN, MAXTTL) end
-  local d = D.n
-  for i = 1, n do
-    local s = F.s[i]
-    local started = false
-    if fresh and not F.x[i] then
-      -- Its value: the pieces of fr, then the dimension's tail (its
-      -- generation drawn by Go). (GET: nil, the key being new, costs less
-      -- than OK, a table.)
-      local b = DIM_NUMS * (i - 1)
-      local v = fr.mid .. sub(D.ik[i] - TAIL_LEN, TAIL_LEN + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY])
-      redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], v, 'PX', fr.ttl, 'GET')
-      written = written + 1 -- (its reply is filled after the loop, when needed)
-    else
-    short = false
-    if not F.x[i] then
-      local g, o = F.g[i], F.o[i]
-      s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
-      o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = 0, 0, 0, g, 0, 0, 0
-    end
-    if not fail then
-      if ROS and not lockedAt(s, now) then s.f, s.l, s.le = 0, 0, 0 end
-    elseif not locked then
-      count(s, now)
-      if not OBS and s.f >= LIMIT then
-        startLock(s, now)
-        started = true
-      end
-    end
-    local lk = lockedAt(s, now)
-    local remaining = 0
-    if lk then
-      if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
-    else
-      started = false
-    end
-    -- put, as finish calls it: for a key that exists, or a new one that
-    -- changed.
-    if F.x[i] or not same(s, F.o[i]) then
-      exists[i], orig[i], ident[i], F.out.started = F.x[i], F.o[i], D.oid[i] ~= false, started
-      D.put(i, s, F.out, lk)
-    end
-    local counted = fail and not locked
-    REPLY.dim(i, s.f, remaining, dn(i, DIM_GEN), 0, flags(lk, started, counted, false, F.l[i], counted, false, false, false))
-    end
-  end
-  if written > 0 then
-    local r = freshDone(fr, written)
-    if short then return r end
-  end
-  for i = 1, n do
-    if fresh and not F.x[i] then REPLY.dim(i, 1, 0, d[DIM_NUMS * (i - 1) + DIM_GEN], 0, D.counted) end
-  end
-  return packReply()
-end
-
--- fresh is fast for its commonest case, a failure whose every dimension
--- is a new key (the first failure of a new client): if the rule does not
--- lock at one failure, the sketch is empty, the budget has room and every
--- key is new, it writes each key's first failure as fast does and
--- returns the short reply. Otherwise it returns nil with every key as it
--- was, and leaves their values in F.v for fast or load (F.read). It needs
--- the decision's numbers, not setArgs: the rule R, op, now and the
--- dimensions' tails.
---
--- It reads no key it writes: SET … NX GET writes a new key and answers
--- nil, or answers the value of a key that exists and leaves it. The first
--- key (the IP's, under the usual policies: the one most often known) is
--- read first unless an earlier decision of the call already checked the
--- sketch and the budget; a key that turns out to exist after others of
--- the decision were written has them deleted again (they were new).
--- Without SET … NX GET (F.nx) every key is read first.
-fresh = function(R)
-  if n == 0 then return nil end
-  local base, vs = KEY_DIMS - 1 + KB, F.v
-  F.read = true
-  -- (A shape below 0: too many dimensions to write from it.)
-  local can = op == OP_FAIL and (R.obs or R.limit > 1) and D.shape >= 0
-  local from = 1 -- the first key not read
-  if not (can and F.nx and sketchOn == false and bud.count ~= nil) then
-    vs[1], from = redis.call('GET', KEYS[base + 1]), 2
-    can = can and not vs[1]
-    if can and sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
-    can = can and not sketchOn
-  end
-  can = can and units() + n <= R.budget
-  if can and not F.nx then
-    for i = from, n do
-      vs[i] = redis.call('GET', KEYS[base + i])
-      if vs[i] then can = false end
-    end
-    from = n + 1
-  end
-  if not can then
-    for i = from, n do vs[i] = redis.call('GET', KEYS[base + i]) end
-    return nil
-  end
-  local fr, x, idn, shape = freshPieces(R.win, R.maxttl), D.arg, D.idn, D.shape
-  local mid, ttl = fr.mid, fr.ttl
-  local at = 1 + 8 * (NUM_SHAPE + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
-  local at1, e1
-  for i = 1, n do
-    -- The value: the pieces of fr, then the dimension's tail, of
-    -- TAIL_LEN bytes and 0, 1 or 2 field digests (the shape's digit).
-    local k = shape % 4
-    shape = (shape - k) / 4
-    local e = at + TAIL_LEN + 16 * k
-    if i >= from then
-      local v = redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'NX', 'PX', ttl, 'GET')
+      local v = F.v[i]
+      if not F.read then v = redis.call('GET', KEYS[KEY_DIMS - 1 + KB + i]) end
       if v then
-        -- The key exists: delete the keys written before it, read the rest.
-        vs[i] = v
-        for j = from, i - 1 do
-          redis.call('DEL', KEYS[base + j])
-          vs[j] = false
+        local lf, lb, le, ex, fpl, g, meta = struct.unpack(VAL_FMT, v)
+        if fpl % 4294967296 >= 65536 then return nil end -- reservations
+        local f = fpl % 65536
+        local p, l = 0, (fpl - f) / 4294967296
+        local id, nik, nuk, nip, nun, nua = 0, 0, 0, 0, 0, 0
+        if meta >= META_PLAIN then
+          local _
+          _, nik, nuk, id, nip, nun, nua = valueMeta(meta)
         end
-        for j = i + 1, n do vs[j] = redis.call('GET', KEYS[base + j]) end
-        return nil
+        s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = f, p, l, g, lf, lb, le
+        o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = f, p, l, g, lf, lb, le
+        if ex <= 0 then ex = nil end
+        D.ex[i], F.x[i] = ex, true
+        if id == 1 then
+          local at = VAL_LEN + 1 + nik + nuk
+          D.oid[i] = {nip, nun, nua, string.sub(v, at, at + nip + nun + nua - 1)}
+        else
+          D.oid[i] = false
+        end
+        refresh(s, now, GEN_SKETCH) -- (no reservation to time out)
+      else
+        if sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+        if sketchOn then return nil end
+        -- As load: a new key's generation is drawn from the clock. (Its
+        -- state, zero but for the generation, is set where it is needed.)
+        D.ex[i], D.oid[i], F.x[i], F.l[i] = nil, false, false, false
+        F.g[i] = (TM_US + 61 * i + AB) % 256
+        added = added + 1
       end
-    elseif from > n then
-      -- Every key read and new. (GET: nil costs less than OK, a table.)
-      redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'PX', ttl, 'GET')
-    else
-      at1, e1 = at, e
+      if F.x[i] then
+        F.l[i] = lockedAt(s, now)
+        if F.l[i] then locked = true end
+      end
     end
-    at = e
+    local fail = op == OP_FAIL
+    if not fail then
+      -- A success is never refused, and creates no key.
+      locked = false
+    elseif locked then
+      if EXTEND then return nil end
+    elseif added > 0 and units() + added > MAXU then
+      return nil
+    end
+    REPLY.head(locked)
+    local fresh = fail and not locked and (OBS or LIMIT > 1)
+    -- Whether every dimension is a new key's first failure (the short reply).
+    local short = fresh and n > 0
+    -- The first failure of a new key, which starts no lock (count, the
+    -- horizon, put and the reply), written out for the commonest case: its
+    -- value is LastFail = now, LastBegin and LockEnd 0 and the expiry (the
+    -- same for every such key of a call, freshPieces), then the dimension's
+    -- tail as Go sent it (1 failure, a generation, the meta number, the
+    -- field digests). Its footprint unit is counted after the loop.
+    local fr, written = D.fresh, 0
+    if fresh then fr = freshPieces(WIN, MAXTTL) end
+    local d = D.n
+    for i = 1, n do
+      local s = F.s[i]
+      local started = false
+      if fresh and not F.x[i] then
+        -- Its value: the pieces of fr, then the dimension's tail (its
+        -- generation drawn by Go). (GET: nil, the key being new, costs less
+        -- than OK, a table.)
+        local b = DIM_NUMS * (i - 1)
+        local v = fr.mid .. sub(D.ik[i] - TAIL_LEN, TAIL_LEN + d[b + DIM_IP_KEY] + d[b + DIM_USER_KEY])
+        redis.call('SET', KEYS[KEY_DIMS - 1 + KB + i], v, 'PX', fr.ttl, 'GET')
+        written = written + 1 -- (its reply is filled after the loop, when needed)
+      else
+      short = false
+      if not F.x[i] then
+        local g, o = F.g[i], F.o[i]
+        s.f, s.p, s.l, s.g, s.lf, s.lb, s.le = 0, 0, 0, g, 0, 0, 0
+        o.f, o.p, o.l, o.g, o.lf, o.lb, o.le = 0, 0, 0, g, 0, 0, 0
+      end
+      if not fail then
+        if ROS and not lockedAt(s, now) then s.f, s.l, s.le = 0, 0, 0 end
+      elseif not locked then
+        count(s, now)
+        if not OBS and s.f >= LIMIT then
+          startLock(s, now)
+          started = true
+        end
+      end
+      local lk = lockedAt(s, now)
+      local remaining = 0
+      if lk then
+        if s.le == INDEFINITE then remaining = INDEFINITE else remaining = s.le - now end
+      else
+        started = false
+      end
+      -- put, as finish calls it: for a key that exists, or a new one that
+      -- changed.
+      if F.x[i] or not same(s, F.o[i]) then
+        exists[i], orig[i], ident[i], F.out.started = F.x[i], F.o[i], D.oid[i] ~= false, started
+        D.put(i, s, F.out, lk)
+      end
+      local counted = fail and not locked
+      REPLY.dim(i, s.f, remaining, dn(i, DIM_GEN), 0, flags(lk, started, counted, false, F.l[i], counted, false, false, false))
+      end
+    end
+    if written > 0 then
+      local r = freshDone(fr, written)
+      if short then return r end
+    end
+    for i = 1, n do
+      if fresh and not F.x[i] then REPLY.dim(i, 1, 0, d[DIM_NUMS * (i - 1) + DIM_GEN], 0, D.counted) end
+    end
+    return packReply()
   end
-  if at1 then
-    -- The first key, read and new, once the others were.
-    redis.call('SET', KEYS[base + 1], mid .. string.sub(x, at1, e1 - 1), 'PX', ttl, 'GET')
+
+  -- fresh is fast for its commonest case, a failure whose every dimension
+  -- is a new key (the first failure of a new client): if the rule does not
+  -- lock at one failure, the sketch is empty, the budget has room and every
+  -- key is new, it writes each key's first failure as fast does and
+  -- returns the short reply. Otherwise it returns nil with every key as it
+  -- was, and leaves their values in F.v for fast or load (F.read). It needs
+  -- the decision's numbers, not setArgs: the rule R, op, now and the
+  -- dimensions' tails.
+  --
+  -- It reads no key it writes: SET … NX GET writes a new key and answers
+  -- nil, or answers the value of a key that exists and leaves it. The first
+  -- key (the IP's, under the usual policies: the one most often known) is
+  -- read first unless an earlier decision of the call already checked the
+  -- sketch and the budget; a key that turns out to exist after others of
+  -- the decision were written has them deleted again (they were new).
+  -- Without SET … NX GET (F.nx) every key is read first.
+  fresh = function(R)
+    if n == 0 then return nil end
+    local base, vs = KEY_DIMS - 1 + KB, F.v
+    F.read = true
+    -- (A shape below 0: too many dimensions to write from it.)
+    local can = op == OP_FAIL and (R.obs or R.limit > 1) and D.shape >= 0
+    local from = 1 -- the first key not read
+    if not (can and F.nx and sketchOn == false and bud.count ~= nil) then
+      vs[1], from = redis.call('GET', KEYS[base + 1]), 2
+      can = can and not vs[1]
+      if can and sketchOn == nil then sketchOn = redis.call('EXISTS', SK) == 1 end
+      can = can and not sketchOn
+    end
+    can = can and units() + n <= R.budget
+    if can and not F.nx then
+      for i = from, n do
+        vs[i] = redis.call('GET', KEYS[base + i])
+        if vs[i] then can = false end
+      end
+      from = n + 1
+    end
+    if not can then
+      for i = from, n do vs[i] = redis.call('GET', KEYS[base + i]) end
+      return nil
+    end
+    local fr, x, idn, shape = freshPieces(R.win, R.maxttl), D.arg, D.idn, D.shape
+    local mid, ttl = fr.mid, fr.ttl
+    local at = 1 + 8 * (NUM_SHAPE + DIM_NUMS * n) + idn[1] + idn[2] + idn[3]
+    local at1, e1
+    for i = 1, n do
+      -- The value: the pieces of fr, then the dimension's tail, of
+      -- TAIL_LEN bytes and 0, 1 or 2 field digests (the shape's digit).
+      local k = shape % 4
+      shape = (shape - k) / 4
+      local e = at + TAIL_LEN + 16 * k
+      if i >= from then
+        local v = redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'NX', 'PX', ttl, 'GET')
+        if v then
+          -- The key exists: delete the keys written before it, read the rest.
+          vs[i] = v
+          for j = from, i - 1 do
+            redis.call('DEL', KEYS[base + j])
+            vs[j] = false
+          end
+          for j = i + 1, n do vs[j] = redis.call('GET', KEYS[base + j]) end
+          return nil
+        end
+      elseif from > n then
+        -- Every key read and new. (GET: nil costs less than OK, a table.)
+        redis.call('SET', KEYS[base + i], mid .. string.sub(x, at, e - 1), 'PX', ttl, 'GET')
+      else
+        at1, e1 = at, e
+      end
+      at = e
+    end
+    if at1 then
+      -- The first key, read and new, once the others were.
+      redis.call('SET', KEYS[base + 1], mid .. string.sub(x, at1, e1 - 1), 'PX', ttl, 'GET')
+    end
+    return freshDone(fr, n)
   end
-  return freshDone(fr, n)
-end
 end
 
 -- decide runs the j-th decision of the call, whose argument is at AB and
