@@ -121,7 +121,8 @@ func profileWorkloads(dir, benchtime string, sprayOps int) ([]Profile, []string,
 		if _, err := goCmd(os.Stderr, args...); err != nil {
 			return nil, nil, fmt.Errorf("go %s: %v", strings.Join(args, " "), err)
 		}
-		top, err := goCmd(io.Discard, "tool", "pprof", "-top", "-nodefraction=0", "-nodecount=100000", bin, prof)
+		// Only the timed loops' samples: the benchmarks label them (runTimed).
+		top, err := goCmd(io.Discard, "tool", "pprof", "-top", "-nodefraction=0", "-nodecount=100000", "-tagfocus=phase=timed", bin, prof)
 		if err != nil {
 			return nil, nil, fmt.Errorf("pprof %s: %v", prof, err)
 		}
@@ -146,7 +147,8 @@ func profileMarkdown(r *Results, env Env, ps []Profile) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("\n## Where axes spends its time\n\n")
 	p("Each parallel workload ran once more for axes alone under the CPU profiler; the flat samples of every ")
-	p("function are summed by what the function does. Each cell is the share of axes' CPU time and, in brackets, ")
+	p("function are summed by what the function does; the samples of the timed loop alone (labelled phase=timed), ")
+	p("not of the workload's setup. Each cell is the share of axes' CPU time and, in brackets, ")
 	p("the CPU ns per operation it stands for (the share of the median ns/op above × GOMAXPROCS %d). ", env.Procs)
 	p("The clock, the hash and the table probe (one dependent cache miss for a key not in cache) are the floor of ")
 	p("any limiter that keys by a client and keeps time; the lock is the floor of one that writes.\n\n")
