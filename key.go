@@ -91,12 +91,19 @@ func newHasher(secret []byte) hasher {
 
 // ipBytes is the canonical 17-byte form of an address after grouping: a
 // family byte (0 unknown, 4, or 6 plus the prefix bits) and the masked
-// 16-byte address.
-type ipBytes [17]byte
+// 16-byte address, kept as its two big-endian 64-bit halves, the words the
+// digests absorb.
+type ipBytes struct {
+	fam    byte
+	hi, lo uint64
+}
 
 // canonicalIP unmaps IPv4-mapped IPv6, drops zones and masks IPv6 to
 // v6bits. It returns the grouped prefix (invalid for the zero address).
 func canonicalIP(a netip.Addr, v6bits int) netip.Prefix {
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32) // the common case: no zone, nothing to unmap
+	}
 	if !a.IsValid() {
 		return netip.Prefix{}
 	}
@@ -114,12 +121,15 @@ func encodeIP(p netip.Prefix) (b ipBytes) {
 	}
 	a := p.Addr()
 	if a.Is4() {
-		b[0] = 4
-	} else {
-		b[0] = 0x80 | byte(p.Bits()) // 6 with bits; never collides with 4 or 0
+		// As16 of an IPv4 address is its IPv4-mapped form, ::ffff:a.b.c.d.
+		v := a.As4()
+		b.fam = 4
+		b.lo = 0xffff<<32 | uint64(binary.BigEndian.Uint32(v[:]))
+		return b
 	}
+	b.fam = 0x80 | byte(p.Bits()) // 6 with bits; never collides with 4 or 0
 	a16 := a.As16()
-	copy(b[1:], a16[:])
+	b.hi, b.lo = binary.BigEndian.Uint64(a16[:8]), binary.BigEndian.Uint64(a16[8:])
 	return b
 }
 
@@ -378,9 +388,8 @@ func (h *hasher) dimensionDigest(f Fields, fs *fieldSet) Digest {
 	w[0] = tagDimension | uint64(f)<<8
 	n := 1
 	if f&IP != 0 {
-		w[0] |= uint64(fs.ip[0])<<16 | 1<<24
-		w[1] = binary.BigEndian.Uint64(fs.ip[1:9])
-		w[2] = binary.BigEndian.Uint64(fs.ip[9:17])
+		w[0] |= uint64(fs.ip.fam)<<16 | 1<<24
+		w[1], w[2] = fs.ip.hi, fs.ip.lo
 		n = 3
 	}
 	if f&Username != 0 {
@@ -435,6 +444,6 @@ func (h *hasher) mix(words []uint64) Digest {
 // ipDigest is the digest of the IP field alone, used to index entries for
 // ResetIP.
 func (h *hasher) ipDigest(b *ipBytes) Digest {
-	w := [3]uint64{tagIP | uint64(b[0])<<16, binary.BigEndian.Uint64(b[1:9]), binary.BigEndian.Uint64(b[9:17])}
+	w := [3]uint64{tagIP | uint64(b.fam)<<16, b.hi, b.lo}
 	return h.mix(w[:])
 }

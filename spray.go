@@ -1,7 +1,6 @@
 package axes
 
 import (
-	"encoding/binary"
 	"fmt"
 	"time"
 
@@ -108,8 +107,7 @@ const maxDims = 8
 // its own tag, so that it never meets a LockoutBy dimension. A verified
 // device does not join it: spraying counts usernames.
 func (h *hasher) sprayDigest(k store.Kind, fs *fieldSet) Digest {
-	w := [5]uint64{tagSpray | uint64(k)<<8 | uint64(fs.ip[0])<<16,
-		binary.BigEndian.Uint64(fs.ip[1:9]), binary.BigEndian.Uint64(fs.ip[9:17])}
+	w := [5]uint64{tagSpray | uint64(k)<<8 | uint64(fs.ip.fam)<<16, fs.ip.hi, fs.ip.lo}
 	n := 3
 	if k == store.KindMember {
 		w[3], w[4] = fs.user.Hi, fs.user.Lo
