@@ -110,8 +110,8 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 		ends[i], fails[i] = e, f
 	}
 	now := l.now()
-	if l.onEvent == nil && l.limitFunc == nil && !l.rule.ObserveOnly && l.rule.Spray.Limit == 0 {
-		return l.leanCached(op, dims, ends[:len(dims)], fails[:len(dims)], now)
+	if l.isLean() {
+		return l.leanCached(op, l.dims, ends[:len(dims)], fails[:len(dims)], now)
 	}
 	if !l.mem.fromCache(op, dims, ends[:len(dims)], fails[:len(dims)], now) {
 		return Verdict{}, false
@@ -130,21 +130,22 @@ func (l *Limiter) cached(op store.Op, k *Key, dims []store.Dim) (Verdict, bool) 
 // observe mode or spray detection, whose dimensions all count failures:
 // the verdict finish would build from the cached outcomes, built from the
 // entries directly (a lock: the longest remaining one and its dimension,
-// the most failures), and the refusal counted.
-func (l *Limiter) leanCached(op store.Op, dims []store.Dim, ends []uint64, fails []uint16, now time.Time) (Verdict, bool) {
+// the most failures), and the refusal counted. fields, ends and fails are
+// those of each dimension.
+func (l *Limiter) leanCached(op store.Op, fields []Fields, ends []uint64, fails []uint16, now time.Time) (Verdict, bool) {
 	st := l.mem
 	if !st.tl.started() {
 		return Verdict{}, false
 	}
 	t := st.instantOf(now)
 	v := Verdict{Locked: true, Limit: l.rule.Limit, Reason: ReasonLockout}
-	for i := range dims {
+	for i := range ends {
 		rem, ok := cachedAt(ends[i], t)
 		if !ok {
 			return Verdict{}, false
 		}
 		if i == 0 || rem > v.RetryAfter {
-			v.RetryAfter, v.By = rem, dims[i].Fields
+			v.RetryAfter, v.By = rem, fields[i]
 		}
 		v.Failures = max(v.Failures, int(fails[i]))
 	}
@@ -248,6 +249,24 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 		}
 	}
 	var fs fieldSet
+	if l.isLean() && (op == store.OpCheck || (op == store.OpFail && !l.rule.Extend)) {
+		// The refused attempt of a locked client, answered from the lock
+		// cache with the digests alone: no store.Dim built.
+		var ds [maxDims]Digest
+		l.fieldsOf(k, &fs)
+		n := len(l.dims)
+		for i, f := range l.dims {
+			ds[i] = l.h.dimensionDigest(f, &fs)
+		}
+		if v, ok := l.leanFromCache(op, ds[:n]); ok {
+			return v
+		}
+		var dims [8]store.Dim
+		for i, f := range l.dims {
+			dims[i] = store.Dim{Fields: f, Digest: ds[i]}
+		}
+		return l.directDigested(ctx, op, k, passed, &fs, &dims, n)
+	}
 	var dims [8]store.Dim
 	n := l.digests(k, &fs, &dims)
 	if op == store.OpCheck || op == store.OpFail {
@@ -256,6 +275,28 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 		}
 	}
 	return l.directDigested(ctx, op, k, passed, &fs, &dims, n)
+}
+
+// isLean reports whether leanCached may answer for l: the memory store,
+// and no events, limit function, observe mode or spray detection.
+func (l *Limiter) isLean() bool {
+	return l.mem != nil && l.onEvent == nil && l.limitFunc == nil && !l.rule.ObserveOnly && l.rule.Spray.Limit == 0
+}
+
+// leanFromCache is cached for a lean limiter (isLean) on the digests ds
+// of its dimensions, in order: op is OpCheck, or OpFail when a refusal
+// does not extend the lock.
+func (l *Limiter) leanFromCache(op store.Op, ds []Digest) (Verdict, bool) {
+	var ends [maxDims]uint64
+	var fails [maxDims]uint16
+	for i, d := range ds {
+		e, f, ok := l.mem.peekLock(d, op == store.OpCheck)
+		if !ok {
+			return Verdict{}, false
+		}
+		ends[i], fails[i] = e, f
+	}
+	return l.leanCached(op, l.dims, ends[:len(ds)], fails[:len(ds)], l.now())
 }
 
 // directDigested is directPassed once k's digests are in dims.
