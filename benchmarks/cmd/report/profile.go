@@ -32,11 +32,17 @@ var categories = []struct {
 	name     string
 	patterns []string
 }{
-	{"benchmark driver", []string{"testing.", "axes-go/axes/benchmarks.", "math/rand/v2.(*Zipf)"}},
-	{"clock", []string{"runtime.nanotime", "runtime.walltime", "time.Now", "time.Since", "time.Time.", "time.runtimeNano", "(*timeline)", "instantOf", "vdso"}},
+	// netip.AddrFrom4: the driver builds each key's address (axes calls it
+	// only to list lockouts).
+	{"benchmark driver", []string{"testing.", "axes-go/axes/benchmarks.", "math/rand/v2.(*Zipf)", "net/netip.AddrFrom4"}},
+	{"clock", []string{"runtime.nanotime", "runtime.walltime", "time.Now", "time.Since", "time.Time.", "time.runtimeNano",
+		"time.subMono", "time.runtimeIsBubbled", "(*timeline)", "instantOf", "vdso"}},
 	{"lock (shard mutex)", []string{"sync.(*Mutex)", "internal/sync.", "sync.runtime_", "runtime.procyield", "runtime.lock"}},
 	{"hash (key digests)", []string{"xxhash", "(*hasher)", "Digest", "encodeIP", "canonicalIP", "fieldsOf", "(*fieldSet)", "axes.shortHash", "axes.mum"}},
-	{"table probe and lock cache", []string{"(*shard).find", "(*shard).place", "matchH2", "matchEmpty", "matchFull", "peekLock", "mayBeLocked", "lockedFromCache", "cachedAt", "cacheSet", "filterIndex", "lockEntryOf", "axes.lockEntry]).Load", "fastrange", "axes.h2"}},
+	{"table probe and lock cache", []string{"(*shard).find", "(*shard).place", "matchH2", "matchEmpty", "matchFull", "peekLock", "mayBeLocked", "lockedFromCache", "cachedAt", "cacheSet", "filterIndex", "lockEntryOf", "axes.lockEntry]).Load", "fastrange", "axes.h2",
+		// The loads of the filter's words and the lock cache's entries,
+		// where the profile names the atomic type's method.
+		"sync/atomic.(*Uint32).Load", "sync/atomic.(*Uint64).Load", "cacheDrop"}},
 	{"eviction and sketch", []string{"makeRoom", "evict", "(*sketch)", "fold", "sweep", "rehash", "resize", "(*memStore).remove", "expired", "overflow", "eachFull", "lockedOrReserved", "raise"}},
 	{"runtime (GC, scheduler)", []string{"runtime."}},
 	{"policy, verdict and bookkeeping", []string{""}},
@@ -151,7 +157,8 @@ func profileMarkdown(r *Results, env Env, ps []Profile) string {
 	p("not of the workload's setup. Each cell is the share of axes' CPU time and, in brackets, ")
 	p("the CPU ns per operation it stands for (the share of the median ns/op above × GOMAXPROCS %d). ", env.Procs)
 	p("The clock, the hash and the table probe (one dependent cache miss for a key not in cache) are the floor of ")
-	p("any limiter that keys by a client and keeps time; the lock is the floor of one that writes.\n\n")
+	p("any limiter that keys by a client and keeps time; the lock is the floor of one that writes; the benchmark driver ")
+	p("(drawing the key, the loop) is paid by every subject alike. The last two rows sum the floor and what remains.\n\n")
 	p("| category |")
 	for _, pr := range ps {
 		p(" %s |", pr.Workload)
@@ -173,5 +180,66 @@ func profileMarkdown(r *Results, env Env, ps []Profile) string {
 		}
 		p("\n")
 	}
+	// The floor, summed, and what remains: axes' own work.
+	rows := []struct {
+		name string
+		in   func(cat string) bool
+	}{
+		{"**the floor** (driver, clock, lock, hash, table probe)", isFloor},
+		{"**axes' own work** (the rest)", func(c string) bool { return !isFloor(c) }},
+	}
+	for _, row := range rows {
+		p("| %s |", row.name)
+		for _, pr := range ps {
+			share := pr.share(row.in)
+			if ns, ok := r.Get(pr.Workload, subjectAxes, "ns/op"); ok {
+				p(" %.0f%% (%s) |", share*100, num(share*ns*float64(max(env.Procs, 1))))
+			} else {
+				p(" %.0f%% |", share*100)
+			}
+		}
+		p("\n")
+	}
+	// Against the 2× target: the floor alone, in ns/op.
+	p("\nThe floor in ns/op (its share of axes' ns/op) against the target of half the fastest peer's ns/op:\n\n")
+	for _, pr := range ps {
+		ns, ok := r.Get(pr.Workload, subjectAxes, "ns/op")
+		best, bestName := fastestPeer(r, pr.Workload)
+		if !ok || bestName == "" {
+			continue
+		}
+		floor := pr.share(isFloor) * ns
+		verdict := "below the target: axes' own work is what stands between"
+		if floor > best/2 {
+			verdict = "above the target: the floor alone misses it"
+		}
+		p("- %s: floor %s of axes' %s ns/op; target ≤ %s (%s %s): %s.\n", pr.Workload, num(floor), num(ns), num(best/2), bestName, num(best), verdict)
+	}
 	return b.String()
+}
+
+// floorCategories are the categories of the physical floor of a limiter
+// that keys by a client, keeps time and writes: the driver's own cost, which
+// every subject pays, the clock, the lock, the key's hash and finding its
+// memory.
+var floorCategories = map[string]bool{
+	"benchmark driver": true, "clock": true, "lock (shard mutex)": true,
+	"hash (key digests)": true, "table probe and lock cache": true,
+}
+
+func isFloor(cat string) bool { return floorCategories[cat] }
+
+// share returns the share of the profile's samples in the categories in
+// selects.
+func (p Profile) share(in func(cat string) bool) float64 {
+	if p.Total <= 0 {
+		return 0
+	}
+	sum := 0.0
+	for c, v := range p.ByCat {
+		if in(c) {
+			sum += v
+		}
+	}
+	return sum / p.Total
 }

@@ -147,6 +147,18 @@ func Markdown(r *Results, env Env, raw string) string {
 	return b.String()
 }
 
+// fastestPeer returns the least ns/op of the peers on workload w, and
+// which peer; "" when none ran.
+func fastestPeer(r *Results, w string) (float64, string) {
+	best, bestName := math.Inf(1), ""
+	for _, s := range r.Subjects {
+		if v, ok := r.Get(w, s, "ns/op"); ok && isPeer(s) && v < best {
+			best, bestName = v, s
+		}
+	}
+	return best, bestName
+}
+
 // Targets checks axes against the goals: at least 2× the fastest peer on
 // every parallel workload, no slower than the baseline, the least memory per
 // key, and a flat heap under the spray. Each line says met or missed, and by
@@ -158,12 +170,7 @@ func Targets(r *Results) []string {
 		if !ok {
 			continue
 		}
-		best, bestName := math.Inf(1), ""
-		for _, s := range r.Subjects {
-			if v, ok := r.Get(w.name, s, "ns/op"); ok && isPeer(s) && v < best {
-				best, bestName = v, s
-			}
-		}
+		best, bestName := fastestPeer(r, w.name)
 		if bestName != "" {
 			speedup := best / ax
 			verdict := "**met**"
