@@ -59,19 +59,32 @@ func main() {
 		if err := checkDir(); err != nil {
 			log.Fatal(err)
 		}
-		runs := [][]string{
+		// The parallel workloads run -count 1 at a time, count passes in
+		// turn, so that each subject's runs spread over the whole
+		// measurement: a slow spell of the machine then costs every
+		// subject one run, not one subject all of its runs (with -count,
+		// a subject's runs follow one another).
+		parallelRuns := [][]string{
 			{"test", "-run", "^$", "-bench", "^Benchmark(LockedZipf|LockedHot|FailZipf|Mixed)$", "-benchmem",
-				"-benchtime", *benchtime, "-count", fmt.Sprint(*count)},
+				"-benchtime", *benchtime, "-count", "1"},
 			{"test", "-run", "^$", "-bench", "^BenchmarkFailSpray$", "-benchmem",
-				"-benchtime", fmt.Sprintf("%dx", *sprayOps), "-count", fmt.Sprint(*count)},
-			{"test", "-run", "^$", "-bench", "^Benchmark(HeapPerKey|SprayHeap)$", "-benchtime", "1x", "-timeout", "60m",
-				"-args", fmt.Sprintf("-heap.keys=%d", *heapKeys),
-				fmt.Sprintf("-spray.keys=%d", *sprayKeys), fmt.Sprintf("-spray.cap=%d", *sprayCap)},
+				"-benchtime", fmt.Sprintf("%dx", *sprayOps), "-count", "1"},
 		}
+		heapRun := []string{"test", "-run", "^$", "-bench", "^Benchmark(HeapPerKey|SprayHeap)$", "-benchtime", "1x", "-timeout", "60m",
+			"-args", fmt.Sprintf("-heap.keys=%d", *heapKeys),
+			fmt.Sprintf("-spray.keys=%d", *sprayKeys), fmt.Sprintf("-spray.cap=%d", *sprayCap)}
+		var runs [][]string
+		for range max(*count, 1) {
+			runs = append(runs, parallelRuns...)
+		}
+		runs = append(runs, heapRun)
+		for _, args := range parallelRuns {
+			cmds = append(cmds, fmt.Sprintf("go %s  # %d times, in turn with the other", strings.Join(quote(args), " "), max(*count, 1)))
+		}
+		cmds = append(cmds, "go "+strings.Join(quote(heapRun), " "))
 		var all bytes.Buffer
 		loadStart = loadavg()
 		for _, args := range runs {
-			cmds = append(cmds, "go "+strings.Join(quote(args), " "))
 			log.Printf("go %s", strings.Join(args, " "))
 			out, err := goCmd(os.Stderr, args...)
 			if err != nil {
