@@ -190,6 +190,36 @@ func BenchmarkFailDistinct(b *testing.B) {
 	reportOps(b)
 }
 
+// BenchmarkFailAtCap: parallel Fail where every call is a new key, on a
+// store already at its 1M cap after a spray of half as many keys again:
+// every insert evicts, its estimate comes from a sketch that holds the
+// evicted keys, and the evicted entry folds into it. Single failures are
+// scarce there (the sketch starts fresh keys above one), which is the
+// steady state of a long spray.
+func BenchmarkFailAtCap(b *testing.B) {
+	l := Must(New(Policy{Limit: 5}, WithMaxEntries(benchKeys)))
+	uncounted(b)
+	ip := func(i uint32) Key {
+		return Key{IP: netip.AddrFrom4([4]byte{10 + byte(i>>24), byte(i >> 16), byte(i >> 8), byte(i)})}
+	}
+	const sprayed = benchKeys + benchKeys/2
+	for i := range uint32(sprayed) {
+		l.Fail(ip(i))
+	}
+	var next atomic.Uint32
+	next.Store(sprayed)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		locked := false
+		for pb.Next() {
+			locked = l.Fail(ip(next.Add(1))).Locked || locked
+		}
+		sink.Store(locked)
+	})
+	reportOps(b)
+}
+
 // BenchmarkBeginSettle: a reservation settled as a failure or a success,
 // on existing keys with zipf popularity.
 func BenchmarkBeginSettle(b *testing.B) {

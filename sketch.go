@@ -1,11 +1,12 @@
 package axes
 
 import (
-	"github.com/axes-go/axes/store"
 	"math/bits"
-	"sync"
+	"runtime"
 	"sync/atomic"
 	"time"
+
+	"github.com/axes-go/axes/store"
 )
 
 // Under pressure, blur, never forget. The memory store's exact table is
@@ -36,8 +37,7 @@ import (
 const sketchRows = 4
 
 type sketch struct {
-	mu    sync.Mutex // protects cells (lockEnd is also read without it)
-	cells []cell     // sketchRows rows of 1<<bits cells
+	cells []cell // sketchRows rows of 1<<bits cells
 	bits  uint
 
 	// live is the instant (in seconds, secForever for never) until which
@@ -49,13 +49,46 @@ type sketch struct {
 	locks atomic.Uint32
 }
 
-// cell is 12 bytes, no pointers.
+// cell is 12 bytes, no pointers. Every field is read and written
+// atomically, so that estimates read cells without any lock; writers of a
+// cell take its own writer bit (cellWriting in fl), so that two folds into
+// one cell never lose each other's update, and no lock is shared by the
+// whole sketch. A reader may see some fields of a write in progress and
+// not others: each field only ever rises, or drops what has expired for
+// every key of the cell (its failures a window after the latest of them,
+// its level a decay after the latest lock end), so every field read, old
+// or new, is at least the live part of each key's own state, and the
+// estimate stays an upper bound.
 type cell struct {
 	lockEnd  atomic.Uint32 // 0 none, secForever for no end
-	lastFail uint32
-	fails    uint16
-	level    uint8
-	_        uint8
+	lastFail atomic.Uint32
+	fl       atomic.Uint32 // failures (low 16 bits), level (bits 16–23), cellWriting
+}
+
+// cellWriting is the bit of cell.fl a writer of the cell holds.
+const cellWriting = 1 << 31
+
+// cellFields returns the failures and level packed in a cell's fl.
+func cellFields(fl uint32) (fails uint16, level uint8) { return uint16(fl), uint8(fl >> 16) }
+
+// lockWrite takes c's writer bit and returns c.fl as it was. The bit is
+// held for a few loads and stores; a writer that finds it taken yields
+// after a short spin, in case the holder was preempted.
+func (c *cell) lockWrite() uint32 {
+	for spins := 0; ; spins++ {
+		v := c.fl.Load()
+		if v&cellWriting == 0 && c.fl.CompareAndSwap(v, v|cellWriting) {
+			return v
+		}
+		if spins >= 64 {
+			runtime.Gosched()
+		}
+	}
+}
+
+// unlockWrite stores fails and level in c.fl, releasing the writer bit.
+func (c *cell) unlockWrite(fails uint16, level uint8) {
+	c.fl.Store(uint32(fails) | uint32(level)<<16)
 }
 
 // sketchWidth returns log2 of the cells per row for an entry cap: about
@@ -118,9 +151,9 @@ func (sk *sketch) mayBeLocked(d Digest) bool {
 	return true
 }
 
-// touch reads the cells of idx without the lock (lockEnd alone, which is
-// atomic), so that their cache misses are taken before the lock is, not
-// while other decisions wait for it.
+// touch reads the cells of idx (lockEnd alone), so that their cache
+// misses overlap, rather than follow one another at each cell's writer
+// bit.
 func (sk *sketch) touch(idx *[sketchRows]int) {
 	for _, i := range idx {
 		sk.cells[i].lockEnd.Load() // atomic: the compiler keeps the read
@@ -138,22 +171,20 @@ func (sk *sketch) estimate(d Digest, now, window time.Duration) (s store.State, 
 	idx := sk.index(d)
 	fails, lastFail := uint16(MaxFailures), uint32(secForever)
 	level, lockEnd := uint8(255), uint32(secForever)
-	sk.touch(&idx)
-	sk.mu.Lock()
 	for _, i := range idx {
 		c := &sk.cells[i]
-		f := c.fails
-		if f > 0 && now >= satAdd(fromSec(c.lastFail), window) {
+		f, lv := cellFields(c.fl.Load())
+		lf := c.lastFail.Load()
+		if f > 0 && now >= satAdd(fromSec(lf), window) {
 			f = 0
 		}
 		fails = min(fails, f)
 		if f > 0 {
-			lastFail = min(lastFail, c.lastFail)
+			lastFail = min(lastFail, lf)
 		}
-		level = min(level, c.level)
+		level = min(level, lv)
 		lockEnd = min(lockEnd, c.lockEnd.Load())
 	}
-	sk.mu.Unlock()
 	s.Failures = int(fails)
 	if fails > 0 {
 		s.LastFail = fromSec(lastFail)
@@ -188,30 +219,32 @@ func (sk *sketch) record(d Digest, s *store.State, now, window, decay time.Durat
 	}
 	idx := sk.index(d)
 	sk.touch(&idx)
-	sk.mu.Lock()
 	for _, i := range idx {
 		c := &sk.cells[i]
+		fails, level := cellFields(c.lockWrite())
+		lastFail := c.lastFail.Load()
 		// Drop what has expired for every key of the cell, as Refresh does
 		// for one key.
-		if c.fails > 0 && now >= satAdd(fromSec(c.lastFail), window) {
-			c.fails, c.lastFail = 0, 0
+		if fails > 0 && now >= satAdd(fromSec(lastFail), window) {
+			fails, lastFail = 0, 0
 		}
 		cle := c.lockEnd.Load()
 		locked := cle == secForever || (cle != 0 && now < fromSec(cle))
-		if c.level > 0 && !locked && now >= satAdd(fromSec(cle), decay) {
-			c.level = 0
+		if level > 0 && !locked && now >= satAdd(fromSec(cle), decay) {
+			level = 0
 		}
-		if !locked && c.level == 0 {
+		if !locked && level == 0 {
 			cle = 0
 		}
 		if fs > 0 {
-			c.fails = max(c.fails, fs)
-			c.lastFail = max(c.lastFail, lf)
+			fails = max(fails, fs)
+			lastFail = max(lastFail, lf)
 		}
-		c.level = max(c.level, lv)
+		level = max(level, lv)
+		c.lastFail.Store(lastFail)
 		c.lockEnd.Store(max(cle, le))
+		c.unlockWrite(fails, level)
 	}
-	sk.mu.Unlock()
 	// Until when something of s stays live, and whether it is a lock.
 	var until uint32
 	if fs > 0 {
@@ -241,13 +274,13 @@ func raise(v *atomic.Uint32, x uint32) {
 
 // clear forgets everything.
 func (sk *sketch) clear() {
-	sk.mu.Lock()
 	sk.live.Store(0)
 	sk.locks.Store(0)
 	for i := range sk.cells {
 		c := &sk.cells[i]
+		c.lockWrite()
 		c.lockEnd.Store(0)
-		c.lastFail, c.fails, c.level = 0, 0, 0
+		c.lastFail.Store(0)
+		c.unlockWrite(0, 0)
 	}
-	sk.mu.Unlock()
 }
