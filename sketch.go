@@ -58,7 +58,9 @@ type sketch struct {
 // every key of the cell (its failures a window after the latest of them,
 // its level a decay after the latest lock end), so every field read, old
 // or new, is at least the live part of each key's own state, and the
-// estimate stays an upper bound.
+// estimate stays an upper bound. ("Every key" holds for keys of one rule:
+// a fold under a shorter window or decay than another key's drops on its
+// own terms, with or without a lock; the writer bit changes nothing there.)
 type cell struct {
 	lockEnd  atomic.Uint32 // 0 none, secForever for no end
 	lastFail atomic.Uint32

@@ -43,7 +43,7 @@ var categories = []struct {
 		// The loads of the filter's words and the lock cache's entries,
 		// where the profile names the atomic type's method.
 		"sync/atomic.(*Uint32).Load", "sync/atomic.(*Uint64).Load", "cacheDrop"}},
-	{"eviction and sketch", []string{"makeRoom", "evict", "(*sketch)", "fold", "sweep", "rehash", "resize", "(*memStore).remove", "expired", "overflow", "eachFull", "lockedOrReserved", "raise"}},
+	{"eviction and sketch", []string{"makeRoom", "evict", "(*sketch)", "(*cell)", "fold", "sweep", "rehash", "resize", "(*memStore).remove", "expired", "overflow", "eachFull", "lockedOrReserved", "raise"}},
 	{"runtime (GC, scheduler)", []string{"runtime."}},
 	{"policy, verdict and bookkeeping", []string{""}},
 }

@@ -238,6 +238,7 @@ func TestCategory(t *testing.T) {
 		"time.runtimeIsBubbled":                                                              "clock",
 		"sync/atomic.(*Uint32).Load":                                                         "table probe and lock cache",
 		"github.com/axes-go/axes.cacheDrop":                                                  "table probe and lock cache",
+		"github.com/axes-go/axes.(*cell).lockWrite":                                          "eviction and sketch",
 	} {
 		if got := category(fn); got != want {
 			t.Errorf("category(%q) = %q, want %q", fn, got, want)
