@@ -164,34 +164,23 @@ func profileMarkdown(r *Results, env Env, ps []Profile) string {
 		p(" %s |", pr.Workload)
 	}
 	p("\n| --- |%s\n", strings.Repeat(" ---: |", len(ps)))
-	for _, c := range categories {
-		p("| %s |", c.name)
-		for _, pr := range ps {
-			share := 0.0
-			if pr.Total > 0 {
-				share = pr.ByCat[c.name] / pr.Total
-			}
-			ns, ok := r.Get(pr.Workload, subjectAxes, "ns/op")
-			if ok {
-				p(" %.0f%% (%s) |", share*100, num(share*ns*float64(max(env.Procs, 1))))
-			} else {
-				p(" %.0f%% |", share*100)
-			}
-		}
-		p("\n")
-	}
-	// The floor, summed, and what remains: axes' own work.
-	rows := []struct {
+	// A row per category, then the floor summed and what remains: axes'
+	// own work.
+	type row struct {
 		name string
 		in   func(cat string) bool
-	}{
-		{"**the floor** (driver, clock, lock, hash, table probe)", isFloor},
-		{"**axes' own work** (the rest)", func(c string) bool { return !isFloor(c) }},
 	}
-	for _, row := range rows {
-		p("| %s |", row.name)
+	var rows []row
+	for _, c := range categories {
+		rows = append(rows, row{c.name, func(cat string) bool { return cat == c.name }})
+	}
+	rows = append(rows,
+		row{"**the floor** (driver, clock, lock, hash, table probe)", isFloor},
+		row{"**axes' own work** (the rest)", func(c string) bool { return !isFloor(c) }})
+	for _, rw := range rows {
+		p("| %s |", rw.name)
 		for _, pr := range ps {
-			share := pr.share(row.in)
+			share := pr.share(rw.in)
 			if ns, ok := r.Get(pr.Workload, subjectAxes, "ns/op"); ok {
 				p(" %.0f%% (%s) |", share*100, num(share*ns*float64(max(env.Procs, 1))))
 			} else {
@@ -230,15 +219,15 @@ var floorCategories = map[string]bool{
 func isFloor(cat string) bool { return floorCategories[cat] }
 
 // share returns the share of the profile's samples in the categories in
-// selects.
+// selects, summed in the order of categories.
 func (p Profile) share(in func(cat string) bool) float64 {
 	if p.Total <= 0 {
 		return 0
 	}
 	sum := 0.0
-	for c, v := range p.ByCat {
-		if in(c) {
-			sum += v
+	for _, c := range categories { // in their order: a sum in map order may round differently from run to run
+		if in(c.name) {
+			sum += p.ByCat[c.name]
 		}
 	}
 	return sum / p.Total
