@@ -199,12 +199,9 @@ func BenchmarkFailDistinct(b *testing.B) {
 func BenchmarkFailAtCap(b *testing.B) {
 	l := Must(New(Policy{Limit: 5}, WithMaxEntries(benchKeys)))
 	uncounted(b)
-	ip := func(i uint32) Key {
-		return Key{IP: netip.AddrFrom4([4]byte{10 + byte(i>>24), byte(i >> 16), byte(i >> 8), byte(i)})}
-	}
 	const sprayed = benchKeys + benchKeys/2
 	for i := range uint32(sprayed) {
-		l.Fail(ip(i))
+		l.Fail(Key{IP: benchIP(i)})
 	}
 	var next atomic.Uint32
 	next.Store(sprayed)
@@ -213,7 +210,7 @@ func BenchmarkFailAtCap(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		locked := false
 		for pb.Next() {
-			locked = l.Fail(ip(next.Add(1))).Locked || locked
+			locked = l.Fail(Key{IP: benchIP(next.Add(1))}).Locked || locked
 		}
 		sink.Store(locked)
 	})

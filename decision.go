@@ -249,24 +249,6 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 		}
 	}
 	var fs fieldSet
-	if l.isLean() && (op == store.OpCheck || (op == store.OpFail && !l.rule.Extend)) {
-		// The refused attempt of a locked client, answered from the lock
-		// cache with the digests alone: no store.Dim built.
-		var ds [maxDims]Digest
-		l.fieldsOf(k, &fs)
-		n := len(l.dims)
-		for i, f := range l.dims {
-			ds[i] = l.h.dimensionDigest(f, &fs)
-		}
-		if v, ok := l.leanFromCache(op, ds[:n]); ok {
-			return v
-		}
-		var dims [8]store.Dim
-		for i, f := range l.dims {
-			dims[i] = store.Dim{Fields: f, Digest: ds[i]}
-		}
-		return l.directDigested(ctx, op, k, passed, &fs, &dims, n)
-	}
 	var dims [8]store.Dim
 	n := l.digests(k, &fs, &dims)
 	if op == store.OpCheck || op == store.OpFail {
@@ -281,22 +263,6 @@ func (l *Limiter) directPassed(ctx context.Context, op store.Op, k *Key, passed 
 // and no events, limit function, observe mode or spray detection.
 func (l *Limiter) isLean() bool {
 	return l.mem != nil && l.onEvent == nil && l.limitFunc == nil && !l.rule.ObserveOnly && l.rule.Spray.Limit == 0
-}
-
-// leanFromCache is cached for a lean limiter (isLean) on the digests ds
-// of its dimensions, in order: op is OpCheck, or OpFail when a refusal
-// does not extend the lock.
-func (l *Limiter) leanFromCache(op store.Op, ds []Digest) (Verdict, bool) {
-	var ends [maxDims]uint64
-	var fails [maxDims]uint16
-	for i, d := range ds {
-		e, f, ok := l.mem.peekLock(d, op == store.OpCheck)
-		if !ok {
-			return Verdict{}, false
-		}
-		ends[i], fails[i] = e, f
-	}
-	return l.leanCached(op, l.dims, ends[:len(ds)], fails[:len(ds)], l.now())
 }
 
 // directDigested is directPassed once k's digests are in dims.
