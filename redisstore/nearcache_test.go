@@ -59,7 +59,7 @@ func TestConformanceLocalLocks(t *testing.T) {
 				t.Logf("decisions answered from the cache: %d", saved)
 			})
 			storetest.Run(t, func() store.Store {
-				s := mustNew(t, c, Options{UseRequestTime: true})
+				s := mustNew(t, c, Options{UseRequestTime: true, Timeout: conformanceTimeout})
 				ready(t, s)
 				mu.Lock()
 				stores = append(stores, s)

@@ -147,6 +147,12 @@ func mustNew(t testing.TB, c redis.UniversalClient, o Options) *Store {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			// A call past Timeout decides on the fallback, not on Redis:
+			// say so, since a test's figures then differ.
+			st := s.Stats()
+			t.Logf("store stats: %d errors, %d fallbacks, %d degradations", st.Errors, st.Fallbacks, st.Degradations)
+		}
 		s.ResetAll(context.Background())
 		s.Close()
 	})
